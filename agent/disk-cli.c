@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "cli.h"
+#include "log.h"
+
+/* Being written: fails loudly until the real command lands. */
+int cmd_plan(const struct global_opts *g, int argc, char **argv) {
+        log_error("The \"plan\" command is not built yet in this version.");
+        return EXIT_NOT_BUILT;
+}
+
+/* Being written: fails loudly until the real command lands. */
+int cmd_partition(const struct global_opts *g, int argc, char **argv) {
+        log_error("The \"partition\" command is not built yet in this version.");
+        return EXIT_NOT_BUILT;
+}

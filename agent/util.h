@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Small helpers shared by every part of the agent: cleanup attributes, string vectors, parsing. */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <string.h>
+#include <unistd.h>
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _unused_ __attribute__((unused))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _warn_unused_ __attribute__((warn_unused_result))
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+#define STRV_FOREACH(s, l) for (char **s = (l); s && *s; s++)
+
+static inline const char *strempty(const char *s) { return s ? s : ""; }
+static inline bool isempty(const char *s) { return !s || !*s; }
+static inline bool streq_ptr(const char *a, const char *b) {
+        return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+#define streq(a, b) (strcmp((a), (b)) == 0)
+
+/* Steal a pointer: returns it and sets the variable to NULL, for handing ownership on. */
+#define TAKE_PTR(p) ({ __typeof__(p) _p = (p); (p) = NULL; _p; })
+
+static inline void freep(void *p) { free(*(void **)p); }
+static inline void fclosep(FILE **f) { if (*f) fclose(*f); }
+static inline void closep(int *fd) { if (*fd >= 0) close(*fd); }
+#define _cleanup_free_ _cleanup_(freep)
+#define _cleanup_fclose_ _cleanup_(fclosep)
+#define _cleanup_close_ _cleanup_(closep)
+#define _cleanup_strv_free_ _cleanup_(strv_freep)
+
+/* A strv is a NULL-terminated array of malloc'ed strings; NULL is the empty strv. */
+size_t strv_length(char *const *l);
+void strv_free(char **l);
+static inline void strv_freep(char ***l) { strv_free(*l); }
+/* Appends a copy of s; returns 0 or -ENOMEM. */
+int strv_push(char ***l, const char *s);
+/* Appends s, taking ownership of it (freed on failure). */
+int strv_consume(char ***l, char *s);
+bool strv_contains(char *const *l, const char *s);
+char **strv_copy(char *const *l);
+/* Joins with sep; returns a new string or NULL on allocation failure. */
+char *strv_join(char *const *l, const char *sep);
+
+/* A string map kept in insertion order (labels, sysctls, bond options ...). */
+struct kv {
+        char *key;
+        char *value;
+};
+struct kvmap {
+        struct kv *items;
+        size_t n;
+};
+void kvmap_clear(struct kvmap *m);
+/* Sets key to value (replacing an existing value); copies both. */
+int kvmap_set(struct kvmap *m, const char *key, const char *value);
+const char *kvmap_get(const struct kvmap *m, const char *key);
+
+/* strdup that aborts on allocation failure is NOT used: callers check for NULL and return -ENOMEM. */
+char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
+
+/* Parses a decimal integer (optional leading '-'), the whole string, no spaces. 0 or -EINVAL/-ERANGE. */
+int parse_int64(const char *s, int64_t *ret);
+/* Parses a boolean spelled true/false/yes/no/1/0/on/off (any case). 0 or -EINVAL. */
+int parse_bool(const char *s, bool *ret);
+/* Parses a size such as "150Gi", "512Mi", "1Ti" or a plain number of bytes. 0 or -EINVAL/-ERANGE. */
+int parse_size(const char *s, uint64_t *ret);
+/* Formats bytes as "300 GiB" / "64 MiB" / "1.5 GiB" into buf. */
+const char *format_bytes(char *buf, size_t len, uint64_t bytes);
+
+/* Reads a whole file into a NUL-terminated buffer. 0 or -errno. */
+int read_full_file(const char *path, char **ret, size_t *ret_len);
+/* Writes data to path with the given mode, atomically (temp file + rename), fsynced. 0 or -errno. */
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+/* Monotonic clock in microseconds. */
+uint64_t now_usec(void);
