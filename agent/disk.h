@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Disks: find, check (no write), then wipe, partition and format; roll back on failure. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+
+enum part_id { PART_EFI, PART_OEM, PART_RECOVERY, PART_STATE, PART_PERSISTENT, PART_DATA, _PART_MAX };
+
+struct disk_plan; /* opaque: owns the O_EXCL file descriptors of every disk involved */
+
+/* Finds install.device, install.data_disk and the wipe list (waiting for late disks), checks every
+ * one (whole disk, not mounted/swap/held/boot medium, O_EXCL, sizes) and computes the layout.
+ * Writes nothing. Messages printed here. 0 or -errno (-ENODEV missing, -EBUSY in use, -ENOSPC too
+ * small, -EINVAL a partition or device == data_disk). */
+int disks_prepare(const struct config *c, struct disk_plan **ret);
+/* Prints the layout (sizes in bytes and human form) to stdout. */
+void disk_plan_print(const struct disk_plan *p);
+/* Wipes signatures, writes the GPT, waits for the partition nodes, formats. On failure it removes
+ * the partition table it wrote and says so. 0 or -errno. */
+int disks_write(struct disk_plan *p);
+/* Removes the partition table written by disks_write (for failures in later stages). */
+int disks_rollback(struct disk_plan *p);
+/* The node of a partition after disks_write ("/dev/sda3"; the data disk itself for PART_DATA when a
+ * data disk is used), or NULL when the layout has no such partition. */
+const char *disk_plan_node(const struct disk_plan *p, enum part_id id);
+void disk_plan_free(struct disk_plan *p);
+static inline void disk_plan_freep(struct disk_plan **p) { disk_plan_free(*p); }
