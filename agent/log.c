@@ -15,6 +15,7 @@ static size_t n_consoles;
 static int capture_fd = -1;
 static char *capture_path;
 static char **secrets;
+static char *last_error;
 
 void log_set_max_level(enum log_level level) {
         max_level = level;
@@ -76,6 +77,10 @@ int log_set_capture_file(const char *path) {
         capture_path = p;
         pthread_mutex_unlock(&log_lock);
         return 0;
+}
+
+const char *log_last_error(void) {
+        return last_error;
 }
 
 const char *log_capture_file(void) {
@@ -160,6 +165,10 @@ static void emit(enum log_level level, const char *text) {
         _cleanup_free_ char *clean = redact_locked(text);
         _cleanup_free_ char *line = strdup_printf("harvester-install: %s%s\n", prefix[level],
                                                   clean ? clean : "(message lost: out of memory)");
+        if (level == LOG_LEVEL_ERROR && clean) {
+                free(last_error);
+                last_error = strdup(clean);
+        }
         if (line) {
                 size_t len = strlen(line);
                 write_all(STDERR_FILENO, line, len);

@@ -44,6 +44,9 @@ int log_internalv(enum log_level level, int error, const char *fmt, va_list ap) 
 #define log_error_errno(e, ...) log_internal(LOG_LEVEL_ERROR, (e), __VA_ARGS__)
 #define log_oom() log_internal(LOG_LEVEL_ERROR, ENOMEM, "Out of memory.")
 
+/* The text of the last error logged (redacted), or NULL: the FAILED marker repeats it. */
+const char *log_last_error(void);
+
 /*
  * Marker lines for the QEMU harness and for operators grepping a serial log:
  *   "[harvester-install] STAGE <name>"            a stage begins
