@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <curl/curl.h>
+
 struct http_options {
         const char *what;          /* what is fetched, for messages: "config_url" */
         bool insecure;             /* skip TLS verification (rd.noverifyssl) */
@@ -13,6 +15,12 @@ struct http_options {
         long connect_timeout_sec;  /* per attempt; 0: 10 s */
         long stall_timeout_sec;    /* abort an attempt with no byte received for this long; 0: 30 s */
         size_t max_body;           /* larger bodies are refused; 0: 16 MiB */
+        /* Additions (zero keeps the behaviour above): */
+        const char *hint;          /* last sentence of the final error when retries ran out: what
+                                    * the operator can do. NULL: "Check that the server is
+                                    * reachable from this machine and serves the file." */
+        uint64_t retry_base_usec;  /* first backoff ceiling; 0: 1 s */
+        uint64_t retry_cap_usec;   /* largest backoff ceiling; 0: 30 s */
 };
 
 /*
@@ -22,8 +30,47 @@ struct http_options {
  * Other 4xx fail at once. Proxy variables are honoured. Messages are printed here; returns 0,
  * -ENOENT (404/410), -EACCES (401/403), -EPROTO (other 4xx), -ETIMEDOUT (deadline passed),
  * -EFBIG (body too large), -ENOMEM, or -EIO.
+ * Also: -ENOENT for a file:// URL whose file does not exist, -EPROTO for a final 3xx or a URL
+ * (or redirect) with a protocol other than http/https/file, -EINVAL for a malformed URL.
+ * No attempt runs past the deadline (each attempt's timeout is capped to the time left).
+ * Retry-After (seconds) on 429/503 is honoured up to the backoff cap. Redirects: at most 10,
+ * to http or https only (a server cannot redirect the agent to a local file).
  */
 int http_get(const char *url, const struct http_options *o, char **ret_body, size_t *ret_len);
 
 /* A copy of url safe to print: any "user:password@" is shown as "user:<redacted>@". */
 char *url_redact(const char *url);
+
+/* ---- Shared libcurl plumbing (also used by download.c and webhook.c) ---- */
+
+/* curl_global_init() once per process, thread-safe (pthread_once). 0 or -EIO. */
+int http_global_init(void);
+
+/*
+ * A new easy handle with the agent's transfer policy: protocols http, https, file (redirects
+ * followed, at most 10, to http/https only), TLS verified against the system CAs unless insecure,
+ * proxy variables honoured (libcurl's own environment handling), connect timeout
+ * (0: 10 s), stall detection (no byte for stall_timeout_sec, 0: 30 s, fails the transfer with
+ * CURLE_OPERATION_TIMEDOUT), no signals, TCP keepalive, a User-Agent. Calls http_global_init().
+ * 0, -ENOMEM or -EIO.
+ */
+int http_easy_new(bool insecure, long connect_timeout_sec, long stall_timeout_sec, CURL **ret);
+
+/* Whether a failed transfer is worth another attempt: connection refused/reset, DNS, timeouts,
+ * stalls, partial bodies, TLS handshake failures. */
+bool http_curl_retryable(CURLcode code);
+
+/* The errno an HTTP status that is not retried stands for: 0 (2xx), -ENOENT (404, 410),
+ * -EACCES (401, 403), -EPROTO (anything else). */
+int http_status_to_errno(long status);
+
+static inline void curl_easy_cleanupp(CURL **c) {
+        if (*c)
+                curl_easy_cleanup(*c);
+}
+static inline void curl_slist_free_allp(struct curl_slist **l) {
+        if (*l)
+                curl_slist_free_all(*l);
+}
+#define _cleanup_curl_ __attribute__((cleanup(curl_easy_cleanupp)))
+#define _cleanup_curl_slist_ __attribute__((cleanup(curl_slist_free_allp)))

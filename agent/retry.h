@@ -21,7 +21,10 @@ struct retry_state {
 void retry_init(struct retry_state *s, uint64_t now_usec, uint64_t seed);
 /* Called after a failed attempt: returns the delay before the next one, drawn uniformly from
  * [0, min(cap, base * 2^(attempt-1))], or UINT64_MAX when the next attempt would start past the
- * deadline. Increments s->attempt. */
+ * deadline. Increments s->attempt. (attempt is the count after the increment, so the first call
+ * draws from [0, base].) The window is also narrowed to the time left before the deadline, so a
+ * returned delay never makes the next attempt start past it; UINT64_MAX once now_usec is at or
+ * past start + deadline, and always when deadline_usec is 0. */
 uint64_t retry_next_delay(const struct retry_policy *p, struct retry_state *s, uint64_t now_usec);
 /* True for statuses worth retrying: 408, 429 and 5xx. */
 bool http_status_retryable(long status);
