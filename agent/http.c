@@ -219,6 +219,10 @@ static uint64_t seed_now(void) {
         return ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40) ^ now_usec();
 }
 
+static bool startswith(const char *s, const char *prefix) {
+        return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
 enum verdict { ATTEMPT_OK, ATTEMPT_RETRY, ATTEMPT_FAIL };
 
 static void body_freep(struct body *b) {
@@ -323,6 +327,9 @@ int http_get(const char *url, const struct http_options *o, char **ret_body, siz
                         while (k > 0 && (reason[k - 1] == '\n' || reason[k - 1] == ' '))
                                 reason[--k] = 0;
                         timed_out = cc == CURLE_OPERATION_TIMEDOUT;
+                        if (timed_out && startswith(reason, "Operation too slow"))
+                                snprintf(reason, sizeof(reason), "stalled: nothing received for %ld s",
+                                         o->stall_timeout_sec > 0 ? o->stall_timeout_sec : DEFAULT_STALL_TIMEOUT_SEC);
                         if (http_curl_retryable(cc))
                                 v = ATTEMPT_RETRY;
                         else
