@@ -112,7 +112,7 @@ int layout_compute(const struct layout_request *req, struct layout *ret) {
                 log_error("%s has only %s: no room for a partition table.", dev, format_bytes(b1, sizeof b1, req->disk_bytes));
                 return -ENOSPC;
         }
-        l.end_usable = req->disk_bytes - (GPT_ENTRIES_BYTES + ss);
+        l.end_usable = align_down(req->disk_bytes, ss) - (GPT_ENTRIES_BYTES + ss);
         uint64_t end = align_down(l.end_usable, LAYOUT_ALIGN); /* where "the rest" ends */
 
         bool data_part = !req->data_disk;

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Writing the layout as a GPT with libfdisk, reading a table back, and telling the kernel about
+ * partitions: BLKRRPART, else BLKPG one partition at a time (kernels without a GPT parser).
+ */
+#pragma once
+
+#include <stdint.h>
+
+#include "layout.h"
+
+/* A partition as found in a table (libfdisk) or in the kernel (sysfs). Bytes. */
+struct part_info {
+        unsigned partno;
+        uint64_t start;
+        uint64_t size;
+        char name[73];      /* GPT name (UTF-8), "" when none */
+        char type[40];      /* type GUID, upper case, "" when none */
+};
+
+/*
+ * Writes a new GPT holding l's partitions to fd, a whole disk or an image file (path is used in
+ * messages), under flock(LOCK_EX) on fd; fsyncs. Whatever table was there is replaced.
+ * The disk's size and sector size must be those l was computed for. 0 or -errno (logged).
+ */
+int partition_write_table(int fd, const char *path, const struct layout *l);
+
+/* Reads the GPT on fd with libfdisk. *ret is a malloc'ed array of *ret_n entries, by partno.
+ * -ENOMEDIUM when there is no partition table. */
+int partition_read_table(int fd, const char *path, char **ret_label, struct part_info **ret, size_t *ret_n);
+
+/* Reads the table back and compares it with l: count, numbers, starts, sizes, names, types. */
+int partition_verify(int fd, const char *path, const struct layout *l);
+
+/* The partitions the kernel currently has for the whole disk "sysname" (e.g. "sda"), from
+ * /sys/block/<sysname>/<part>/{partition,start,size}; names of their nodes in ret_names when not
+ * NULL (a strv parallel to *ret). */
+int partition_kernel_list(const char *sysname, struct part_info **ret, size_t *ret_n, char ***ret_names);
+
+/*
+ * Makes the kernel's view of disk fd match l (NULL: no partitions, after a wipe): BLKRRPART, and
+ * when that fails (busy, or no parser for the table), BLKPG: stale partitions deleted, missing ones
+ * added. With l, waits up to timeout_usec for every partition node in /dev and stores
+ * "/dev/<name>" for l->parts[i] in ret_nodes[i] (malloc'ed; ret_nodes may be NULL).
+ */
+int partition_kernel_sync(int fd, const char *node, const char *sysname, const struct layout *l,
+                          uint64_t timeout_usec, char *ret_nodes[_PART_MAX]);
