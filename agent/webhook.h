@@ -8,3 +8,39 @@
  * templated with {{.Hostname}} {{.MACAddr}} {{.IPAddrV4}} {{.IPAddrV6}} of the management
  * interface. Short timeout, bounded retries. Never fails the caller. */
 void webhook_send(const struct config *c, const char *event);
+
+/* ---- Parts of webhook_send(), exposed for validation and tests ---- */
+
+/* The values a URL or payload template sees. NULL renders as empty. */
+struct webhook_values {
+        const char *hostname; /* {{.Hostname}} */
+        const char *mac;      /* {{.MACAddr}} */
+        const char *ipv4;     /* {{.IPAddrV4}} */
+        const char *ipv6;     /* {{.IPAddrV6}} */
+};
+
+/*
+ * Renders the Go text/template subset Harvester's webhooks use: actions {{.Field}} with optional
+ * spaces inside the braces, trim markers ("{{- " and " -}}") and comments (a C-style comment
+ * right inside the braces, as in Go).
+ * Fields other than the four above render empty (Go's missingkey=zero on a string map). Any
+ * other action ({{if}}, pipelines, a bare {{.}}) or a "{{" without "}}" is -EINVAL, with
+ * *ret_error (if given) set to a static description. 0, -EINVAL or -ENOMEM.
+ */
+int webhook_render(const char *tmpl, const struct webhook_values *v, char **ret, const char **ret_error);
+
+/*
+ * The management interface's name, as webhooks see it: "mgmt-br" when it exists, else the first
+ * of install.management_interface.interfaces that exists (matched by name, or by hw_addr against
+ * each interface's address, case-insensitively), else the interface of the IPv4 default route
+ * (else the IPv6 one). sysfs_net: a /sys/class/net-like directory (NULL: the real one); proc_net:
+ * a /proc/net-like directory holding route and ipv6_route (NULL: the real one).
+ * 0, -ENOENT (none found) or -ENOMEM.
+ */
+int webhook_mgmt_interface(const struct mgmt_interface *m, const char *sysfs_net, const char *proc_net, char **ret);
+
+/* The values of the live system for c: hostname from os.hostname, MAC from sysfs, first IPv4 and
+ * first global (else link-local) IPv6 address of the management interface (getifaddrs). Fields
+ * that cannot be found are NULL. Free with webhook_values_done(). */
+void webhook_values_collect(const struct config *c, struct webhook_values *ret);
+void webhook_values_done(struct webhook_values *v);
