@@ -28,3 +28,22 @@ int disks_rollback(struct disk_plan *p);
 const char *disk_plan_node(const struct disk_plan *p, enum part_id id);
 void disk_plan_free(struct disk_plan *p);
 static inline void disk_plan_freep(struct disk_plan **p) { disk_plan_free(*p); }
+
+/* Additions (issue 5). */
+
+enum {
+        /* For `plan`: check and compute without side effects. Disks are opened read-only (still
+         * O_EXCL), old LVM/MD holders are reported as "would be stopped" instead of stopped, and
+         * disks_write() refuses such a plan. */
+        DISK_PREPARE_DRY_RUN = 1 << 0,
+};
+int disks_prepare_flags(const struct config *c, unsigned flags, struct disk_plan **ret);
+
+/* How long disks_prepare() waits for a named disk to appear, and disks_write() for partition
+ * nodes. Default 60 s; the environment variable HARVESTER_INSTALL_DISK_WAIT (seconds) overrides
+ * the default; this call overrides both (tests). */
+void disks_set_wait_timeout(uint64_t usec);
+
+/* The whole-disk nodes chosen ("/dev/sda"); NULL when there is no data disk. */
+const char *disk_plan_install_disk(const struct disk_plan *p);
+const char *disk_plan_data_disk(const struct disk_plan *p);
