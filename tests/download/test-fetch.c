@@ -1,0 +1,423 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The verified, resumable download against the fault-injecting server (tests/net/fault-server.py)
+ * on 127.0.0.1: each failure case of issue 4 with its expected outcome, in process
+ * (download_file()) and through the `fetch` command (exit codes).
+ */
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <cmocka.h>
+
+#include "download.h"
+#include "log.h"
+#include "server.h"
+#include "util.h"
+
+#define FILE_SIZE (4 * 1024 * 1024 + 4321)
+
+static struct test_server srv = { .stdin_fd = -1, .stdout_fd = -1 };
+static char *served;  /* the server's directory */
+static char *out;     /* where downloads go */
+static char *capture; /* the log, for message checks */
+static unsigned char *data_a, *data_b;
+static struct checksum sum_a, sum_b, sum_a256;
+
+static void digest(const EVP_MD *md, enum checksum_algo algo, const unsigned char *d, size_t len, struct checksum *ret) {
+        unsigned char m[EVP_MAX_MD_SIZE];
+        unsigned n = 0;
+        assert_int_equal(EVP_Digest(d, len, m, &n, md, NULL), 1);
+        ret->algo = algo;
+        for (unsigned i = 0; i < n; i++)
+                snprintf(ret->hex + 2 * i, 3, "%02x", m[i]);
+}
+
+static unsigned char *random_data(uint64_t seed) {
+        unsigned char *d = malloc(FILE_SIZE);
+        if (!d)
+                return NULL;
+        uint64_t x = seed;
+        for (size_t i = 0; i < FILE_SIZE; i++) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                d[i] = (unsigned char)(x >> 32);
+        }
+        return d;
+}
+
+static int setup(void **state) {
+        data_a = random_data(0x1234567890abcdefULL);
+        data_b = random_data(0xfedcba0987654321ULL);
+        if (!data_a || !data_b || test_mkdtemp(&served) < 0 || test_mkdtemp(&out) < 0)
+                return -1;
+        /* served files must be readable by the server whatever its user */
+        if (chmod(served, 0755) < 0)
+                return -1;
+        if (test_write_file(served, "f.bin", data_a, FILE_SIZE) < 0 ||
+            test_write_file(served, "c.bin", data_a, FILE_SIZE) < 0 ||
+            test_write_file(served, "c.bin.v2", data_b, FILE_SIZE - 1000) < 0)
+                return -1;
+        digest(EVP_sha512(), CHECKSUM_SHA512, data_a, FILE_SIZE, &sum_a);
+        digest(EVP_sha256(), CHECKSUM_SHA256, data_a, FILE_SIZE, &sum_a256);
+        digest(EVP_sha512(), CHECKSUM_SHA512, data_b, FILE_SIZE - 1000, &sum_b);
+
+        /* A release-style checksum list. */
+        _cleanup_free_ char *list = strdup_printf("%s  other.iso\n%s  f.bin\n", sum_b.hex, sum_a.hex);
+        if (!list || test_write_file(served, "SHA512SUMS", list, strlen(list)) < 0)
+                return -1;
+
+        capture = strdup_printf("%s/log", out);
+        if (!capture || log_set_capture_file(capture) < 0)
+                return -1;
+        return test_server_start(served, &srv) < 0 ? -1 : 0;
+}
+
+static int teardown(void **state) {
+        test_server_stop(&srv);
+        test_rm_rf(served);
+        test_rm_rf(out);
+        free(served);
+        free(out);
+        free(capture);
+        free(data_a);
+        free(data_b);
+        return 0;
+}
+
+static int before_each(void **state) {
+        assert_int_equal(test_server_reset(&srv), 0);
+        assert_int_equal(truncate(capture, 0), 0);
+        return 0;
+}
+
+static char *dest_path(const char *name) {
+        char *p = strdup_printf("%s/%s", out, name);
+        assert_non_null(p);
+        return p;
+}
+
+static bool exists(const char *path) {
+        return access(path, F_OK) == 0;
+}
+
+static void assert_file_equals(const char *path, const unsigned char *d, size_t len) {
+        char *text = NULL;
+        size_t n = 0;
+        assert_int_equal(read_full_file(path, &text, &n), 0);
+        assert_int_equal(n, len);
+        assert_memory_equal(text, d, len);
+        free(text);
+}
+
+/* Nothing left behind: neither the file nor its ".part". */
+static void assert_no_file(const char *path) {
+        _cleanup_free_ char *part = strdup_printf("%s.part", path);
+        assert_false(exists(path));
+        assert_false(exists(part));
+}
+
+static char *log_text(void) {
+        char *t = NULL;
+        assert_int_equal(read_full_file(capture, &t, NULL), 0);
+        return t;
+}
+
+static int fetch(const char *path, const struct checksum *expected, const char *dest, long stall,
+                 int64_t deadline, struct download_result *res) {
+        _cleanup_free_ char *url = test_server_url(&srv, "%s", path);
+        assert_non_null(url);
+        const struct download_options o = {
+                .url = url,
+                .dest = dest,
+                .what = "test",
+                .expected = expected,
+                .stall_timeout_sec = stall,
+                .deadline_sec = deadline,
+        };
+        return download_file(&o, res);
+}
+
+static void test_ok(void **state) {
+        _cleanup_free_ char *dest = dest_path("ok.bin");
+        struct download_result res;
+        assert_int_equal(fetch("/ok/f.bin", &sum_a, dest, 0, 0, &res), 0);
+        assert_true(res.verified);
+        assert_true(res.size == FILE_SIZE);
+        assert_true(checksum_equal(&res.digest, &sum_a));
+        assert_int_equal(res.attempts, 1);
+        assert_file_equals(dest, data_a, FILE_SIZE);
+        assert_int_equal(test_server_count(&srv, "/ok/f.bin"), 1);
+        struct stat st;
+        assert_int_equal(stat(dest, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0600);
+
+        /* SHA-256 too */
+        _cleanup_free_ char *dest2 = dest_path("ok256.bin");
+        assert_int_equal(fetch("/ok/f.bin", &sum_a256, dest2, 0, 0, &res), 0);
+        assert_int_equal(res.digest.algo, CHECKSUM_SHA256);
+        assert_true(checksum_equal(&res.digest, &sum_a256));
+
+        /* without an expected checksum: complete, SHA-512 computed, not verified */
+        _cleanup_free_ char *dest3 = dest_path("unverified.bin");
+        assert_int_equal(fetch("/ok/f.bin", NULL, dest3, 0, 0, &res), 0);
+        assert_false(res.verified);
+        assert_true(checksum_equal(&res.digest, &sum_a));
+}
+
+/* Progress lines (percent, bytes, MiB/s, ETA) at most once a second, and a final line. */
+static void test_progress(void **state) {
+        _cleanup_free_ char *dest = dest_path("slow.bin");
+        struct download_result res;
+        assert_int_equal(fetch("/ok/f.bin?rate=1500000", &sum_a, dest, 0, 0, &res), 0);
+        _cleanup_free_ char *log = log_text();
+        assert_non_null(strstr(log, "%  "));
+        assert_non_null(strstr(log, " of 4.0 MiB  "));
+        assert_non_null(strstr(log, " MiB/s  ETA "));
+        assert_non_null(strstr(log, "test: received 4.0 MiB in "));
+        assert_non_null(strstr(log, "MiB/s average"));
+        assert_non_null(strstr(log, "checksum verified: sha512:"));
+}
+
+static void test_drop30(void **state) {
+        _cleanup_free_ char *dest = dest_path("drop.bin");
+        struct download_result res;
+        assert_int_equal(fetch("/drop30/f.bin", &sum_a, dest, 0, 0, &res), 0);
+        assert_true(checksum_equal(&res.digest, &sum_a));
+        assert_int_equal(res.resumes, 1);
+        assert_int_equal(res.restarts, 0);
+        assert_file_equals(dest, data_a, FILE_SIZE);
+
+        /* the second request continued from where the first stopped, guarded by If-Range */
+        _cleanup_strv_free_ char **lines = NULL;
+        assert_int_equal(test_server_request_lines(&srv, "/drop30/f.bin", &lines), 0);
+        assert_int_equal(strv_length(lines), 2);
+        assert_null(strstr(lines[0], "\"range\""));
+        _cleanup_free_ char *range = strdup_printf("\"range\": \"bytes=%d-\"", (int)(FILE_SIZE * 0.3));
+        assert_non_null(strstr(lines[1], range));
+        assert_non_null(strstr(lines[1], "\"if-range\": \"\\\""));
+}
+
+static void test_stall(void **state) {
+        _cleanup_free_ char *dest = dest_path("stall.bin");
+        struct download_result res;
+        /* the server holds the connection for 60 s; the stall timeout is 1 s */
+        assert_int_equal(fetch("/stall/f.bin?stall=60", &sum_a, dest, 1, 0, &res), 0);
+        assert_true(checksum_equal(&res.digest, &sum_a));
+        assert_int_equal(res.resumes, 1);
+        assert_file_equals(dest, data_a, FILE_SIZE);
+        _cleanup_strv_free_ char **lines = NULL;
+        assert_int_equal(test_server_request_lines(&srv, "/stall/f.bin", &lines), 0);
+        assert_int_equal(strv_length(lines), 2);
+        _cleanup_free_ char *range = strdup_printf("\"range\": \"bytes=%d-\"", FILE_SIZE / 2);
+        assert_non_null(strstr(lines[1], range));
+        _cleanup_free_ char *log = log_text();
+        assert_non_null(strstr(log, "stalled: nothing received for 1 s"));
+}
+
+static void test_503_twice(void **state) {
+        _cleanup_free_ char *dest = dest_path("503.bin");
+        struct download_result res;
+        assert_int_equal(fetch("/fail503x2/f.bin", &sum_a, dest, 0, 30, &res), 0);
+        assert_int_equal(res.attempts, 3);
+        assert_true(checksum_equal(&res.digest, &sum_a));
+        assert_int_equal(test_server_count(&srv, "/fail503x2/f.bin"), 3);
+        assert_file_equals(dest, data_a, FILE_SIZE);
+}
+
+static void test_404(void **state) {
+        _cleanup_free_ char *dest = dest_path("404.bin");
+        struct download_result res;
+        assert_int_equal(fetch("/404/f.bin", &sum_a, dest, 0, 30, &res), -ENOENT);
+        assert_int_equal(test_server_count(&srv, "/404/f.bin"), 1); /* at once, no retry */
+        assert_no_file(dest);
+        /* other 4xx: at once too */
+        assert_int_equal(fetch("/status/403/f.bin", &sum_a, dest, 0, 30, &res), -EACCES);
+        assert_int_equal(fetch("/status/400/f.bin", &sum_a, dest, 0, 30, &res), -EPROTO);
+        assert_int_equal(test_server_count(&srv, "/status/"), 2);
+        assert_no_file(dest);
+}
+
+static void test_wrong(void **state) {
+        _cleanup_free_ char *dest = dest_path("wrong.bin");
+        struct download_result res;
+        /* an existing file at dest is not touched by a failed download */
+        assert_int_equal(test_write_file(out, "wrong.bin", "old", 3), 0);
+        assert_int_equal(fetch("/wrong/f.bin", &sum_a, dest, 0, 0, &res), -EBADMSG);
+        assert_file_equals(dest, (const unsigned char *)"old", 3);
+        unlink(dest);
+        assert_no_file(dest);
+        _cleanup_free_ char *log = log_text();
+        _cleanup_free_ char *want = strdup_printf("expected sha512:%s, got sha512:", sum_a.hex);
+        assert_non_null(strstr(log, want));
+        _cleanup_free_ char *bytes = strdup_printf("(%d bytes received)", FILE_SIZE);
+        assert_non_null(strstr(log, bytes));
+}
+
+/* The file changes between the drop and the resume: If-Range fails, the server sends the whole new
+ * version, the download starts again from zero and ends with version B's digest. */
+static void test_change(void **state) {
+        _cleanup_free_ char *dest = dest_path("change.bin");
+        struct download_result res;
+        assert_int_equal(fetch("/change/c.bin", &sum_b, dest, 0, 0, &res), 0);
+        assert_true(res.verified);
+        assert_true(checksum_equal(&res.digest, &sum_b));
+        assert_int_equal(res.restarts, 1);
+        assert_true(res.size == FILE_SIZE - 1000);
+        assert_file_equals(dest, data_b, FILE_SIZE - 1000);
+        _cleanup_strv_free_ char **lines = NULL;
+        assert_int_equal(test_server_request_lines(&srv, "/change/c.bin", &lines), 0);
+        assert_int_equal(strv_length(lines), 2);
+        assert_non_null(strstr(lines[1], "\"if-range\""));
+        _cleanup_free_ char *log = log_text();
+        assert_non_null(strstr(log, "changed on the server"));
+
+        /* expecting version A: a mismatch (never a file spliced from A and B), nothing left */
+        assert_int_equal(unlink(dest), 0);
+        assert_int_equal(test_server_reset(&srv), 0);
+        assert_int_equal(fetch("/change/c.bin", &sum_a, dest, 0, 0, &res), -EBADMSG);
+        assert_no_file(dest);
+}
+
+/* A server without Range support drops the connection: we start again from zero (documented
+ * choice), never a corrupt file. */
+static void test_norange(void **state) {
+        _cleanup_free_ char *dest = dest_path("norange.bin");
+        struct download_result res;
+        assert_int_equal(fetch("/norange/f.bin", &sum_a, dest, 0, 0, &res), 0);
+        assert_true(checksum_equal(&res.digest, &sum_a));
+        assert_int_equal(res.restarts, 1);
+        assert_int_equal(res.resumes, 0);
+        assert_file_equals(dest, data_a, FILE_SIZE);
+        assert_int_equal(test_server_count(&srv, "/norange/f.bin"), 2);
+        _cleanup_free_ char *log = log_text();
+        assert_non_null(strstr(log, "does not accept Range requests"));
+}
+
+static void test_short(void **state) {
+        _cleanup_free_ char *dest = dest_path("short.bin");
+        struct download_result res;
+        assert_int_equal(fetch("/short/f.bin", &sum_a, dest, 0, 30, &res), -EPROTO);
+        assert_no_file(dest);
+        _cleanup_free_ char *log = log_text();
+        assert_non_null(strstr(log, "short file"));
+        assert_non_null(strstr(log, "but sent 4.0 MiB"));
+        /* without a checksum too */
+        assert_int_equal(fetch("/short/f.bin", NULL, dest, 0, 30, &res), -EPROTO);
+        assert_no_file(dest);
+}
+
+/* Connection refused: retried until the deadline, then a clear error. */
+static void test_unreachable(void **state) {
+        _cleanup_free_ char *dest = dest_path("refused.bin");
+        struct download_result res;
+        const struct download_options o = {
+                .url = "http://127.0.0.1:1/f.bin",
+                .dest = dest,
+                .what = "test",
+                .deadline_sec = 2,
+        };
+        assert_int_equal(download_file(&o, &res), -ETIMEDOUT);
+        assert_no_file(dest);
+        _cleanup_free_ char *log = log_text();
+        assert_non_null(strstr(log, "giving up on http://127.0.0.1:1/f.bin after"));
+}
+
+static void test_checksum_url(void **state) {
+        _cleanup_free_ char *url = test_server_url(&srv, "/ok/f.bin");
+        _cleanup_free_ char *list = test_server_url(&srv, "/ok/SHA512SUMS");
+        _cleanup_free_ char *missing = test_server_url(&srv, "/ok/g.bin");
+        _cleanup_free_ char *gone = test_server_url(&srv, "/404/SHA512SUMS");
+        struct checksum c;
+        bool have = true;
+        assert_int_equal(download_resolve_checksum(url, NULL, NULL, "k", "ku", false, 5, &c, &have), 0);
+        assert_false(have);
+        assert_int_equal(download_resolve_checksum(url, NULL, list, "k", "ku", false, 5, &c, &have), 0);
+        assert_true(have);
+        assert_true(checksum_equal(&c, &sum_a));
+        assert_int_equal(download_resolve_checksum(missing, NULL, list, "k", "ku", false, 5, &c, &have), -ENOENT);
+        assert_int_equal(download_resolve_checksum(url, NULL, gone, "k", "ku", false, 5, &c, &have), -ENOENT);
+        /* the literal checksum wins over the list */
+        _cleanup_free_ char *lit = strdup_printf("sha512:%s", sum_b.hex);
+        assert_int_equal(download_resolve_checksum(url, lit, list, "k", "ku", false, 5, &c, &have), 0);
+        assert_true(checksum_equal(&c, &sum_b));
+        assert_int_equal(download_resolve_checksum(url, "sha512:abc", NULL, "k", "ku", false, 5, &c, &have), -EINVAL);
+}
+
+/* The `fetch` command: exit codes and what is left on disk. */
+static int run_agent(const char *const *args) {
+        const char *agent = getenv("AGENT");
+        assert_non_null(agent);
+        char *argv[16] = { (char *)agent, (char *)"fetch" };
+        size_t n = 2;
+        for (size_t i = 0; args[i]; i++)
+                argv[n++] = (char *)args[i];
+        argv[n] = NULL;
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                int fd = open("/dev/null", O_WRONLY);
+                dup2(fd, STDOUT_FILENO);
+                execv(agent, argv);
+                _exit(127);
+        }
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        return WEXITSTATUS(status);
+}
+
+static void test_cli(void **state) {
+        _cleanup_free_ char *ok = test_server_url(&srv, "/drop30/f.bin");
+        _cleanup_free_ char *wrong = test_server_url(&srv, "/wrong/f.bin");
+        _cleanup_free_ char *nf = test_server_url(&srv, "/404/f.bin");
+        _cleanup_free_ char *list = test_server_url(&srv, "/ok/SHA512SUMS");
+        _cleanup_free_ char *sum = strdup_printf("sha512:%s", sum_a.hex);
+        _cleanup_free_ char *dest = dest_path("cli.bin");
+
+        assert_int_equal(run_agent((const char *[]) { ok, dest, "--checksum", sum, NULL }), 0);
+        assert_file_equals(dest, data_a, FILE_SIZE);
+        unlink(dest);
+        /* a directory as DEST keeps the file name; the checksum from the list */
+        assert_int_equal(run_agent((const char *[]) { ok, out, "--checksum-url", list, NULL }), 0);
+        _cleanup_free_ char *in_dir = dest_path("f.bin");
+        assert_file_equals(in_dir, data_a, FILE_SIZE);
+        unlink(in_dir);
+        /* no checksum: complete is success (with a warning) */
+        assert_int_equal(run_agent((const char *[]) { ok, dest, NULL }), 0);
+        unlink(dest);
+
+        assert_int_equal(run_agent((const char *[]) { wrong, dest, "--checksum", sum, NULL }), 5);
+        assert_no_file(dest);
+        assert_int_equal(run_agent((const char *[]) { nf, dest, "--checksum", sum, NULL }), 5);
+        assert_no_file(dest);
+
+        assert_int_equal(run_agent((const char *[]) { ok, NULL }), 2);
+        assert_int_equal(run_agent((const char *[]) { ok, dest, "--checksum", "md5:abc", NULL }), 2);
+        assert_int_equal(run_agent((const char *[]) { ok, dest, "--stall-timeout", "x", NULL }), 2);
+        assert_int_equal(run_agent((const char *[]) { ok, dest, "--bogus", NULL }), 2);
+        assert_no_file(dest);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup(test_ok, before_each),
+                cmocka_unit_test_setup(test_progress, before_each),
+                cmocka_unit_test_setup(test_drop30, before_each),
+                cmocka_unit_test_setup(test_stall, before_each),
+                cmocka_unit_test_setup(test_503_twice, before_each),
+                cmocka_unit_test_setup(test_404, before_each),
+                cmocka_unit_test_setup(test_wrong, before_each),
+                cmocka_unit_test_setup(test_change, before_each),
+                cmocka_unit_test_setup(test_norange, before_each),
+                cmocka_unit_test_setup(test_short, before_each),
+                cmocka_unit_test_setup(test_unreachable, before_each),
+                cmocka_unit_test_setup(test_checksum_url, before_each),
+                cmocka_unit_test_setup(test_cli, before_each),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
