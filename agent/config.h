@@ -132,7 +132,7 @@ struct config {
 };
 
 struct config_source {
-        const char *cmdline_file; /* NULL: /proc/cmdline + /etc/cmdline.d/*.conf + /run/initramfs/cmdline.d/*.conf */
+        const char *cmdline_file; /* NULL: /proc/cmdline + the dracut cmdline.d/<name>.conf files */
         const char *config_file;  /* NULL: fetch install.config_url when set */
 };
 
