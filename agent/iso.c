@@ -17,12 +17,7 @@ static inline void archive_read_freep(struct archive **a) {
         if (*a)
                 archive_read_free(*a);
 }
-static inline void archive_write_freep(struct archive **a) {
-        if (*a)
-                archive_write_free(*a);
-}
 #define _cleanup_archive_read_ __attribute__((cleanup(archive_read_freep)))
-#define _cleanup_archive_write_ __attribute__((cleanup(archive_write_freep)))
 
 static const char *const required_files[] = {
         "rootfs.squashfs",
@@ -57,6 +52,13 @@ static int iso_open(const char *iso_path, struct archive **ret) {
                 return log_error_errno(EIO, "libarchive cannot read ISO9660: %s", archive_error_string(a));
         if (archive_read_open_filename(a, iso_path, 64 * 1024) != ARCHIVE_OK) {
                 int r = archive_neg_errno(a);
+                struct stat st;
+                if (stat(iso_path, &st) < 0)
+                        return log_error_errno(errno, "Cannot open the ISO \"%s\": %s", iso_path, strerror(errno));
+                if (r == -EINVAL || r == -EIO || r == -EILSEQ)
+                        return log_error_errno(EINVAL, "\"%s\" is not an ISO9660 image (%s). Does install.iso_url "
+                                                       "point at the ISO, and not at an error or login page?",
+                                               iso_path, strempty(archive_error_string(a)));
                 return log_error_errno(r, "Cannot open the ISO \"%s\": %s", iso_path,
                                        strempty(archive_error_string(a)));
         }
@@ -168,26 +170,18 @@ int iso_extract_file(const char *iso_path, const char *member, const char *dest)
                 return log_error_errno(r, "Cannot find \"%s\" in the ISO \"%s\": %s", member, iso_path,
                                        r == -ENOENT ? "no such file" : r == -EISDIR ? "not a regular file" : strerror(-r));
 
-        /* Write exactly dest, a plain 0644 file owned by us, whatever the image says: the entry is
-         * renamed, and the secure flags refuse to follow symlinks or ".." on the way. */
-        _cleanup_archive_write_ struct archive *w = archive_write_disk_new();
-        if (!w)
-                return log_oom();
-        archive_write_disk_set_options(w, ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-                                                  ARCHIVE_EXTRACT_UNLINK | ARCHIVE_EXTRACT_PERM);
-        archive_entry_set_pathname(e, dest);
-        archive_entry_set_hardlink(e, NULL);
-        archive_entry_set_perm(e, 0644);
-        archive_entry_set_uid(e, getuid());
-        archive_entry_set_gid(e, getgid());
-        archive_entry_xattr_clear(e);
-        archive_entry_acl_clear(e);
-        archive_entry_set_filetype(e, AE_IFREG);
-
-        r = archive_write_header(w, e);
-        if (r < ARCHIVE_WARN)
-                return log_error_errno(archive_neg_errno(w), "Cannot create \"%s\": %s", dest,
-                                       strempty(archive_error_string(w)));
+        /* Only the member's data is taken from the image, never a path, mode, owner or link: dest is
+         * the caller's path, created here as a plain 0644 file (O_NOFOLLOW: not through a symlink).
+         * archive_write_disk() is not used on purpose: its path checks concern paths taken from an
+         * archive, and with ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_UNLINK it replaces a
+         * symlinked directory on the way to dest with an empty real one (seen with libarchive 3.6.2),
+         * which must never happen to a target like /lib or a mounted ESP. */
+        _cleanup_close_ int fd = open(dest, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return log_error_errno(errno, "Cannot create \"%s\": %s", dest, strerror(errno));
+        if (fchmod(fd, 0644) < 0)
+                return log_error_errno(errno, "Cannot set the mode of \"%s\": %s", dest, strerror(errno));
+        uint64_t end = 0;
         for (;;) {
                 const void *buf;
                 size_t len;
@@ -195,23 +189,35 @@ int iso_extract_file(const char *iso_path, const char *member, const char *dest)
                 r = archive_read_data_block(a, &buf, &len, &off);
                 if (r == ARCHIVE_EOF)
                         break;
-                if (r < ARCHIVE_WARN) {
+                if (r < ARCHIVE_WARN || off < 0) {
                         int k = archive_neg_errno(a);
                         (void)unlink(dest);
                         return log_error_errno(k, "Cannot read \"%s\" from the ISO \"%s\": %s", member, iso_path,
                                                strempty(archive_error_string(a)));
                 }
-                if (archive_write_data_block(w, buf, len, off) < ARCHIVE_WARN) {
-                        int k = archive_neg_errno(w);
-                        (void)unlink(dest);
-                        return log_error_errno(k, "Cannot write \"%s\": %s", dest, strempty(archive_error_string(w)));
+                for (size_t done = 0; done < len;) {
+                        ssize_t k = pwrite(fd, (const char *)buf + done, len - done, (off_t)off + (off_t)done);
+                        if (k < 0 && errno == EINTR)
+                                continue;
+                        if (k <= 0) {
+                                int err = k < 0 ? errno : EIO;
+                                (void)unlink(dest);
+                                return log_error_errno(err, "Cannot write \"%s\": %s", dest, strerror(err));
+                        }
+                        done += (size_t)k;
                 }
+                if ((uint64_t)off + len > end)
+                        end = (uint64_t)off + len;
         }
-        if (archive_write_finish_entry(w) < ARCHIVE_WARN || archive_write_close(w) != ARCHIVE_OK) {
-                int k = archive_neg_errno(w);
+        /* A sparse tail leaves no data block: the size comes from the entry. */
+        int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : (int64_t)end;
+        if ((size > 0 && (uint64_t)size > end && ftruncate(fd, size) < 0) || close(fd) < 0) {
+                int err = errno;
+                fd = -1;
                 (void)unlink(dest);
-                return log_error_errno(k, "Cannot finish \"%s\": %s", dest, strempty(archive_error_string(w)));
+                return log_error_errno(err, "Cannot write \"%s\": %s", dest, strerror(err));
         }
+        fd = -1;
         log_debug("Extracted \"%s\" from the ISO to \"%s\".", member, dest);
         return 0;
 }
