@@ -205,6 +205,7 @@ struct emit {
         yaml_emitter_t *e;
         FILE *out;
         bool failed;
+        bool bad_text; /* a value was not valid UTF-8 */
 };
 
 static int emit_write(void *data, unsigned char *buffer, size_t size) {
@@ -229,6 +230,10 @@ static void emit_event(struct emit *m, yaml_event_t *ev, int init_ok) {
 
 static void emit_scalar_style(struct emit *m, const char *s, yaml_scalar_style_t style) {
         yaml_event_t ev;
+        if (!utf8_valid(s)) {
+                m->bad_text = m->failed = true;
+                return;
+        }
         int ok = yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)s, (int)strlen(s), 1, 1, style);
         emit_event(m, &ev, ok);
 }
@@ -348,6 +353,8 @@ static int emit_end(struct emit *m) {
         yaml_emitter_delete(m->e);
         free(m->e);
         m->e = NULL;
+        if (m->bad_text)
+                return -EILSEQ;
         if (m->failed)
                 return emitter_error ? -EINVAL : -ENOMEM;
         return 0;
@@ -1404,7 +1411,7 @@ static int render_custom(const struct model *m, char **ret) {
         r = emit_end(&e);
         if (r < 0) {
                 text_done(&t);
-                return log_error_errno(r, "Cannot write the node's cloud-config: a value is not valid UTF-8 text.");
+                return r;
         }
         return text_finish(&t, ret);
 }
@@ -1578,7 +1585,7 @@ static int render_harvester_config(const struct model *m, char **ret) {
         r = emit_end(&e);
         if (r < 0) {
                 text_done(&t);
-                return log_error_errno(r, "Cannot write harvester.config: a value is not valid UTF-8 text.");
+                return r;
         }
         return text_finish(&t, ret);
 }
@@ -1602,6 +1609,7 @@ int cloudconfig_render(const struct config *c, const struct harvester_release *r
                        char **ret_custom, char **ret_harvester_config) {
         _cleanup_free_ char *custom = NULL, *hc = NULL, *hostname = NULL;
         struct harvester_release none = {};
+        bool logged = false;
         int r;
 
         if (!rel)
@@ -1638,20 +1646,25 @@ int cloudconfig_render(const struct config *c, const struct harvester_release *r
 
         if (!streq(m.mode, "create") && !streq(m.mode, "join") && !streq(m.mode, "install")) {
                 r = log_error_errno(EINVAL, "install.mode \"%s\" is not create, join or install.", m.mode);
+                logged = true;
                 goto finish;
         }
         if (streq(m.mode, "join") && isempty(c->server_url)) {
                 r = log_error_errno(EINVAL, "install.mode is join but server_url is not set.");
+                logged = true;
                 goto finish;
         }
         if (streq(m.mode, "create") && isempty(c->install.vip)) {
                 r = log_error_errno(EINVAL, "install.mode is create but install.vip is not set.");
+                logged = true;
                 goto finish;
         }
 
         r = model_build(&m);
-        if (r < 0)
+        if (r < 0) {
+                logged = r != -ENOMEM;
                 goto finish;
+        }
         r = render_custom(&m, &custom);
         if (r < 0)
                 goto finish;
@@ -1662,11 +1675,15 @@ int cloudconfig_render(const struct config *c, const struct harvester_release *r
         *ret_harvester_config = TAKE_PTR(hc);
         r = 0;
 finish:
-        if (r == -ENOMEM)
+        if (logged)
+                ;
+        else if (r == -ENOMEM)
                 log_oom();
         else if (r == -EILSEQ)
                 log_error("The configuration holds text that is not valid UTF-8; the node's configuration "
                           "cannot be written.");
+        else if (r < 0)
+                log_error("The node's configuration could not be written as YAML (libyaml refused it).");
         model_done(&m);
         return r;
 }
