@@ -766,7 +766,7 @@ static int rollback(struct disk_plan *p) {
                         if (ret == 0)
                                 ret = r;
                 } else
-                        log_error("Removed the partition table and filesystems written to %s, so that it cannot boot a half-installed system.",
+                        log_warning("Removed the partition table and filesystems written to %s, so that it cannot boot a half-installed system.",
                                   all[i]->node);
         }
         for (size_t i = 0; i < _PART_MAX; i++) {

@@ -36,7 +36,8 @@ int run_command(char *const argv[], char **ret_output) {
         fap = &fa;
         if ((r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)) != 0 ||
             (r = posix_spawn_file_actions_adddup2(&fa, wfd, 1)) != 0 ||
-            (r = posix_spawn_file_actions_adddup2(&fa, wfd, 2)) != 0)
+            (r = posix_spawn_file_actions_adddup2(&fa, wfd, 2)) != 0 ||
+            (r = posix_spawn_file_actions_addclosefrom_np(&fa, 3)) != 0)
                 return -r;
         r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
         if (r != 0)
