@@ -1,0 +1,30 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+# initqueue/online hook of the dracut module "harvester-install", hook mode only: sourced by ifup
+# once an interface is up. Runs the install once, inside the initqueue, which therefore waits (no
+# root-wait timeout fires while the agent runs).
+
+type getarg > /dev/null 2>&1 || . /lib/dracut-lib.sh
+
+[ "$(getarg harvester.install.automatic=)" = "true" ] || return 0
+[ -e /run/harvester-install/started ] && return 0
+mkdir -p /run/harvester-install
+: > /run/harvester-install/started
+
+if [ -n "$DRACUT_SYSTEMD" ]; then
+    # systemd in the initrd: the unit runs the agent (journal, OnFailure=emergency.target); this
+    # blocks until it has ended.
+    info "harvester-install: network is up, starting harvester-install-agent.service"
+    systemctl start harvester-install-agent.service
+    : > /run/harvester-install/done
+else
+    info "harvester-install: network is up, running harvester-install-agent"
+    /usr/sbin/harvester-install-agent run
+    _hi_rc=$?
+    : > /run/harvester-install/done
+    if [ "$_hi_rc" -ne 0 ]; then
+        # The agent printed its error on every console. Shell, or with rd.shell=0 a halt.
+        emergency_shell -n harvester-install "harvester-install-agent failed (exit status $_hi_rc)"
+    fi
+    unset _hi_rc
+fi

@@ -1,0 +1,306 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# Builds a small Harvester-shaped test release from Debian packages and the current build:
+#
+#   qemu/build-release.sh OUTDIR [BUILDDIR]
+#
+# OUTDIR gets (V = $RELEASE_VERSION, default v1.1.2-test):
+#   harvester-V-vmlinuz-amd64          Debian's kernel (linux-image-amd64's current package)
+#   harvester-V-initrd-amd64           dracut, systemd initrd, with the module harvester-install
+#   harvester-V-rootfs-amd64.squashfs  the test OS: busybox, /boot/vmlinuz, /boot/initrd
+#   harvester-V-amd64.iso              ISO9660 + Rock Ridge + Joliet: rootfs.squashfs, boot/kernel,
+#                                      boot/initrd, EFI/BOOT/BOOTX64.EFI, harvester-release.yaml
+#   harvester-V-amd64.sha512           `sha512sum` list of the four files above
+# all world-readable (nginx serves them as www-data).
+#
+# BUILDDIR (or $HARVESTER_BUILD_DIR; default <source>/build) is a configured meson build dir: the
+# agent is compiled there and `meson install --destdir` stages the agent and the dracut module;
+# dracut then builds the initrd with `--add harvester-install` from that installed copy (a private
+# dracut base directory: the host's modules plus the staged one; nothing is written to the host).
+#
+# Cached: the release is rebuilt only when an input changed (the staged agent binary, the module
+# files, this script, qemu/release/, the Debian package versions, the version string); the inputs
+# are recorded in OUTDIR/.release-stamp. Downloaded and extracted packages are kept in
+# $RELEASE_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/harvester-test-release). FORCE=1 rebuilds.
+#
+# Needs (Debian): dracut-core dracut-network systemd busybox-static grub-efi-amd64-bin
+# squashfs-tools xorriso cpio zstd kmod e2fsprogs dosfstools fdisk ca-certificates, and apt lists
+# (apt-get update) to find the kernel package. The kernel is never installed on the host.
+
+set -euo pipefail
+
+die() {
+    echo "build-release: error: $*" >&2
+    exit 1
+}
+say() { echo "build-release: $*" >&2; }
+
+[[ $# -ge 1 && $# -le 2 ]] || {
+    sed -n '4,6p' "$0" >&2
+    exit 2
+}
+
+SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
+SCRIPT="$SRCDIR/qemu/build-release.sh"
+RELEASE_FILES="$SRCDIR/qemu/release"
+OUTDIR=$1
+BUILDDIR=${2:-${HARVESTER_BUILD_DIR:-$SRCDIR/build}}
+V=${RELEASE_VERSION:-v1.1.2-test}
+CACHE=${RELEASE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/harvester-test-release}
+
+[[ $V =~ ^v[0-9A-Za-z.+-]+$ ]] || die "RELEASE_VERSION '$V' is not a version like v1.1.2-test"
+[[ -f $BUILDDIR/build.ninja ]] || die "'$BUILDDIR' is not a configured meson build directory (meson setup it first)"
+for tool in meson dracut dpkg-deb dpkg-query apt-get apt-cache depmod modprobe mksquashfs xorriso \
+    grub-mkimage cpio zstd gzip sha512sum sha256sum lsinitrd; do
+    command -v "$tool" > /dev/null || die "'$tool' not found (see the package list at the top of $0)"
+done
+[[ -d /usr/lib/dracut/modules.d/40network ]] || die "dracut's network module is missing: apt-get install dracut-network"
+[[ -d /usr/lib/grub/x86_64-efi ]] || die "/usr/lib/grub/x86_64-efi is missing: apt-get install grub-efi-amd64-bin"
+
+mkdir -p "$OUTDIR" "$CACHE/debs"
+OUTDIR=$(cd "$OUTDIR" && pwd)
+BUILDDIR=$(cd "$BUILDDIR" && pwd)
+WORK="$OUTDIR/.work"
+# One build at a time per OUTDIR (scenarios may start together).
+exec 9> "$OUTDIR/.lock"
+flock 9
+T0=$(date +%s.%N)
+
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# --- Inputs --------------------------------------------------------------------------------------
+
+# The current kernel package of linux-image-amd64 and its candidate version.
+# (awk reads all of its input: an early exit would fail the pipeline under pipefail.)
+KPKG=$(apt-cache depends linux-image-amd64 2> /dev/null | awk '!k && $1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { k = $2 } END { print k }')
+[[ -n $KPKG ]] || die "apt-cache knows no linux-image-amd64: run apt-get update"
+KVER=${KPKG#linux-image-}
+KPKG_VERSION=$(apt-cache policy "$KPKG" | awk '!c && $1 == "Candidate:" { c = $2 } END { print c }')
+[[ -n $KPKG_VERSION && $KPKG_VERSION != "(none)" ]] || die "no candidate version of $KPKG: run apt-get update"
+BB_VERSION=$(apt-cache policy busybox-static | awk '!c && $1 == "Candidate:" { c = $2 } END { print c }')
+[[ -n $BB_VERSION && $BB_VERSION != "(none)" ]] || die "no candidate version of busybox-static: run apt-get update"
+
+# Prints the cached .deb of PKG at VERSION, if there is one.
+cached_deb() {
+    local f
+    for f in "$CACHE/debs/$1"_*.deb; do
+        [[ -f $f && $(dpkg-deb -f "$f" Version) == "$2" ]] && { echo "$f"; return 0; }
+    done
+    return 0
+}
+
+# Downloads PKG=VERSION into the cache unless it is there; prints the .deb's path.
+fetch_deb() {
+    local pkg=$1 ver=$2 deb
+    deb=$(cached_deb "$pkg" "$ver")
+    if [[ -z $deb ]]; then
+        say "downloading $pkg $ver"
+        (cd "$CACHE/debs" && apt-get download -q "$pkg=$ver" > /dev/null 2>&1) \
+            || die "apt-get download $pkg=$ver failed"
+        deb=$(cached_deb "$pkg" "$ver")
+        [[ -n $deb ]] || die "apt-get download $pkg=$ver left no .deb in $CACHE/debs"
+    fi
+    echo "$deb"
+}
+
+# Extracts a .deb once into the cache; prints the directory.
+extract_deb() {
+    local deb=$1 dir
+    dir="$CACHE/extract/$(basename "$deb" .deb)"
+    if [[ ! -e $dir/.done ]]; then
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        dpkg-deb -x "$deb" "$dir"
+        : > "$dir/.done"
+    fi
+    echo "$dir"
+}
+
+KDEB=$(fetch_deb "$KPKG" "$KPKG_VERSION")
+BBDEB=$(fetch_deb busybox-static "$BB_VERSION")
+KROOT=$(extract_deb "$KDEB")
+BBROOT=$(extract_deb "$BBDEB")
+KMODDIR="$KROOT/lib/modules/$KVER"
+VMLINUZ="$KROOT/boot/vmlinuz-$KVER"
+BUSYBOX="$BBROOT/bin/busybox"
+[[ -f $VMLINUZ && -d $KMODDIR ]] || die "$KDEB does not hold /boot/vmlinuz-$KVER and /lib/modules/$KVER"
+[[ -x $BUSYBOX ]] || die "$BBDEB does not hold /bin/busybox"
+# The package ships no modules.dep (its postinst runs depmod): make one inside the cache.
+if [[ ! -e $KMODDIR/modules.dep.bin ]]; then
+    depmod -b "$KROOT" -F "$KROOT/boot/System.map-$KVER" "$KVER" || die "depmod failed for $KVER"
+fi
+
+# Stage the current build: compile the agent, install agent and module into a destdir.
+STAGE="$WORK/stage"
+rm -rf "$STAGE"
+mkdir -p "$STAGE"
+say "staging $BUILDDIR (meson install --destdir)"
+meson compile -C "$BUILDDIR" harvester-install-agent > "$WORK/meson-compile.log" 2>&1 \
+    || { tail -n 30 "$WORK/meson-compile.log" >&2; die "building the agent failed (log: $WORK/meson-compile.log)"; }
+meson install -C "$BUILDDIR" --no-rebuild --destdir "$STAGE" > "$WORK/meson-install.log" 2>&1 \
+    || { tail -n 30 "$WORK/meson-install.log" >&2; die "meson install failed (log: $WORK/meson-install.log)"; }
+AGENT=$(find "$STAGE" -type f -name harvester-install-agent -perm -u+x | head -n 1)
+MODDIR=$(find "$STAGE" -type d -name '5[0-9]harvester-install' | head -n 1)
+[[ -n $AGENT ]] || die "meson install staged no harvester-install-agent"
+[[ -n $MODDIR && -f $MODDIR/module-setup.sh ]] \
+    || die "meson install staged no dracut module (dracut.pc missing and -Ddracutmodulesdir unset in $BUILDDIR?)"
+
+pkgver() { dpkg-query -W -f='${Version}' "$1" 2> /dev/null || echo none; }
+{
+    echo "version $V"
+    echo "kernel $KPKG $KPKG_VERSION"
+    echo "busybox-static $BB_VERSION"
+    for p in dracut-core dracut-network systemd udev dbus grub-efi-amd64-bin squashfs-tools xorriso \
+        e2fsprogs dosfstools fdisk util-linux mount kmod ca-certificates libc6 libcurl4 libssl3; do
+        echo "$p $(pkgver "$p")"
+    done
+    (cd "$STAGE" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+    sha256sum "$SCRIPT"
+    (cd "$SRCDIR" && find qemu/release -type f -print0 | sort -z | xargs -0 sha256sum)
+} > "$WORK/stamp.new"
+
+NAMES=("harvester-$V-vmlinuz-amd64" "harvester-$V-initrd-amd64" "harvester-$V-rootfs-amd64.squashfs" "harvester-$V-amd64.iso")
+up_to_date=1
+for f in "${NAMES[@]}" "harvester-$V-amd64.sha512"; do
+    [[ -f $OUTDIR/$f ]] || up_to_date=
+done
+if [[ -z ${FORCE:-} && -n $up_to_date && -f $OUTDIR/.release-stamp ]] && cmp -s "$WORK/stamp.new" "$OUTDIR/.release-stamp"; then
+    say "release $V in $OUTDIR is up to date ($(elapsed "$T0") s)"
+    rm -rf "$WORK"
+    exit 0
+fi
+rm -f "$OUTDIR/.release-stamp"
+
+# --- The installer initrd (dracut) ---------------------------------------------------------------
+
+# A private dracut base directory: the host's dracut with the staged module added.
+BASE="$WORK/dracut"
+mkdir -p "$BASE/modules.d" "$WORK/empty" "$WORK/tmp"
+for e in /usr/lib/dracut/*; do
+    [[ $(basename "$e") == modules.d ]] || ln -s "$e" "$BASE/"
+done
+for m in /usr/lib/dracut/modules.d/*; do
+    [[ $(basename "$m") == *harvester-install ]] || ln -s "$m" "$BASE/modules.d/"
+done
+ln -s "$MODDIR" "$BASE/modules.d/"
+
+INITRD="$WORK/out/${NAMES[1]}"
+mkdir -p "$WORK/out"
+say "building the initrd for $KVER (dracut --add harvester-install)"
+T1=$(date +%s.%N)
+# An explicit module list keeps it small and quick: the systemd initrd, systemd-networkd, our
+# module (which pulls network, base and its kernel drivers); no generic kernel-modules sweep.
+HARVESTER_INSTALL_AGENT="$AGENT" dracutbasedir="$BASE" nice dracut \
+    --conf /dev/null --confdir "$WORK/empty" --tmpdir "$WORK/tmp" \
+    --kver "$KVER" --kmoddir "$KMODDIR" \
+    --no-hostonly --no-hostonly-cmdline --no-early-microcode \
+    --modules "systemd-initrd dracut-systemd systemd-networkd harvester-install" \
+    --zstd --force "$INITRD" > "$WORK/dracut.log" 2>&1 \
+    || { tail -n 30 "$WORK/dracut.log" >&2; die "dracut failed (log: $WORK/dracut.log)"; }
+INITRD_TIME=$(elapsed "$T1")
+grep -q 'Including module: harvester-install' "$WORK/dracut.log" \
+    || die "dracut did not include the module harvester-install (log: $WORK/dracut.log)"
+
+# What the install needs must be in it.
+lsinitrd "$INITRD" > "$WORK/lsinitrd.txt" 2> /dev/null || die "lsinitrd cannot read $INITRD"
+missing=
+for p in usr/sbin/harvester-install-agent etc/ssl/certs/ca-certificates.crt \
+    usr/lib/systemd/system/harvester-install-agent.service \
+    etc/systemd/system/initrd.target.wants/harvester-install-agent.service \
+    usr/lib/dracut/hooks/cmdline/10-parse-harvester-install.sh \
+    usr/sbin/mkfs.ext4 usr/sbin/mkfs.vfat usr/sbin/sfdisk usr/bin/partx usr/sbin/wipefs \
+    usr/lib/systemd/systemd-networkd-wait-online \
+    /loop.ko /squashfs.ko /isofs.ko /ext4.ko /vfat.ko /ahci.ko /virtio_net.ko /virtio_blk.ko /e1000e.ko; do
+    grep -q -- "$p" "$WORK/lsinitrd.txt" || missing="$missing $p"
+done
+[[ -z $missing ]] || die "the initrd lacks:$missing (listing: $WORK/lsinitrd.txt)"
+
+# --- The test OS (rootfs.squashfs) ---------------------------------------------------------------
+
+# Its initrd: busybox, the disk and ext4 drivers, /init from qemu/release/test-os-init.
+TI="$WORK/test-os-initrd"
+mkdir -p "$TI"/{bin,sbin,dev,proc,sys,run,tmp,etc/test-os,lib/modules/"$KVER"}
+cp "$BUSYBOX" "$TI/bin/busybox"
+for applet in $("$BUSYBOX" --list); do
+    [[ $applet == busybox || -e $TI/bin/$applet ]] || ln -s busybox "$TI/bin/$applet"
+done
+install -m 0755 "$RELEASE_FILES/test-os-init" "$TI/init"
+TEST_OS_MODULES="ahci sd_mod virtio_pci virtio_blk virtio_scsi nvme crc32c_generic ext4"
+echo "$TEST_OS_MODULES" > "$TI/etc/test-os/modules"
+for m in $TEST_OS_MODULES; do
+    modprobe -d "$KROOT" -S "$KVER" --show-depends "$m" 2> /dev/null | awk '$1 == "insmod" { print $2 }'
+done | sort -u | while read -r ko; do
+    rel=${ko#"$KMODDIR"/}
+    mkdir -p "$TI/lib/modules/$KVER/$(dirname "$rel")"
+    cp "$ko" "$TI/lib/modules/$KVER/$rel"
+done
+cp "$KMODDIR"/modules.{order,builtin,builtin.modinfo} "$TI/lib/modules/$KVER/"
+depmod -b "$TI" "$KVER" || die "depmod failed for the test OS initrd"
+(cd "$TI" && find . -mindepth 1 -printf '%P\n' | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) \
+    | gzip -9 -n > "$WORK/test-os-initrd.img"
+
+# Its root: busybox, the kernel and that initrd in /boot, the release files.
+RF="$WORK/rootfs"
+mkdir -p "$RF"/{bin,sbin,boot,dev,proc,sys,run,tmp,etc,oem,usr/local}
+cp -a "$TI/bin/." "$RF/bin/"
+install -m 0644 "$VMLINUZ" "$RF/boot/vmlinuz"
+install -m 0644 "$WORK/test-os-initrd.img" "$RF/boot/initrd"
+cat > "$RF/etc/os-release" << EOF
+NAME="Harvester test OS"
+VERSION="$V"
+ID=harvester-test
+PRETTY_NAME="Harvester $V (test OS: busybox, Debian kernel $KVER)"
+GRUB_ENTRY_NAME="Harvester $V"
+EOF
+cat > "$RF/etc/harvester-release.yaml" << EOF
+harvester: $V
+harvesterChart: ${V#v}
+os: Harvester $V
+kubernetes: v1.24.11+rke2r1
+rancher: v2.6.11
+EOF
+echo "harvester-test" > "$RF/etc/hostname"
+SQUASH="$WORK/out/${NAMES[2]}"
+mksquashfs "$RF" "$SQUASH" -noappend -all-root -comp xz -no-progress -quiet > /dev/null \
+    || die "mksquashfs failed"
+
+# --- The ISO -------------------------------------------------------------------------------------
+
+ISOT="$WORK/iso"
+mkdir -p "$ISOT/boot" "$ISOT/EFI/BOOT"
+cp "$SQUASH" "$ISOT/rootfs.squashfs"
+cp "$VMLINUZ" "$ISOT/boot/kernel"
+cp "$INITRD" "$ISOT/boot/initrd"
+cp "$RF/etc/harvester-release.yaml" "$ISOT/harvester-release.yaml"
+# The UEFI loader, every module built in, prefix /EFI/BOOT: on the installed disk it reads
+# /EFI/BOOT/grub.cfg from the ESP it was loaded from (the install writes that grub.cfg).
+GRUB_MODULES="part_gpt part_msdos fat ext2 iso9660 squash4 loopback linux normal configfile
+    search search_label search_fs_file search_fs_uuid echo test true serial terminal terminfo
+    efi_gop efi_uga all_video video gzio xzio cat ls sleep reboot halt loadenv regexp minicmd
+    probe chain"
+# shellcheck disable=SC2086
+grub-mkimage -O x86_64-efi -p /EFI/BOOT -o "$ISOT/EFI/BOOT/BOOTX64.EFI" $GRUB_MODULES \
+    || die "grub-mkimage failed"
+chmod -R a+rX "$ISOT"
+ISO="$WORK/out/${NAMES[3]}"
+xorriso -as mkisofs -R -J -V COS_LIVE -o "$ISO" "$ISOT" > "$WORK/xorriso.log" 2>&1 \
+    || { tail -n 20 "$WORK/xorriso.log" >&2; die "xorriso failed"; }
+
+# --- Publish -------------------------------------------------------------------------------------
+
+install -m 0644 "$VMLINUZ" "$WORK/out/${NAMES[0]}"
+chmod 0644 "$WORK/out/"*
+(cd "$WORK/out" && sha512sum "${NAMES[@]}") > "$WORK/out/harvester-$V-amd64.sha512"
+chmod 0644 "$WORK/out/harvester-$V-amd64.sha512"
+for f in "${NAMES[@]}" "harvester-$V-amd64.sha512"; do
+    mv -f "$WORK/out/$f" "$OUTDIR/$f"
+done
+mv "$WORK/stamp.new" "$OUTDIR/.release-stamp"
+rm -rf "$WORK"
+
+say "built release $V in $OUTDIR (kernel $KPKG $KPKG_VERSION):"
+for f in "${NAMES[@]}" "harvester-$V-amd64.sha512"; do
+    printf 'build-release:   %-44s %8s KiB\n' "$f" "$(($(stat -c %s "$OUTDIR/$f") / 1024))" >&2
+done
+say "initrd build ${INITRD_TIME} s, whole release $(elapsed "$T0") s"
