@@ -1,9 +1,351 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "cli.h"
-#include "log.h"
+/*
+ * The effective configuration: kernel arguments, then the file (--config FILE, or the YAML at
+ * install.config_url fetched as the install will), merged with the command line winning, bound to
+ * struct config, defaults filled in, normalised and validated. Every problem is reported at once.
+ */
+#include <ctype.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <sys/random.h>
 
-/* Being written: fails loudly until the real command lands. */
+#include "cli.h"
+#include "cmdline.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "schema.h"
+#include "validate.h"
+#include "yamlload.h"
+
+#define CONFIG_URL_TIMEOUT_DEFAULT 600
+
+static void diags_clearp(struct diags *d) {
+        diags_clear(d);
+}
+
+void config_free(struct config *c) {
+        if (!c)
+                return;
+        schema_free_fields(c);
+        strv_free(c->boot.consoles);
+        node_free(c->tree);
+        free(c->source_name);
+        strv_free(c->where_cache);
+        free(c);
+}
+
+const char *config_where(const struct config *c, const char *path) {
+        const struct node *n = c ? node_lookup(c->tree, path) : NULL;
+        if (!n)
+                return "default";
+        if (n->origin == ORIGIN_CMDLINE)
+                return "kernel command line";
+        char *w = node_where(n, c->source_name);
+        /* The cache belongs to c; config_where() is a lookup, so the cast is the one place that
+         * writes through a const config. */
+        struct config *mc = (struct config *)c;
+        if (!w || strv_consume(&mc->where_cache, w) < 0)
+                return "(position unknown: out of memory)";
+        return w;
+}
+
+static void add_secret(const char *s, void *userdata) {
+        log_add_secret(s);
+}
+
+void config_register_secrets(const struct config *c) {
+        schema_foreach_secret(c, add_secret, NULL);
+}
+
+int config_print(const struct config *c, FILE *f, bool json, bool show_secrets) {
+        _cleanup_node_ struct node *t = NULL;
+        int r = schema_to_tree(c, show_secrets, &t);
+        if (r < 0)
+                return r;
+        return tree_print(t, f, json);
+}
+
+/* ---- Defaults and normalisation ---- */
+
+static int lowercase(char *s) {
+        for (; s && *s; s++)
+                *s = (char)tolower((unsigned char)*s);
+        return 0;
+}
+
+static void uppercase(char *s) {
+        for (; s && *s; s++)
+                *s = (char)toupper((unsigned char)*s);
+}
+
+static int set_default(char **field, const char *value) {
+        if (!isempty(*field))
+                return 0;
+        char *v = strdup(value);
+        if (!v)
+                return -ENOMEM;
+        free(*field);
+        *field = v;
+        return 0;
+}
+
+/* As upstream: "harvester-" and 5 characters of k8s.io/apimachinery's rand.String alphabet. */
+static int random_hostname(char **ret) {
+        static const char alphabet[] = "bcdfghjklmnpqrstvwxz2456789";
+        unsigned char rnd[5];
+        char name[sizeof("harvester-") + 5];
+        if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+                return log_error_errno(errno ?: EIO, "Cannot generate a hostname: getrandom() failed: %m");
+        strcpy(name, "harvester-");
+        for (size_t i = 0; i < 5; i++)
+                name[10 + i] = alphabet[rnd[i] % (sizeof(alphabet) - 1)];
+        name[15] = 0;
+        char *h = strdup(name);
+        if (!h)
+                return -ENOMEM;
+        *ret = h;
+        return 0;
+}
+
+static int apply_defaults(struct config *c) {
+        struct install_config *in = &c->install;
+        struct mgmt_interface *m = &in->management_interface;
+        int r;
+
+        if ((r = set_default(&m->method, "dhcp")) < 0)
+                return r;
+        if (m->bond_options.n == 0 && ((r = kvmap_set(&m->bond_options, "mode", "active-backup")) < 0 ||
+                                       (r = kvmap_set(&m->bond_options, "miimon", "100")) < 0))
+                return r;
+        if (!node_lookup(c->tree, "install.config_url_timeout"))
+                in->config_url_timeout = CONFIG_URL_TIMEOUT_DEFAULT;
+        if ((r = set_default(&in->role, "default")) < 0)
+                return r;
+        for (size_t i = 0; i < in->n_webhooks; i++)
+                if ((r = set_default(&in->webhooks[i].method, "GET")) < 0)
+                        return r;
+        if (isempty(c->os.hostname)) {
+                free(c->os.hostname);
+                c->os.hostname = NULL;
+                if ((r = random_hostname(&c->os.hostname)) < 0)
+                        return r;
+        }
+        /* Upstream: ForceGPT = !ForceMBR. */
+        in->force_gpt = !in->force_mbr;
+        return 0;
+}
+
+static int normalize(struct config *c, struct diags *d) {
+        struct install_config *in = &c->install;
+        struct mgmt_interface *m = &in->management_interface;
+
+        lowercase(in->vip_mode);
+        lowercase(m->method);
+        lowercase(in->vip_hw_addr);
+        for (size_t i = 0; i < m->n_interfaces; i++)
+                lowercase(m->interfaces[i].hw_addr);
+        for (size_t i = 0; i < in->n_webhooks; i++) {
+                uppercase(in->webhooks[i].event);
+                uppercase(in->webhooks[i].method);
+        }
+
+        if (!isempty(c->server_url)) {
+                char *n = NULL;
+                const char *error = NULL;
+                int r = normalize_server_url(c->server_url, &n, &error);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        _cleanup_free_ char *shown = url_hide_password(c->server_url);
+                        if (diags_add(d, false, "server_url", config_where(c, "server_url"), "\"%s\" %s",
+                                      shown ? shown : "?", error) < 0)
+                                return -ENOMEM;
+                } else {
+                        free(c->server_url);
+                        c->server_url = n;
+                }
+        }
+        if (in->persistent_partition_size)
+                (void)parse_partition_size(in->persistent_partition_size, &in->persistent_partition_bytes);
+        return 0;
+}
+
+/* ---- Loading ---- */
+
+/* The secrets the command line alone holds, registered before anything can print them. */
+static void register_cmdline_secrets(const struct node *ctree) {
+        struct diags ignored = {};
+        struct config *tmp = calloc(1, sizeof(struct config));
+        if (tmp && schema_bind(ctree, tmp, NULL, &ignored) >= 0)
+                config_register_secrets(tmp);
+        config_free(tmp);
+        diags_clear(&ignored);
+}
+
+static const char *scalar_of(const struct node *n) {
+        return n && n->kind == NODE_SCALAR && !n->null ? n->value : NULL;
+}
+
+/* Fetches install.config_url as the install does. 0, -EINVAL (a problem in d), -EREMOTEIO, -ENOMEM. */
+static int fetch_config_url(struct config *c, const struct node *ctree, const char *url, struct diags *d,
+                            char **ret_body, size_t *ret_len) {
+        int64_t timeout = CONFIG_URL_TIMEOUT_DEFAULT;
+        const struct node *t = node_lookup(ctree, "install.config_url_timeout");
+        if (t) {
+                const char *v = scalar_of(t);
+                if (!v || parse_int64(v, &timeout) < 0 || timeout < 1) {
+                        return diags_add(d, false, "install.config_url_timeout", "kernel command line",
+                                         "expected a number of seconds (at least 1); config_url was not fetched")
+                                       ?: -EINVAL;
+                }
+        }
+        if (!valid_url(url, true)) {
+                _cleanup_free_ char *shown = url_hide_password(url);
+                return diags_add(d, false, "install.config_url", "kernel command line",
+                                 "\"%s\" is not an http://, https:// or file:// URL", shown ? shown : "?") ?: -EINVAL;
+        }
+        if (c->boot.noverifyssl && strncasecmp(url, "https:", 6) == 0)
+                log_warning("rd.noverifyssl is on the kernel command line: the TLS certificate of %s is NOT verified.",
+                            c->source_name);
+        log_info("Fetching the configuration from %s (giving up after %" PRId64 " s).", c->source_name, timeout);
+        struct http_options o = {
+                .what = "config_url",
+                .insecure = c->boot.noverifyssl,
+                .deadline_sec = timeout,
+                .hint = "Check install.config_url on the kernel command line and that the server serves the file.",
+        };
+        int r = http_get(url, &o, ret_body, ret_len);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return -EREMOTEIO; /* http_get() said why */
+        return 0;
+}
+
+static int load(const struct config_source *src, struct config *c, struct diags *d) {
+        _cleanup_free_ char *text = NULL, *body = NULL;
+        _cleanup_node_ struct node *ctree = NULL, *ftree = NULL;
+        size_t len = 0;
+        int r;
+
+        if ((r = cmdline_read(src->cmdline_file, NULL, &text)) < 0)
+                return r; /* logged */
+        if ((r = cmdline_parse(text, &ctree, &c->boot, d)) < 0)
+                return r;
+        if ((r = schema_canonicalize(ctree, NULL, d)) < 0)
+                return r;
+        register_cmdline_secrets(ctree);
+
+        const char *url = scalar_of(node_lookup(ctree, "install.config_url"));
+        if (src->config_file) {
+                if (!(c->source_name = strdup(src->config_file)))
+                        return -ENOMEM;
+                r = read_full_file(src->config_file, &body, &len);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot read the configuration file \"%s\": %s", src->config_file,
+                                               strerror(-r));
+        } else if (url) {
+                if (!(c->source_name = url_hide_password(url)))
+                        return -ENOMEM;
+                if ((r = fetch_config_url(c, ctree, url, d, &body, &len)) < 0)
+                        return r;
+        }
+        if (body) {
+                r = yaml_load(body, len, c->source_name, &ftree, d);
+                if (r < 0)
+                        return r; /* the file is unusable: its problem (and the command line's) are reported */
+                if ((r = schema_canonicalize(ftree, c->source_name, d)) < 0)
+                        return r;
+        }
+
+        r = schema_merge(TAKE_PTR(ctree), TAKE_PTR(ftree), &c->tree);
+        if (r < 0)
+                return r;
+        if (!c->tree && !(c->tree = node_new(NODE_MAP, ORIGIN_CMDLINE)))
+                return -ENOMEM;
+        if ((r = schema_bind(c->tree, c, c->source_name, d)) < 0)
+                return r;
+        config_register_secrets(c);
+        if ((r = apply_defaults(c)) < 0 || (r = normalize(c, d)) < 0 || (r = config_validate(c, d)) < 0)
+                return r;
+        return d->oom ? -ENOMEM : 0;
+}
+
+int config_load(const struct config_source *src, struct config **ret) {
+        _cleanup_(diags_clearp) struct diags d = {};
+        _cleanup_config_ struct config *c = calloc(1, sizeof(struct config));
+        if (!c)
+                return log_oom();
+        c->boot.rd_shell = -1;
+
+        int r = load(src, c, &d);
+        diags_print(&d);
+        if (r == -ENOMEM)
+                return log_oom();
+        if (r == -EINVAL || (r >= 0 && diags_errors(&d) > 0)) {
+                size_t n = diags_errors(&d);
+                return log_error_errno(EINVAL, "The configuration has %zu problem%s; see above.", n,
+                                       n == 1 ? "" : "s");
+        }
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+/* ---- The `config` command ---- */
+
 int cmd_config(const struct global_opts *g, int argc, char **argv) {
-        log_error("The \"config\" command is not built yet in this version.");
-        return EXIT_NOT_BUILT;
+        enum { OPT_JSON = 0x100, OPT_SHOW_SECRETS };
+        static const struct option options[] = {
+                { "json", no_argument, NULL, OPT_JSON },
+                { "show-secrets", no_argument, NULL, OPT_SHOW_SECRETS },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        bool json = false, show_secrets = false;
+        int c;
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case OPT_JSON:
+                        json = true;
+                        break;
+                case OPT_SHOW_SECRETS:
+                        show_secrets = true;
+                        break;
+                case 'h':
+                        printf("Usage: harvester-install-agent [--cmdline FILE] [--config FILE] config [--json] "
+                               "[--show-secrets]\n\n"
+                               "Prints the effective configuration (kernel arguments over the config_url file or\n"
+                               "--config FILE), validated, with defaults filled in: YAML, or JSON with --json.\n"
+                               "Secrets are shown as \"<redacted>\" unless --show-secrets. Exits 0, or 2 after\n"
+                               "listing every problem, or 3 when config_url cannot be fetched.\n");
+                        return EXIT_OK;
+                default:
+                        return EXIT_INVALID;
+                }
+        if (optind < argc) {
+                log_error("The config command takes no arguments (got \"%s\"); see --help.", argv[optind]);
+                return EXIT_INVALID;
+        }
+
+        struct config_source src = { .cmdline_file = g->cmdline_file, .config_file = g->config_file };
+        _cleanup_config_ struct config *cfg = NULL;
+        int r = config_load(&src, &cfg);
+        if (r == -EINVAL)
+                return EXIT_INVALID;
+        if (r == -EREMOTEIO)
+                return EXIT_CONFIG_URL;
+        if (r == -ENOMEM)
+                return EXIT_INTERNAL;
+        if (r < 0) /* a file named on our command line could not be read: usage */
+                return g->cmdline_file || g->config_file ? EXIT_INVALID : EXIT_INTERNAL;
+
+        r = config_print(cfg, stdout, json, show_secrets);
+        if (r < 0) {
+                log_error_errno(r, "Cannot print the configuration: %s", strerror(-r));
+                return EXIT_INTERNAL;
+        }
+        return EXIT_OK;
 }

@@ -129,6 +129,7 @@ struct config {
         struct boot_args boot;
         struct node *tree;   /* the merged document, for positions in messages */
         char *source_name;   /* where the file came from: a path or the config_url (userinfo removed) */
+        char **where_cache;  /* strings returned by config_where(), owned here */
 };
 
 struct config_source {
@@ -140,7 +141,9 @@ struct config_source {
  * Builds the effective configuration. Problems are printed (every one of them, each as
  * "key.path: what is wrong (where)"); warnings for unknown keys too. Returns 0, or
  * -EINVAL when the configuration is invalid, -ENOMEM, or another negative errno when the
- * command line or config_url could not be read (the message says which and why).
+ * command line or config_url could not be read (the message says which and why):
+ * -EREMOTEIO when install.config_url could not be fetched (exit code EXIT_CONFIG_URL), the
+ * errno of the file otherwise (--cmdline FILE, --config FILE, /proc/cmdline).
  */
 int config_load(const struct config_source *src, struct config **ret);
 void config_free(struct config *c);

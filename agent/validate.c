@@ -1,1 +1,673 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdarg.h>
+
+#include "log.h"
+#include "validate.h"
+
+/* ======================================================================================
+ * Syntax checks
+ * ====================================================================================== */
+
+bool valid_mac(const char *s) {
+        if (!s || strlen(s) != 17)
+                return false;
+        char sep = s[2];
+        if (sep != ':' && sep != '-')
+                return false;
+        for (size_t i = 0; i < 17; i++) {
+                if (i % 3 == 2) {
+                        if (s[i] != sep)
+                                return false;
+                } else if (!isxdigit((unsigned char)s[i]))
+                        return false;
+        }
+        return true;
+}
+
+bool valid_ipv4(const char *s) {
+        struct in_addr a;
+        return s && inet_pton(AF_INET, s, &a) == 1;
+}
+
+bool valid_ip(const char *s) {
+        struct in6_addr a;
+        return s && (valid_ipv4(s) || inet_pton(AF_INET6, s, &a) == 1);
+}
+
+bool valid_ifname(const char *s) {
+        if (isempty(s) || strlen(s) > 15 || streq(s, ".") || streq(s, ".."))
+                return false;
+        for (const char *p = s; *p; p++)
+                if (*p == '/' || *p == ':' || isspace((unsigned char)*p) || (unsigned char)*p < 0x20 || *p == 0x7f)
+                        return false;
+        return true;
+}
+
+/* [a-z0-9]([-a-z0-9]*[a-z0-9])? of at most max characters; upper allows A-Z too. */
+static bool dns_label(const char *s, size_t n, size_t max, bool upper) {
+        if (n == 0 || n > max)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                unsigned char c = (unsigned char)s[i];
+                bool alnum = isdigit(c) || (c >= 'a' && c <= 'z') || (upper && c >= 'A' && c <= 'Z');
+                if (!alnum && !(c == '-' && i > 0 && i + 1 < n))
+                        return false;
+        }
+        return true;
+}
+
+bool valid_dns1123_subdomain(const char *s) {
+        if (isempty(s) || strlen(s) > 253)
+                return false;
+        for (const char *p = s;;) {
+                size_t n = strcspn(p, ".");
+                if (!dns_label(p, n, 63, false))
+                        return false;
+                if (!p[n])
+                        return true;
+                p += n + 1;
+        }
+}
+
+/* Kubernetes "qualified name" part: ([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9], at most 63. */
+static bool k8s_name(const char *s, size_t n) {
+        if (n == 0 || n > 63 || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[n - 1]))
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
+                        return false;
+        return true;
+}
+
+bool valid_label_key(const char *s) {
+        if (isempty(s))
+                return false;
+        const char *slash = strchr(s, '/');
+        if (!slash)
+                return k8s_name(s, strlen(s));
+        _cleanup_free_ char *prefix = strndup(s, (size_t)(slash - s));
+        return prefix && valid_dns1123_subdomain(prefix) && k8s_name(slash + 1, strlen(slash + 1));
+}
+
+bool valid_label_value(const char *s) {
+        return !s || !*s || k8s_name(s, strlen(s));
+}
+
+bool valid_token(const char *s) {
+        if (isempty(s))
+                return false;
+        /* [a-zA-Z0-9 !"#$%&'()*+,-./:;<=>?@^_`{|}~[\]\\]: every printable ASCII character. */
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+                if (*p < 0x20 || *p > 0x7e)
+                        return false;
+        return true;
+}
+
+bool valid_octal_mode(const char *s) {
+        if (isempty(s) || strlen(s) > 5)
+                return false;
+        unsigned long v = 0;
+        for (const char *p = s; *p; p++) {
+                if (*p < '0' || *p > '7')
+                        return false;
+                v = v * 8 + (unsigned long)(*p - '0');
+        }
+        return v <= 07777;
+}
+
+static bool all_hex(const char *s, size_t n) {
+        if (strlen(s) != n)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!isxdigit((unsigned char)s[i]))
+                        return false;
+        return true;
+}
+
+bool valid_checksum(const char *s) {
+        if (!s)
+                return false;
+        if (strncmp(s, "sha512:", 7) == 0)
+                return all_hex(s + 7, 128);
+        if (strncmp(s, "sha256:", 7) == 0)
+                return all_hex(s + 7, 64);
+        return false;
+}
+
+bool valid_cidr4(const char *s) {
+        if (!s)
+                return false;
+        const char *slash = strchr(s, '/');
+        if (!slash)
+                return false;
+        _cleanup_free_ char *ip = strndup(s, (size_t)(slash - s));
+        int64_t bits;
+        return ip && valid_ipv4(ip) && parse_int64(slash + 1, &bits) == 0 && bits >= 0 && bits <= 32 &&
+               slash[1] != '-';
+}
+
+bool valid_url(const char *s, bool allow_file) {
+        if (isempty(s))
+                return false;
+        for (const char *p = s; *p; p++)
+                if (isspace((unsigned char)*p) || (unsigned char)*p < 0x20)
+                        return false;
+        const char *rest;
+        if (strncasecmp(s, "http://", 7) == 0)
+                rest = s + 7;
+        else if (strncasecmp(s, "https://", 8) == 0)
+                rest = s + 8;
+        else if (allow_file && strncasecmp(s, "file://", 7) == 0)
+                return s[7] == '/' && s[8] != 0; /* file:///absolute/path */
+        else
+                return false;
+        size_t auth = strcspn(rest, "/?#");
+        const char *host = rest;
+        for (const char *p = rest; p < rest + auth; p++)
+                if (*p == '@')
+                        host = p + 1;
+        return host < rest + auth && *host != ':';
+}
+
+int normalize_server_url(const char *in, char **ret, const char **ret_error) {
+        const char *rest = in;
+        if (isempty(in)) {
+                *ret_error = "empty";
+                return -EINVAL;
+        }
+        if (strncasecmp(in, "https://", 8) == 0)
+                rest = in + 8;
+        else if (strstr(in, "://")) {
+                *ret_error = "must be an https:// URL (https://<vip>:443)";
+                return -EINVAL;
+        }
+        size_t auth = strcspn(rest, "/?#");
+        const char *after = rest + auth;
+        if (*after && !streq(after, "/")) {
+                *ret_error = "must not have a path, query or fragment (https://<vip>:443)";
+                return -EINVAL;
+        }
+        const char *host = rest;
+        for (const char *p = rest; p < rest + auth; p++)
+                if (*p == '@')
+                        host = p + 1;
+        const char *end = rest + auth, *port = NULL, *host_end;
+        if (*host == '[') {
+                const char *rb = memchr(host, ']', (size_t)(end - host));
+                if (!rb) {
+                        *ret_error = "has an unterminated [IPv6] address";
+                        return -EINVAL;
+                }
+                host_end = rb + 1;
+                if (host_end < end) {
+                        if (*host_end != ':') {
+                                *ret_error = "has text after the [IPv6] address";
+                                return -EINVAL;
+                        }
+                        port = host_end + 1;
+                }
+        } else {
+                const char *colon = memchr(host, ':', (size_t)(end - host));
+                if (colon && memchr(colon + 1, ':', (size_t)(end - colon - 1))) {
+                        *ret_error = "holds an IPv6 address without brackets; write https://[address]:443";
+                        return -EINVAL;
+                }
+                host_end = colon ? colon : end;
+                if (colon)
+                        port = colon + 1;
+        }
+        if (host_end == host || (*host == '[' && host_end - host <= 2)) {
+                *ret_error = "has no host";
+                return -EINVAL;
+        }
+        if (port && !(end - port == 3 && strncmp(port, "443", 3) == 0)) {
+                *ret_error = "must use port 443 (Harvester serves its cluster API there only)";
+                return -EINVAL;
+        }
+        char *r = strdup_printf("https://%.*s:443", (int)(host_end - rest), rest);
+        if (!r)
+                return -ENOMEM;
+        *ret = r;
+        return 0;
+}
+
+/* ======================================================================================
+ * The rules
+ * ====================================================================================== */
+
+struct vctx {
+        const struct config *c;
+        struct diags *d;
+        int r;
+};
+
+/* A problem with a value that is set: where it was set comes from the merged tree. */
+static void problem(struct vctx *v, const char *path, const char *fmt, ...) _printf_(3, 4);
+static void problem(struct vctx *v, const char *path, const char *fmt, ...) {
+        _cleanup_free_ char *msg = NULL;
+        va_list ap;
+        va_start(ap, fmt);
+        if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL;
+        va_end(ap);
+        int r = msg ? diags_add(v->d, false, path, config_where(v->c, path), "%s", msg) : -ENOMEM;
+        if (r < 0)
+                v->r = r;
+}
+
+/* A value that is required and missing. */
+static void missing(struct vctx *v, const char *path, const char *fmt, ...) _printf_(3, 4);
+static void missing(struct vctx *v, const char *path, const char *fmt, ...) {
+        _cleanup_free_ char *msg = NULL;
+        va_list ap;
+        va_start(ap, fmt);
+        if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL;
+        va_end(ap);
+        int r = msg ? diags_add(v->d, false, path, "not set", "%s", msg) : -ENOMEM;
+        if (r < 0)
+                v->r = r;
+}
+
+static void warning(struct vctx *v, const char *path, const char *fmt, ...) _printf_(3, 4);
+static void warning(struct vctx *v, const char *path, const char *fmt, ...) {
+        _cleanup_free_ char *msg = NULL;
+        va_list ap;
+        va_start(ap, fmt);
+        if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL;
+        va_end(ap);
+        int r = msg ? diags_add(v->d, true, path, config_where(v->c, path), "%s", msg) : -ENOMEM;
+        if (r < 0)
+                v->r = r;
+}
+
+static bool in_list(const char *s, const char *const *list, bool ci) {
+        for (size_t i = 0; s && list[i]; i++)
+                if (ci ? strcasecmp(s, list[i]) == 0 : streq(s, list[i]))
+                        return true;
+        return false;
+}
+
+/* A value shown in a message: printable, shortened, URL passwords hidden. */
+static char *show(const char *s) {
+        if (!s)
+                return strdup("(empty)");
+        _cleanup_free_ char *h = url_hide_password(s);
+        if (!h)
+                return NULL;
+        size_t n = strlen(h);
+        char *r = strdup_printf("\"%.*s%s\"", n > 80 ? 77 : (int)n, h, n > 80 ? "..." : "");
+        for (char *p = r; r && *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        *p = '?';
+        return r;
+}
+
+
+static bool is_dev_path(const char *s) {
+        return s && strncmp(s, "/dev/", 5) == 0 && s[5] && !strstr(s, "/../") && s[strlen(s) - 1] != '/';
+}
+
+int parse_partition_size(const char *s, uint64_t *ret) {
+        size_t n = s ? strlen(s) : 0;
+        uint64_t v;
+        if (n < 3 || !(streq(s + n - 2, "Mi") || streq(s + n - 2, "Gi")))
+                return -EINVAL;
+        int r = parse_size(s, &v);
+        if (r < 0)
+                return r;
+        if (v == 0)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+static const char *const modes[] = { "create", "join", "install", NULL };
+static const char *const methods[] = { "dhcp", "static", NULL };
+static const char *const roles[] = { "default", "management", "worker", "witness", NULL };
+static const char *const events[] = { "STARTED", "SUCCEEDED", "FAILED", NULL };
+static const char *const http_methods[] = { "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL };
+static const char *const bond_modes[] = { "balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad",
+                                          "balance-tlb", "balance-alb", "0", "1", "2", "3", "4", "5", "6", NULL };
+static const char *const encodings[] = { "", "b64", "base64", "gz", "gzip", "gz+base64", "gzip+base64", "gz+b64",
+                                         "gzip+b64", NULL };
+/* Harvester's GetSystemSettingsAllowList (v1.1 and the names later versions added). */
+static const char *const system_settings_allowed[] = {
+        "additional-ca", "api-ui-version", "cluster-registration-url", "server-version", "ui-index", "ui-path",
+        "ui-source", "ui-plugin-index", "volume-snapshot-class", "backup-target", "upgradable-versions",
+        "upgrade-checker-enabled", "upgrade-checker-url", "release-download-url", "log-level", "ssl-certificates",
+        "ssl-parameters", "support-bundle-image", "support-bundle-namespaces", "support-bundle-timeout",
+        "support-bundle-expiration", "support-bundle-node-collection-timeout", "default-storage-class",
+        "http-proxy", "vm-force-reset-policy", "overcommit-config", "vip-pools", "auto-disk-provision-paths",
+        "csi-driver-config", "containerd-registry", "storage-network", "default-vm-termination-grace-period-seconds",
+        "ntp-servers", NULL
+};
+
+static bool valid_netmask(const char *s) {
+        struct in_addr a;
+        if (!s || inet_pton(AF_INET, s, &a) != 1)
+                return false;
+        uint32_t m = ntohl(a.s_addr);
+        return m != 0 && ((~m + 1) & ~m) == 0; /* contiguous ones then zeros */
+}
+
+static void check_ipv4(struct vctx *v, const char *path, const char *value, const char *what, bool required,
+                       const char *why) {
+        if (isempty(value)) {
+                if (required)
+                        missing(v, path, "required %s", why);
+                return;
+        }
+        _cleanup_free_ char *sv = show(value);
+        if (!valid_ipv4(value))
+                problem(v, path, "%s is not a valid IPv4 %s", sv, what);
+}
+
+static void check_network(struct vctx *v) {
+        const struct mgmt_interface *m = &v->c->install.management_interface;
+        const char *base = "install.management_interface";
+        if (m->n_interfaces == 0)
+                missing(v, "install.management_interface.interfaces",
+                        "at least one management interface is required (a name such as ens5, or hw_addr)");
+        for (size_t i = 0; i < m->n_interfaces; i++) {
+                const struct net_interface *ifc = &m->interfaces[i];
+                _cleanup_free_ char *p = strdup_printf("%s.interfaces[%zu]", base, i);
+                _cleanup_free_ char *pn = strdup_printf("%s.interfaces[%zu].name", base, i);
+                _cleanup_free_ char *ph = strdup_printf("%s.interfaces[%zu].hw_addr", base, i);
+                if (!p || !pn || !ph) {
+                        v->r = -ENOMEM;
+                        return;
+                }
+                if (isempty(ifc->name) && isempty(ifc->hw_addr))
+                        problem(v, p, "an interface needs a name or a hw_addr");
+                if (!isempty(ifc->name) && !valid_ifname(ifc->name)) {
+                        _cleanup_free_ char *sv = show(ifc->name);
+                        problem(v, pn, "%s is not a valid interface name (1-15 characters, no '/', ':' or spaces)",
+                                sv);
+                }
+                if (!isempty(ifc->hw_addr) && !valid_mac(ifc->hw_addr)) {
+                        _cleanup_free_ char *sv = show(ifc->hw_addr);
+                        problem(v, ph, "%s is not a valid MAC address (aa:bb:cc:dd:ee:ff)", sv);
+                }
+        }
+        if (!in_list(m->method, methods, false)) {
+                _cleanup_free_ char *sv = show(m->method);
+                problem(v, "install.management_interface.method", "unknown method %s: use dhcp or static",
+                        sv);
+        } else if (streq(m->method, "static")) {
+                check_ipv4(v, "install.management_interface.ip", m->ip, "address", true, "for method static");
+                if (isempty(m->subnet_mask))
+                        missing(v, "install.management_interface.subnet_mask", "required for method static");
+                else if (!valid_netmask(m->subnet_mask)) {
+                        _cleanup_free_ char *sv = show(m->subnet_mask);
+                        problem(v, "install.management_interface.subnet_mask",
+                                "%s is not a valid IPv4 netmask (e.g. 255.255.255.0)", sv);
+                }
+                check_ipv4(v, "install.management_interface.gateway", m->gateway, "address", true,
+                           "for method static");
+                if (strv_length(v->c->os.dns_nameservers) == 0)
+                        missing(v, "os.dns_nameservers", "at least one DNS server is required for method static");
+        } else {
+                check_ipv4(v, "install.management_interface.ip", m->ip, "address", false, NULL);
+                check_ipv4(v, "install.management_interface.gateway", m->gateway, "address", false, NULL);
+        }
+        if (m->mtu != 0 && (m->mtu < 576 || m->mtu > 9000))
+                problem(v, "install.management_interface.mtu", "must be 0 (unset) or 576 to 9000, got %" PRId64,
+                        m->mtu);
+        if (m->vlan_id < 0 || m->vlan_id > 4094)
+                problem(v, "install.management_interface.vlan_id",
+                        "must be 0 to 4094 (0 and 1 mean untagged), got %" PRId64, m->vlan_id);
+        const char *bm = kvmap_get(&m->bond_options, "mode");
+        if (bm && !in_list(bm, bond_modes, false)) {
+                _cleanup_free_ char *sv = show(bm);
+                problem(v, "install.management_interface.bond_options.mode",
+                        "unknown bonding mode %s: use balance-rr, active-backup, balance-xor, broadcast, 802.3ad, "
+                        "balance-tlb or balance-alb", sv);
+        }
+        const char *mii = kvmap_get(&m->bond_options, "miimon");
+        int64_t x;
+        if (mii && (parse_int64(mii, &x) < 0 || x < 0)) {
+                _cleanup_free_ char *sv = show(mii);
+                problem(v, "install.management_interface.bond_options.miimon",
+                        "%s is not a number of milliseconds", sv);
+        }
+}
+
+static void check_url(struct vctx *v, const char *path, const char *url, bool allow_file) {
+        if (isempty(url) || valid_url(url, allow_file))
+                return;
+        _cleanup_free_ char *sv = show(url);
+        problem(v, path, "%s is not an %s URL", sv, allow_file ? "http://, https:// or file://" : "http(s)://");
+}
+
+static void check_webhooks(struct vctx *v) {
+        const struct install_config *in = &v->c->install;
+        for (size_t i = 0; i < in->n_webhooks; i++) {
+                const struct webhook *w = &in->webhooks[i];
+                _cleanup_free_ char *pe = strdup_printf("install.webhooks[%zu].event", i);
+                _cleanup_free_ char *pm = strdup_printf("install.webhooks[%zu].method", i);
+                _cleanup_free_ char *pu = strdup_printf("install.webhooks[%zu].url", i);
+                if (!pe || !pm || !pu) {
+                        v->r = -ENOMEM;
+                        return;
+                }
+                if (isempty(w->event))
+                        missing(v, pe, "required: STARTED, SUCCEEDED or FAILED");
+                else if (!in_list(w->event, events, false)) {
+                        _cleanup_free_ char *sv = show(w->event);
+                        problem(v, pe, "unknown event %s: use STARTED, SUCCEEDED or FAILED", sv);
+                }
+                if (!in_list(w->method, http_methods, false)) {
+                        _cleanup_free_ char *sv = show(w->method);
+                        problem(v, pm, "unknown HTTP method %s: use GET, POST, PUT, PATCH, DELETE or HEAD",
+                                sv);
+                }
+                if (isempty(w->url))
+                        missing(v, pu, "required: the URL to call");
+                else
+                        check_url(v, pu, w->url, false);
+        }
+}
+
+static void check_files(struct vctx *v) {
+        const struct os_config *os = &v->c->os;
+        for (size_t i = 0; i < os->n_write_files; i++) {
+                const struct write_file *w = &os->write_files[i];
+                _cleanup_free_ char *pp = strdup_printf("os.write_files[%zu].path", i);
+                _cleanup_free_ char *pm = strdup_printf("os.write_files[%zu].permissions", i);
+                _cleanup_free_ char *pe = strdup_printf("os.write_files[%zu].encoding", i);
+                if (!pp || !pm || !pe) {
+                        v->r = -ENOMEM;
+                        return;
+                }
+                if (isempty(w->path))
+                        missing(v, pp, "required: the absolute path of the file");
+                else if (w->path[0] != '/') {
+                        _cleanup_free_ char *sv = show(w->path);
+                        problem(v, pp, "%s is not an absolute path", sv);
+                }
+                if (!isempty(w->permissions) && !valid_octal_mode(w->permissions)) {
+                        _cleanup_free_ char *sv = show(w->permissions);
+                        problem(v, pm, "%s is not an octal file mode such as \"0644\"", sv);
+                }
+                if (w->encoding && !in_list(w->encoding, encodings, false)) {
+                        _cleanup_free_ char *sv = show(w->encoding);
+                        problem(v, pe, "unknown encoding %s: use b64, gz or gz+b64 (or leave it out)",
+                                sv);
+                }
+        }
+}
+
+static void check_disks(struct vctx *v) {
+        const struct install_config *in = &v->c->install;
+        if (isempty(in->device))
+                missing(v, "install.device", "required: the disk to install to, e.g. /dev/sda");
+        else if (!is_dev_path(in->device)) {
+                _cleanup_free_ char *sv = show(in->device);
+                problem(v, "install.device", "%s is not a /dev/ path (e.g. /dev/sda or /dev/disk/by-id/...)",
+                        sv);
+        }
+        if (!isempty(in->data_disk)) {
+                if (!is_dev_path(in->data_disk)) {
+                        _cleanup_free_ char *sv = show(in->data_disk);
+                        problem(v, "install.data_disk", "%s is not a /dev/ path (e.g. /dev/sdb)", sv);
+                } else if (streq_ptr(in->data_disk, in->device))
+                        problem(v, "install.data_disk",
+                                "is the same disk as install.device; give another disk for VM data, or leave it out");
+        }
+        for (size_t i = 0; in->wipe_disks_list && in->wipe_disks_list[i]; i++)
+                if (!is_dev_path(in->wipe_disks_list[i])) {
+                        _cleanup_free_ char *p = strdup_printf("install.wipe_disks_list[%zu]", i);
+                        _cleanup_free_ char *sv = show(in->wipe_disks_list[i]);
+                        if (!p) {
+                                v->r = -ENOMEM;
+                                return;
+                        }
+                        problem(v, p, "%s is not a /dev/ path", sv);
+                }
+        if (in->persistent_partition_size) {
+                uint64_t b;
+                if (parse_partition_size(in->persistent_partition_size, &b) < 0) {
+                        _cleanup_free_ char *sv = show(in->persistent_partition_size);
+                        problem(v, "install.persistent_partition_size",
+                                "%s is not a size in Mi or Gi (e.g. 150Gi)", sv);
+                }
+        }
+}
+
+int config_validate(const struct config *c, struct diags *d) {
+        struct vctx v = { .c = c, .d = d };
+        const struct install_config *in = &c->install;
+        const struct os_config *os = &c->os;
+
+        if (c->scheme_version != 1) {
+                if (!node_lookup(c->tree, "scheme_version"))
+                        missing(&v, "scheme_version", "required: set scheme_version: 1");
+                else
+                        problem(&v, "scheme_version", "must be 1, got %" PRId64, c->scheme_version);
+        }
+
+        bool create = streq_ptr(in->mode, "create"), join = streq_ptr(in->mode, "join");
+        if (isempty(in->mode))
+                missing(&v, "install.mode", "required: create, join or install");
+        else if (!in_list(in->mode, modes, false)) {
+                _cleanup_free_ char *sv = show(in->mode);
+                problem(&v, "install.mode", "unknown mode %s: use create, join or install", sv);
+        }
+        if (create && !isempty(c->server_url))
+                problem(&v, "server_url",
+                        "must not be set for mode create (a create install starts a new cluster; "
+                        "server_url is for join)");
+        if (join && isempty(c->server_url))
+                missing(&v, "server_url", "required for mode join: the cluster to join, https://<vip>:443");
+        if (in->automatic && (create || join) && isempty(in->iso_url))
+                missing(&v, "install.iso_url", "required for an automatic install (the ISO to install from)");
+
+        if (isempty(c->token)) {
+                if (!streq_ptr(in->mode, "install"))
+                        missing(&v, "token", "required: the cluster token shared by every node");
+        } else if (!valid_token(c->token))
+                problem(&v, "token",
+                        "holds characters Harvester refuses: use letters, digits, spaces and "
+                        "!\"#$%%&'()*+,-./:;<=>?@[\\]^_`{|}~");
+        if (isempty(os->password) && strv_length(os->ssh_authorized_keys) == 0)
+                missing(&v, "os.password", "no password and no SSH key: set os.password or at least one "
+                                           "os.ssh_authorized_keys entry, or nobody can log in");
+        for (size_t i = 0; os->ssh_authorized_keys && os->ssh_authorized_keys[i]; i++)
+                if (isempty(os->ssh_authorized_keys[i])) {
+                        _cleanup_free_ char *p = strdup_printf("os.ssh_authorized_keys[%zu]", i);
+                        if (p)
+                                problem(&v, p, "is empty");
+                }
+
+        if (!valid_dns1123_subdomain(os->hostname)) {
+                _cleanup_free_ char *sv = show(os->hostname);
+                problem(&v, "os.hostname",
+                        "%s is not a valid hostname: lowercase letters, digits, '-' and '.', each part starting and "
+                        "ending with a letter or digit, at most 63 characters a part (RFC 1123)",
+                        sv ? sv : "\"\"");
+        }
+        for (size_t i = 0; os->dns_nameservers && os->dns_nameservers[i]; i++)
+                if (!valid_ip(os->dns_nameservers[i])) {
+                        _cleanup_free_ char *p = strdup_printf("os.dns_nameservers[%zu]", i);
+                        _cleanup_free_ char *sv = show(os->dns_nameservers[i]);
+                        if (p)
+                                problem(&v, p, "%s is not an IP address", sv);
+                }
+        for (size_t i = 0; os->ntp_servers && os->ntp_servers[i]; i++)
+                if (isempty(os->ntp_servers[i])) {
+                        _cleanup_free_ char *p = strdup_printf("os.ntp_servers[%zu]", i);
+                        if (p)
+                                problem(&v, p, "is empty");
+                }
+        for (size_t i = 0; i < os->labels.n; i++) {
+                const struct kv *l = &os->labels.items[i];
+                _cleanup_free_ char *p = path_join("os.labels", l->key);
+                if (!p)
+                        return -ENOMEM;
+                _cleanup_free_ char *sk = show(l->key), *sv = show(l->value);
+                if (!valid_label_key(l->key))
+                        problem(&v, p, "%s is not a valid Kubernetes label name ([prefix/]name, name at most 63 "
+                                       "characters: letters, digits, '-', '_', '.')", sk);
+                if (!valid_label_value(l->value))
+                        problem(&v, p, "%s is not a valid Kubernetes label value (at most 63 characters: letters, "
+                                       "digits, '-', '_', '.', starting and ending with a letter or digit)",
+                                sv);
+        }
+        check_files(&v);
+
+        check_network(&v);
+        if (create) {
+                check_ipv4(&v, "install.vip", in->vip, "address", true, "for mode create: the cluster's VIP");
+                if (isempty(in->vip_mode))
+                        missing(&v, "install.vip_mode", "required for mode create: static or dhcp");
+                else if (!in_list(in->vip_mode, methods, false)) {
+                        _cleanup_free_ char *sv = show(in->vip_mode);
+                        problem(&v, "install.vip_mode", "unknown vip_mode %s: use static or dhcp", sv);
+                }
+                if (streq_ptr(in->vip_mode, "dhcp") && isempty(in->vip_hw_addr))
+                        missing(&v, "install.vip_hw_addr",
+                                "required for vip_mode dhcp: the MAC address the VIP's DHCP lease is bound to");
+                for (size_t i = 0; i < c->system_settings.n; i++)
+                        if (!in_list(c->system_settings.items[i].key, system_settings_allowed, false)) {
+                                _cleanup_free_ char *p = path_join("system_settings", c->system_settings.items[i].key);
+                                if (p)
+                                        problem(&v, p, "not a setting Harvester lets an install set");
+                        }
+        } else if (c->system_settings.n > 0 && join)
+                warning(&v, "system_settings", "only used by mode create; ignored for mode join");
+        if (!isempty(in->vip_hw_addr) && !valid_mac(in->vip_hw_addr)) {
+                _cleanup_free_ char *sv = show(in->vip_hw_addr);
+                problem(&v, "install.vip_hw_addr", "%s is not a valid MAC address (aa:bb:cc:dd:ee:ff)",
+                        sv);
+        }
+
+        check_disks(&v);
+        check_url(&v, "install.iso_url", in->iso_url, true);
+        if (in->iso_checksum && !valid_checksum(in->iso_checksum))
+                problem(&v, "install.iso_checksum", "must be sha512:<128 hex digits> or sha256:<64 hex digits>");
+        check_url(&v, "install.iso_checksum_url", in->iso_checksum_url, true);
+        check_url(&v, "install.config_url", in->config_url, true);
+        if (in->config_url_timeout < 1)
+                problem(&v, "install.config_url_timeout", "must be at least 1 (seconds), got %" PRId64,
+                        in->config_url_timeout);
+        if (!in_list(in->role, roles, false)) {
+                _cleanup_free_ char *sv = show(in->role);
+                problem(&v, "install.role", "unknown role %s: use default, management, worker or witness",
+                        sv);
+        }
+        check_webhooks(&v);
+        if (in->cluster_pod_cidr && !valid_cidr4(in->cluster_pod_cidr))
+                problem(&v, "install.cluster_pod_cidr", "is not an IPv4 CIDR such as 10.52.0.0/16");
+        if (in->cluster_service_cidr && !valid_cidr4(in->cluster_service_cidr))
+                problem(&v, "install.cluster_service_cidr", "is not an IPv4 CIDR such as 10.53.0.0/16");
+        if (in->cluster_dns && !valid_ipv4(in->cluster_dns))
+                problem(&v, "install.cluster_dns", "is not an IPv4 address");
+        if (d->oom)
+                return -ENOMEM;
+        return v.r;
+}
