@@ -1721,8 +1721,9 @@ int cloudconfig_hash_password(const char *password, char **ret) {
         struct crypt_data *cd = calloc(1, sizeof(struct crypt_data));
         if (!cd)
                 return -ENOMEM;
+        /* crypt_rn, not crypt_r: sanitizers intercept crypt_r with glibc's old struct layout. */
         errno = 0;
-        const char *h = crypt_r(password, setting, cd);
+        const char *h = crypt_rn(password, setting, cd, (int)sizeof(struct crypt_data));
         int r = 0;
         char *s = NULL;
         if (!h || h[0] != '$' || strncmp(h, "$6$", 3) != 0)

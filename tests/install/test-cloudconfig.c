@@ -416,8 +416,8 @@ static void test_password_hash(void **state) {
         assert_string_not_equal(a, b); /* random salts */
         struct crypt_data *cd = calloc(1, sizeof *cd);
         assert_non_null(cd);
-        assert_string_equal(crypt_r("p@ssword", a, cd), a);
-        assert_string_not_equal(crypt_r("p@sswore", a, cd), a);
+        assert_string_equal(crypt_rn("p@ssword", a, cd, (int)sizeof *cd), a);
+        assert_string_not_equal(crypt_rn("p@sswore", a, cd, (int)sizeof *cd), a);
         free(cd);
         assert_int_equal(cloudconfig_hash_password("$1$legacy$hash", &kept), 0);
         assert_string_equal(kept, "$1$legacy$hash");
@@ -455,7 +455,7 @@ static void test_write_oem(void **state) {
         assert_int_equal(strncmp(hash, "$6$", 3), 0);
         struct crypt_data *cd = calloc(1, sizeof *cd);
         assert_non_null(cd);
-        assert_string_equal(crypt_r("p@ssword", hash, cd), hash);
+        assert_string_equal(crypt_rn("p@ssword", hash, cd, (int)sizeof *cd), hash);
         free(cd);
         assert_null(strstr(custom, "p@ssword"));
         assert_null(strstr(hc, "p@ssword"));
