@@ -26,10 +26,11 @@ struct area {
         unsigned partno;    /* 0: the whole disk */
 };
 
-/* The partitions of the table on fd as libblkid sees it (any table type, GPT forced). */
-static int list_partitions(int fd, const char *node, struct area **ret, size_t *ret_n) {
+/* Adds the partitions of one kind of table: "gpt" only (GPT forced: found even behind a DOS MBR,
+ * or from the backup header alone), or every other kind. */
+static int add_partitions(int fd, bool gpt, struct area **a, size_t *n) {
+        static const char *const only_gpt[] = { "gpt", NULL };
         _cleanup_blkid_probe_ blkid_probe pr = blkid_new_probe();
-        _cleanup_free_ struct area *a = NULL;
         if (!pr)
                 return -ENOMEM;
         errno = 0;
@@ -38,25 +39,47 @@ static int list_partitions(int fd, const char *node, struct area **ret, size_t *
         blkid_probe_enable_superblocks(pr, 0);
         blkid_probe_enable_partitions(pr, 1);
         blkid_probe_set_partitions_flags(pr, BLKID_PARTS_FORCE_GPT);
+        if (blkid_probe_filter_partitions_type(pr, gpt ? BLKID_FLTR_ONLYIN : BLKID_FLTR_NOTIN, (char **)only_gpt) < 0)
+                return -EIO;
         blkid_partlist ls = blkid_probe_get_partitions(pr);
-        int n = ls ? blkid_partlist_numof_partitions(ls) : 0;
-        if (n < 0)
-                n = 0;
-        a = calloc((size_t)n + 1, sizeof *a);
-        if (!a)
-                return -ENOMEM;
-        size_t k = 0;
-        for (int i = 0; i < n; i++) {
+        int k = ls ? blkid_partlist_numof_partitions(ls) : 0;
+        for (int i = 0; i < k; i++) {
                 blkid_partition p = blkid_partlist_get_partition(ls, i);
-                blkid_loff_t start = blkid_partition_get_start(p), size = blkid_partition_get_size(p);
-                if (!p || start <= 0 || size <= 0)
+                if (!p)
                         continue;
-                a[k++] = (struct area) { .off = (uint64_t)start * 512, .size = (uint64_t)size * 512,
-                                         .partno = (unsigned)blkid_partition_get_partno(p) };
+                blkid_loff_t start = blkid_partition_get_start(p), size = blkid_partition_get_size(p);
+                if (start <= 0 || size <= 0)
+                        continue;
+                struct area ar = { .off = (uint64_t)start * 512, .size = (uint64_t)size * 512,
+                                   .partno = (unsigned)blkid_partition_get_partno(p) };
+                bool dup = false;
+                for (size_t j = 0; j < *n; j++)
+                        if ((*a)[j].off == ar.off && (*a)[j].size == ar.size)
+                                dup = true;
+                if (dup)
+                        continue;
+                struct area *m = realloc(*a, (*n + 1) * sizeof *m);
+                if (!m)
+                        return -ENOMEM;
+                *a = m;
+                m[(*n)++] = ar;
         }
-        log_debug("%s: %zu partitions in its old table.", node, k);
+        return 0;
+}
+
+/* The partitions of every table libblkid finds on fd: a GPT (also one found from its backup
+ * header only, or hidden behind a DOS MBR) and any other kind. */
+static int list_partitions(int fd, const char *node, struct area **ret, size_t *ret_n) {
+        _cleanup_free_ struct area *a = NULL;
+        size_t n = 0;
+        int r = add_partitions(fd, true, &a, &n);
+        if (r >= 0)
+                r = add_partitions(fd, false, &a, &n);
+        if (r < 0)
+                return r;
+        log_debug("%s: %zu partitions in its old tables.", node, n);
         *ret = TAKE_PTR(a);
-        *ret_n = k;
+        *ret_n = n;
         return 0;
 }
 
