@@ -453,7 +453,8 @@ static int append_dir(char **buf, size_t *len, const char *dir) {
         closedir(dp);
         if (r < 0)
                 return r;
-        qsort(names, strv_length(names), sizeof(char *), cmp_str);
+        if (names)
+                qsort(names, strv_length(names), sizeof(char *), cmp_str);
         STRV_FOREACH(name, names) {
                 _cleanup_free_ char *path = strdup_printf("%s/%s", dir, *name);
                 if (!path)

@@ -223,19 +223,78 @@ static int fetch_config_url(struct config *c, const struct node *ctree, const ch
         return 0;
 }
 
-static int load(const struct config_source *src, struct config *c, struct diags *d) {
-        _cleanup_free_ char *text = NULL, *body = NULL;
-        _cleanup_node_ struct node *ctree = NULL, *ftree = NULL;
-        size_t len = 0;
+/* The kernel arguments: parsed, canonicalised, their secrets registered. */
+static int load_cmdline(const char *text, struct config *c, struct diags *d, struct node **ret) {
+        _cleanup_node_ struct node *ctree = NULL;
         int r;
-
-        if ((r = cmdline_read(src->cmdline_file, NULL, &text)) < 0)
-                return r; /* logged */
         if ((r = cmdline_parse(text, &ctree, &c->boot, d)) < 0)
                 return r;
         if ((r = schema_canonicalize(ctree, NULL, d)) < 0)
                 return r;
         register_cmdline_secrets(ctree);
+        *ret = TAKE_PTR(ctree);
+        return 0;
+}
+
+/* Everything after the file was obtained: parse it, merge, bind, defaults, normalise, validate.
+ * ctree is taken. -EINVAL when the file is unusable (its problem is in d). */
+static int load_rest(struct config *c, struct node *ctree_in, const char *body, size_t len, struct diags *d) {
+        _cleanup_node_ struct node *ctree = ctree_in, *ftree = NULL;
+        int r;
+        if (body) {
+                r = yaml_load(body, len, c->source_name ?: "config", &ftree, d);
+                if (r < 0)
+                        return r; /* the file is unusable: its problem (and the command line's) are reported */
+                if ((r = schema_canonicalize(ftree, c->source_name, d)) < 0)
+                        return r;
+        }
+        r = schema_merge(TAKE_PTR(ctree), TAKE_PTR(ftree), &c->tree);
+        if (r < 0)
+                return r;
+        if (!c->tree && !(c->tree = node_new(NODE_MAP, ORIGIN_CMDLINE)))
+                return -ENOMEM;
+        if ((r = schema_bind(c->tree, c, c->source_name, d)) < 0)
+                return r;
+        config_register_secrets(c);
+        if ((r = apply_defaults(c)) < 0 || (r = normalize(c, d)) < 0 || (r = config_validate(c, d)) < 0)
+                return r;
+        return d->oom ? -ENOMEM : 0;
+}
+
+static struct config *config_new(void) {
+        struct config *c = calloc(1, sizeof(struct config));
+        if (c)
+                c->boot.rd_shell = -1;
+        return c;
+}
+
+int config_from_text(const char *cmdline, const char *yaml, size_t yaml_len, const char *source_name,
+                     struct diags *d, struct config **ret) {
+        _cleanup_config_ struct config *c = config_new();
+        struct node *ctree = NULL;
+        int r;
+        if (!c)
+                return -ENOMEM;
+        if (source_name && !(c->source_name = strdup(source_name)))
+                return -ENOMEM;
+        if ((r = load_cmdline(strempty(cmdline), c, d, &ctree)) < 0)
+                return r;
+        if ((r = load_rest(c, ctree, yaml, yaml_len, d)) < 0)
+                return r;
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+static int load(const struct config_source *src, struct config *c, struct diags *d) {
+        _cleanup_free_ char *text = NULL, *body = NULL;
+        _cleanup_node_ struct node *ctree = NULL;
+        size_t len = 0;
+        int r;
+
+        if ((r = cmdline_read(src->cmdline_file, NULL, &text)) < 0)
+                return r; /* logged */
+        if ((r = load_cmdline(text, c, d, &ctree)) < 0)
+                return r;
 
         const char *url = scalar_of(node_lookup(ctree, "install.config_url"));
         if (src->config_file) {
@@ -251,33 +310,14 @@ static int load(const struct config_source *src, struct config *c, struct diags 
                 if ((r = fetch_config_url(c, ctree, url, d, &body, &len)) < 0)
                         return r;
         }
-        if (body) {
-                r = yaml_load(body, len, c->source_name, &ftree, d);
-                if (r < 0)
-                        return r; /* the file is unusable: its problem (and the command line's) are reported */
-                if ((r = schema_canonicalize(ftree, c->source_name, d)) < 0)
-                        return r;
-        }
-
-        r = schema_merge(TAKE_PTR(ctree), TAKE_PTR(ftree), &c->tree);
-        if (r < 0)
-                return r;
-        if (!c->tree && !(c->tree = node_new(NODE_MAP, ORIGIN_CMDLINE)))
-                return -ENOMEM;
-        if ((r = schema_bind(c->tree, c, c->source_name, d)) < 0)
-                return r;
-        config_register_secrets(c);
-        if ((r = apply_defaults(c)) < 0 || (r = normalize(c, d)) < 0 || (r = config_validate(c, d)) < 0)
-                return r;
-        return d->oom ? -ENOMEM : 0;
+        return load_rest(c, TAKE_PTR(ctree), body, len, d);
 }
 
 int config_load(const struct config_source *src, struct config **ret) {
         _cleanup_(diags_clearp) struct diags d = {};
-        _cleanup_config_ struct config *c = calloc(1, sizeof(struct config));
+        _cleanup_config_ struct config *c = config_new();
         if (!c)
                 return log_oom();
-        c->boot.rd_shell = -1;
 
         int r = load(src, c, &d);
         diags_print(&d);

@@ -146,6 +146,16 @@ struct config_source {
  * errno of the file otherwise (--cmdline FILE, --config FILE, /proc/cmdline).
  */
 int config_load(const struct config_source *src, struct config **ret);
+/*
+ * The core of config_load() without files, network or printing, for tests and fuzzing: the kernel
+ * command line text and the YAML text (NULL: none; source_name names it in messages) become a
+ * configuration. Problems and warnings go to d (struct diags, schema.h), nothing is logged.
+ * Returns 0 with *ret set even when d holds problems (check diags_errors(d)); -EINVAL when the YAML
+ * is unusable (not YAML, not a mapping: the problem is in d); -ENOMEM.
+ */
+struct diags;
+int config_from_text(const char *cmdline, const char *yaml, size_t yaml_len, const char *source_name,
+                     struct diags *d, struct config **ret);
 void config_free(struct config *c);
 static inline void config_freep(struct config **c) { config_free(*c); }
 #define _cleanup_config_ __attribute__((cleanup(config_freep)))
