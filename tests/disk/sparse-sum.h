@@ -4,7 +4,9 @@
  * Reading 300 GiB of holes through sha256sum takes minutes; this takes milliseconds. */
 #pragma once
 
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>

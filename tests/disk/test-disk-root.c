@@ -29,9 +29,18 @@ static char *loops[8];
 static size_t n_loops;
 static char *vg_name;
 
-static char *run_out(char *const argv[]) {
+/* Runs a tool, output discarded; its exit status. */
+static int run_quiet(const char *const argv[]) {
         char *out = NULL;
-        int r = run_command(argv, &out);
+        int r = run_command((char *const *)argv, &out);
+        free(out);
+        return r;
+}
+
+/* Runs a tool that must succeed; its first line of output. */
+static char *run_out(const char *const argv[]) {
+        char *out = NULL;
+        int r = run_command((char *const *)argv, &out);
         if (r != 0) {
                 fprintf(stderr, "%s failed (%d): %s\n", argv[0], r, out ? out : "");
                 free(out);
@@ -52,7 +61,7 @@ static char *image(const char *name, uint64_t size) {
 
 /* losetup: returns "/dev/loopN" (recorded for detaching). */
 static char *attach(const char *file) {
-        char *dev = run_out((char *[]) { "losetup", "-f", "--show", (char *)file, NULL });
+        char *dev = run_out((const char *[]) { "losetup", "-f", "--show", file, NULL });
         assert_non_null(dev);
         loops[n_loops++] = strdup(dev);
         return dev;
@@ -60,22 +69,14 @@ static char *attach(const char *file) {
 
 static void detach_all(void) {
         if (vg_name) {
-                char *out = NULL;
-                (void)run_command((char *[]) { "vgchange", "-an", vg_name, NULL }, &out);
-                free(out);
-                out = NULL;
-                (void)run_command((char *[]) { "vgremove", "-ff", "-y", vg_name, NULL }, &out);
-                free(out);
+                (void)run_quiet((const char *[]) { "vgchange", "-an", vg_name, NULL });
+                (void)run_quiet((const char *[]) { "vgremove", "-ff", "-y", vg_name, NULL });
                 free(vg_name);
                 vg_name = NULL;
         }
         for (size_t i = 0; i < n_loops; i++) {
-                char *out = NULL;
-                (void)run_command((char *[]) { "partx", "-d", loops[i], NULL }, &out);
-                free(out);
-                out = NULL;
-                (void)run_command((char *[]) { "losetup", "-d", loops[i], NULL }, &out);
-                free(out);
+                (void)run_quiet((const char *[]) { "partx", "-d", loops[i], NULL });
+                (void)run_quiet((const char *[]) { "losetup", "-d", loops[i], NULL });
                 free(loops[i]);
         }
         n_loops = 0;
@@ -107,7 +108,7 @@ static void config_done(struct config *c) {
 /* Nothing any libblkid prober recognises on dev. */
 static void assert_blank(const char *dev) {
         char *out = NULL;
-        int r = run_command((char *[]) { "wipefs", "--noheadings", (char *)dev, NULL }, &out);
+        int r = run_command((char *const *)(const char *[]) { "wipefs", "--noheadings", dev, NULL }, &out);
         assert_int_equal(r, 0);
         if (!isempty(out))
                 fprintf(stderr, "left on %s:\n%s", dev, out);
@@ -249,14 +250,14 @@ static void test_lvm(void **state) {
         char *d1 = attach(f1), *d3 = attach(f3);
         char *out = NULL;
         vg_name = strdup_printf("harvtest%d", (int)getpid());
-        assert_non_null(out = run_out((char *[]) { "pvcreate", "-ff", "-y", d3, NULL }));
+        assert_non_null(out = run_out((const char *[]) { "pvcreate", "-ff", "-y", d3, NULL }));
         free(out);
-        assert_non_null(out = run_out((char *[]) { "vgcreate", vg_name, d3, NULL }));
+        assert_non_null(out = run_out((const char *[]) { "vgcreate", vg_name, d3, NULL }));
         free(out);
         struct holder *h = NULL;
         size_t n = 0;
         if (dm) {
-                assert_non_null(out = run_out((char *[]) { "lvcreate", "-y", "-L", "100M", "-n", "old", vg_name, NULL }));
+                assert_non_null(out = run_out((const char *[]) { "lvcreate", "-y", "-L", "100M", "-n", "old", vg_name, NULL }));
                 free(out);
                 assert_int_equal(holders_list(d3 + 5, &h, &n), 0);
                 assert_int_equal(n, 1);
@@ -287,7 +288,7 @@ static void test_lvm(void **state) {
         free(d3);
 }
 
-static void expect_refused(struct config *c, int err, char **files) {
+static void expect_refused(struct config *c, int err, const char *const *files) {
         uint64_t before[4] = {}, after[4] = {};
         struct disk_plan *p = (struct disk_plan *)0x1;
         for (size_t i = 0; files[i]; i++)
@@ -317,25 +318,25 @@ static void test_refusals(void **state) {
 
         disks_set_wait_timeout(1000000);
         c = config_new("/dev/disk/by-id/no-such-disk", NULL);
-        expect_refused(c, -ENODEV, (char *[]) { f1, NULL });
+        expect_refused(c, -ENODEV, (const char *[]) { f1, NULL });
         config_done(c);
 
         char *part = strdup_printf("%sp3", d1);
         c = config_new(part, NULL);
-        expect_refused(c, -EINVAL, (char *[]) { f1, NULL });
+        expect_refused(c, -EINVAL, (const char *[]) { f1, NULL });
         config_done(c);
         free(part);
 
         c = config_new(d1, d1);
-        expect_refused(c, -EINVAL, (char *[]) { f1, NULL });
+        expect_refused(c, -EINVAL, (const char *[]) { f1, NULL });
         config_done(c);
 
         c = config_new(d2, NULL);
-        expect_refused(c, -ENOSPC, (char *[]) { f2, NULL });
+        expect_refused(c, -ENOSPC, (const char *[]) { f2, NULL });
         config_done(c);
 
         c = config_new(d1, d2); /* a data disk below 60 GiB */
-        expect_refused(c, -ENOSPC, (char *[]) { f1, f2, NULL });
+        expect_refused(c, -ENOSPC, (const char *[]) { f1, f2, NULL });
         config_done(c);
 
         /* Mounted. */
@@ -344,11 +345,11 @@ static void test_refusals(void **state) {
         assert_int_equal(mkdir(mnt, 0755), 0);
         assert_int_equal(mount(d4, mnt, "ext4", 0, NULL), 0);
         c = config_new(d1, d4);
-        expect_refused(c, -EBUSY, (char *[]) { f1, NULL });
+        expect_refused(c, -EBUSY, (const char *[]) { f1, NULL });
         config_done(c);
         c = config_new(d1, NULL);
         strv_push(&c->install.wipe_disks_list, d4);
-        expect_refused(c, -EBUSY, (char *[]) { f1, NULL });
+        expect_refused(c, -EBUSY, (const char *[]) { f1, NULL });
         config_done(c);
         assert_int_equal(umount(mnt), 0);
         rmdir(mnt);
@@ -373,9 +374,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
         detach_all();
-        char *out = NULL;
-        (void)run_command((char *[]) { "rm", "-rf", "--one-file-system", tmpdir, NULL }, &out);
-        free(out);
+        (void)run_quiet((const char *[]) { "rm", "-rf", "--one-file-system", tmpdir, NULL });
         return 0;
 }
 
