@@ -8,7 +8,7 @@
 int main(int argc, char **argv) {
         int ret = 0;
         for (int i = 1; i < argc; i++) {
-                uint64_t h;
+                uint64_t h = 0;
                 int fd = open(argv[i], O_RDONLY | O_CLOEXEC);
                 int r = fd < 0 ? -errno : sparse_sum_fd(fd, &h);
                 if (fd >= 0)
