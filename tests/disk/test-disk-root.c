@@ -12,6 +12,7 @@
 #include <cmocka.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "config.h"
 #include "disk.h"
@@ -368,6 +369,34 @@ static void test_refusals(void **state) {
         free(d4);
 }
 
+/* The disk holding / (the installer's own medium in the initrd: its live medium) is refused
+ * before anything opens it. */
+static void test_installer_medium(void **state) {
+        struct stat st;
+        char link[64], *real, *dev = NULL;
+        assert_int_equal(stat("/", &st), 0);
+        snprintf(link, sizeof link, "/sys/dev/block/%u:%u", major(st.st_dev), minor(st.st_dev));
+        real = realpath(link, NULL);
+        if (!real) {
+                fprintf(stderr, "/ is not on a block device here: installer medium not tested\n");
+                return;
+        }
+        char *pf = strdup_printf("%s/partition", real);
+        if (access(pf, F_OK) == 0)
+                *strrchr(real, '/') = 0; /* the whole disk */
+        dev = strdup_printf("/dev/%s", strrchr(real, '/') + 1);
+        struct config *c = config_new(dev, NULL);
+        struct disk_plan *p = NULL;
+        assert_int_equal(disks_prepare(c, &p), -EBUSY);
+        assert_null(p);
+        assert_int_equal(disks_prepare_flags(c, DISK_PREPARE_DRY_RUN, &p), -EBUSY);
+        assert_null(p);
+        config_done(c);
+        free(pf);
+        free(real);
+        free(dev);
+}
+
 static int setup(void **state) {
         return mkdtemp(tmpdir) ? 0 : -1;
 }
@@ -384,6 +413,7 @@ int main(void) {
                 cmocka_unit_test(test_failure_rolls_back),
                 cmocka_unit_test(test_lvm),
                 cmocka_unit_test(test_refusals),
+                cmocka_unit_test(test_installer_medium),
         };
         if (geteuid() != 0) {
                 fprintf(stderr, "not root: skipped\n");

@@ -37,7 +37,21 @@ LOOPS=()
 ALIAS=
 cleanup() {
         [ -n "$ALIAS" ] && rm -f "$ALIAS"
+        rm -f "/dev/harvester-test-late-$$"
         mountpoint -q "$T/mnt" 2>/dev/null && umount "$T/mnt"
+
+# A disk that appears late (udev is slow on real servers) is waited for.
+LATE=/dev/harvester-test-late-$$
+config "$LATE"
+(sleep 1; ln -s "$S" "$LATE") &
+HARVESTER_INSTALL_DISK_WAIT=20 "$AGENT" --cmdline "$T/cmdline" --config "$T/config.yaml" plan > "$T/late.out" 2> "$T/late.err"
+rc=$?
+wait
+rm -f "$LATE"
+[ $rc = 6 ] || { cat "$T/late.err"; fail "late disk: exit $rc"; }
+grep -q "Waiting up to 20 s for install.device \"$LATE\" to appear" "$T/late.err" || { cat "$T/late.err"; fail "late disk: no wait"; }
+grep -q "^harvester-install: error: $S has 20 GiB" "$T/late.err" || { cat "$T/late.err"; fail "late disk: not found after the wait"; }
+echo "a late disk is waited for: ok"
         for l in "${LOOPS[@]}"; do
                 partx -d "$l" 2>/dev/null
                 losetup -d "$l" 2>/dev/null
@@ -253,6 +267,19 @@ config "$D" "$ALIAS"
 refuse 6 "are the same disk" --cmdline "$T/cmdline" --config "$T/config.yaml" partition
 refuse 6 "are the same disk" --cmdline "$T/cmdline" --config "$T/config.yaml" plan
 umount "$T/mnt"
+
+# A disk that appears late (udev is slow on real servers) is waited for.
+LATE=/dev/harvester-test-late-$$
+config "$LATE"
+(sleep 1; ln -s "$S" "$LATE") &
+HARVESTER_INSTALL_DISK_WAIT=20 "$AGENT" --cmdline "$T/cmdline" --config "$T/config.yaml" plan > "$T/late.out" 2> "$T/late.err"
+rc=$?
+wait
+rm -f "$LATE"
+[ $rc = 6 ] || { cat "$T/late.err"; fail "late disk: exit $rc"; }
+grep -q "Waiting up to 20 s for install.device \"$LATE\" to appear" "$T/late.err" || { cat "$T/late.err"; fail "late disk: no wait"; }
+grep -q "^harvester-install: error: $S has 20 GiB" "$T/late.err" || { cat "$T/late.err"; fail "late disk: not found after the wait"; }
+echo "a late disk is waited for: ok"
 
 ### 4. No data disk: partition 6 on the install disk (over the previous install).
 config "$D"
