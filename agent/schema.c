@@ -566,6 +566,8 @@ static int canon_value(struct canon_ctx *x, const struct schema_field *f, struct
                                         r = add_diag_at(x, false, ipath, item, "%s", error);
                                         if (r < 0)
                                                 return r;
+                                        /* Reported: drop it, so binding does not report it again. */
+                                        remove_item(e, i--);
                                         continue;
                                 }
                                 m->line = item->line;
