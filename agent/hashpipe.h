@@ -16,8 +16,8 @@
 
 struct hashpipe;
 
-#define HASHPIPE_SLOT_SIZE_DEFAULT (1024 * 1024)
-#define HASHPIPE_SLOTS_DEFAULT 6
+#define HASHPIPE_SLOT_SIZE_DEFAULT (256 * 1024)
+#define HASHPIPE_SLOTS_DEFAULT 4
 
 /* fd: where the data goes (written at offset 0 on, with pwrite; the caller keeps ownership), or -1
  * to hash only. slot_size/n_slots 0: the defaults above (n_slots at least 2). Starts the hashing

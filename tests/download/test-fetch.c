@@ -348,6 +348,20 @@ static void test_checksum_url(void **state) {
         assert_int_equal(download_resolve_checksum(url, "sha512:abc", NULL, "k", "ku", false, 5, &c, &have), -EINVAL);
 }
 
+/* A password in the URL appears in no message. */
+static void test_secret(void **state) {
+        _cleanup_free_ char *dest = dest_path("secret.bin");
+        _cleanup_free_ char *url = strdup_printf("http://user:s3cr%%65t-pw@127.0.0.1:%d/404/f.bin", srv.port);
+        struct download_result res;
+        const struct download_options o = { .url = url, .dest = dest, .what = "test" };
+        assert_int_equal(download_file(&o, &res), -ENOENT);
+        _cleanup_free_ char *log = log_text();
+        assert_non_null(strstr(log, "/404/f.bin answered HTTP 404"));
+        assert_null(strstr(log, "s3cr"));
+        assert_null(strstr(log, "t-pw"));
+        log_forget_secrets();
+}
+
 /* The `fetch` command: exit codes and what is left on disk. */
 static int run_agent(const char *const *args) {
         const char *agent = getenv("AGENT");
@@ -417,6 +431,7 @@ int main(void) {
                 cmocka_unit_test_setup(test_short, before_each),
                 cmocka_unit_test_setup(test_unreachable, before_each),
                 cmocka_unit_test_setup(test_checksum_url, before_each),
+                cmocka_unit_test_setup(test_secret, before_each),
                 cmocka_unit_test_setup(test_cli, before_each),
         };
         return cmocka_run_group_tests(tests, setup, teardown);

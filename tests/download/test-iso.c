@@ -55,7 +55,7 @@ static int setup(void **state) {
         if (log_set_capture_file(capture) < 0)
                 return -1;
         /* The shape of a Harvester ISO, in small. */
-        const char *script =
+        _cleanup_free_ char *cmd = strdup_printf(
                 "set -e; cd '%s'; mkdir -p full/boot full/EFI/BOOT full/bundle; "
                 "echo kernel > full/boot/kernel; echo initrd > full/boot/initrd; "
                 "head -c 300000 /dev/urandom > full/rootfs.squashfs; echo efi-loader > full/EFI/BOOT/BOOTX64.EFI; "
@@ -66,8 +66,7 @@ static int setup(void **state) {
                 "mkdir -p partial/boot; echo kernel > partial/boot/kernel; head -c 1000 /dev/urandom > partial/rootfs.squashfs; "
                 "xorriso -as mkisofs -quiet -R -J -V HARVESTER -o partial.iso partial; "
                 "printf '<html><body>Login required</body></html>\\n' > page.iso; "
-                "head -c 1000000 /dev/urandom > random.iso";
-        _cleanup_free_ char *cmd = strdup_printf(script, tmp);
+                "head -c 1000000 /dev/urandom > random.iso", tmp);
         return cmd && system(cmd) == 0 ? 0 : -1;
 }
 
