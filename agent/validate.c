@@ -412,8 +412,14 @@ static void check_network(struct vctx *v) {
                 if (strv_length(v->c->os.dns_nameservers) == 0)
                         missing(v, "os.dns_nameservers", "at least one DNS server is required for method static");
         } else {
+                /* dhcp: unused, but a given value must still make sense. */
                 check_ipv4(v, "install.management_interface.ip", m->ip, "address", false, NULL);
                 check_ipv4(v, "install.management_interface.gateway", m->gateway, "address", false, NULL);
+                if (!isempty(m->subnet_mask) && !valid_netmask(m->subnet_mask)) {
+                        _cleanup_free_ char *sv = show(m->subnet_mask);
+                        problem(v, "install.management_interface.subnet_mask",
+                                "%s is not a valid IPv4 netmask (e.g. 255.255.255.0)", sv);
+                }
         }
         if (m->mtu != 0 && (m->mtu < 576 || m->mtu > 9000))
                 problem(v, "install.management_interface.mtu", "must be 0 (unset) or 576 to 9000, got %" PRId64,

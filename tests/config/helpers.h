@@ -94,6 +94,7 @@ static inline int load_capture(const char *cmdline, const char *yaml, struct con
         _cleanup_free_ char *ypath = yaml ? write_tmp("config.yaml", yaml) : NULL;
         struct config_source src = { .cmdline_file = cpath, .config_file = ypath };
         struct capture cap;
+        log_forget_secrets(); /* each configuration registers its own; keep tests independent */
         capture_begin(&cap);
         int r = config_load(&src, ret);
         char *err = capture_end(&cap);
@@ -106,6 +107,7 @@ static inline int load_capture(const char *cmdline, const char *yaml, struct con
 
 /* config_from_text() with the YAML named "config.yaml". */
 static inline int from_text(const char *cmdline, const char *yaml, struct diags *d, struct config **ret) {
+        log_forget_secrets(); /* each configuration registers its own; keep tests independent */
         return config_from_text(cmdline, yaml, yaml ? strlen(yaml) : 0, yaml ? "config.yaml" : NULL, d, ret);
 }
 
