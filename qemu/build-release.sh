@@ -215,6 +215,12 @@ for p in usr/sbin/harvester-install-agent etc/ssl/certs/ca-certificates.crt \
     grep -q -- "$p" "$WORK/lsinitrd.txt" || missing="$missing $p"
 done
 [[ -z $missing ]] || die "the initrd lacks:$missing (listing: $WORK/lsinitrd.txt)"
+# The agent must start from the initrd's own libraries.
+mkdir -p "$WORK/unpacked"
+(cd "$WORK/unpacked" && lsinitrd --unpack "$INITRD" > /dev/null 2>&1) || die "cannot unpack $INITRD"
+chroot "$WORK/unpacked" /usr/sbin/harvester-install-agent --version > "$WORK/agent-version.txt" 2>&1 \
+    || { cat "$WORK/agent-version.txt" >&2; die "the agent does not run inside the initrd (missing library?)"; }
+rm -rf "$WORK/unpacked"
 
 # --- The test OS (rootfs.squashfs) ---------------------------------------------------------------
 
