@@ -780,7 +780,8 @@ int install_system(const struct config *c, const struct disk_plan *p, const stru
                 { PART_PERSISTENT, "COS_PERSISTENT", INSTALL_MNT_DIR "/persistent", "ext4" },
                 { PART_EFI, "COS_GRUB", INSTALL_MNT_DIR "/efi", "vfat" },
         };
-        const char *iso_dir = INSTALL_RUN_DIR "/iso", *rootfs_dir = INSTALL_RUN_DIR "/rootfs";
+        /* Under mnt/: the tmpfs holding the ISO is INSTALL_RUN_DIR/iso (tmpfs.h). */
+        const char *iso_dir = INSTALL_MNT_DIR "/iso", *rootfs_dir = INSTALL_MNT_DIR "/rootfs";
         struct mounts mounts = {};
         struct harvester_release rel = {};
         _cleanup_free_ char *squashfs = NULL, *loader = NULL;
