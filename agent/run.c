@@ -1,9 +1,204 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "cli.h"
-#include "log.h"
+/*
+ * `run`: the whole install, in the one order that keeps disks safe: configuration, memory, the ISO
+ * downloaded and verified, every disk checked; only then the first write. Any failure prints one
+ * "[harvester-install] FAILED: ..." line on every console, sends the FAILED webhook once the
+ * configuration is known, removes the partition table if the disk was already written, and never
+ * reboots.
+ */
+#include <getopt.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
 
-/* Being written: fails loudly until the real command lands. */
+#include "cli.h"
+#include "config.h"
+#include "disk.h"
+#include "download.h"
+#include "install.h"
+#include "log.h"
+#include "memory.h"
+#include "webhook.h"
+
+#define RUN_DIR "/run/harvester-install"
+#define REBOOT_COUNTDOWN_SEC 5
+
+struct stage_time {
+        const char *name;
+        uint64_t usec;
+};
+
+struct install_run {
+        struct config *config;
+        struct iso_image iso;
+        struct disk_plan *disks;
+        bool disks_written;  /* disks_write succeeded: a later failure must remove the table */
+        bool write_failed;   /* disks_write failed and removed what it had written itself */
+        const char *stage;
+        uint64_t stage_start;
+        struct stage_time times[8];
+        size_t n_times;
+};
+
+static void stage_begin(struct install_run *r, const char *name) {
+        r->stage = name;
+        r->stage_start = now_usec();
+        log_marker("STAGE %s", name);
+}
+
+static void stage_end(struct install_run *r) {
+        if (r->n_times < ELEMENTSOF(r->times))
+                r->times[r->n_times++] = (struct stage_time){ r->stage, now_usec() - r->stage_start };
+}
+
+/* The one place that turns a failed stage into the end of the install. */
+static int run_failed(struct install_run *r, int exit_code) {
+        const char *why = log_last_error();
+        const char *disk_state = "Nothing was written to any disk.";
+
+        if (r->write_failed)
+                disk_state = "What had been written to the disks was wiped again.";
+        else if (r->disks_written) {
+                disk_state = disks_rollback(r->disks) >= 0
+                                     ? "The partition table written to the install disk was removed."
+                                     : "The install disk is half written and its table could not be removed: wipe it before booting from it.";
+        }
+        iso_image_release(&r->iso);
+        log_marker("FAILED: %s: %s %s Fix the cause and PXE-boot the machine again; it will not reboot by itself.",
+                   r->stage, why ? why : "see the messages above.", disk_state);
+        if (r->config)
+                webhook_send(r->config, "FAILED");
+        return exit_code;
+}
+
+static void print_summary(const struct config *c) {
+        const struct install_config *i = &c->install;
+        log_info("Install plan: mode %s, hostname %s, install disk %s%s%s.", i->mode, strempty(c->os.hostname),
+                 i->device, i->data_disk ? ", data disk " : "", strempty(i->data_disk));
+        if (streq_ptr(i->mode, "join"))
+                log_info("Joins the cluster at %s (role %s).", c->server_url, strempty(i->role));
+        else
+                log_info("Creates a new cluster; VIP %s (%s).", strempty(i->vip), strempty(i->vip_mode));
+        log_info("ISO: %s, verified with %s.", i->iso_url,
+                 i->iso_checksum ? "install.iso_checksum"
+                 : i->iso_checksum_url ? i->iso_checksum_url
+                                       : "nothing (no iso_checksum or iso_checksum_url)");
+        log_info("Management network: %zu interface(s), %s%s.", i->management_interface.n_interfaces,
+                 strempty(i->management_interface.method), i->management_interface.vlan_id > 1 ? ", VLAN" : "");
+        if (i->n_webhooks > 0)
+                log_info("%zu webhook(s) configured.", i->n_webhooks);
+}
+
+static void print_times(const struct install_run *r, uint64_t start) {
+        for (size_t k = 0; k < r->n_times; k++)
+                log_info("  %-12s %7.1f s", r->times[k].name, (double)r->times[k].usec / 1e6);
+        log_info("  %-12s %7.1f s", "total", (double)(now_usec() - start) / 1e6);
+}
+
+static int finish(const struct config *c, bool no_reboot) {
+        bool off = c->install.poweroff;
+        if (no_reboot) {
+                log_info("--no-reboot given: the machine stays up.");
+                return EXIT_OK;
+        }
+        for (int s = REBOOT_COUNTDOWN_SEC; s > 0; s--) {
+                log_info("%s in %d s ...", off ? "Powering off" : "Rebooting", s);
+                sleep(1);
+        }
+        sync();
+        if (reboot(off ? RB_POWER_OFF : RB_AUTOBOOT) < 0)
+                log_error_errno(errno, "Cannot %s: %s. The install is complete: reset the machine.",
+                                off ? "power off" : "reboot", strerror(errno));
+        return EXIT_INTERNAL;
+}
+
 int cmd_run(const struct global_opts *g, int argc, char **argv) {
-        log_error("The \"run\" command is not built yet in this version.");
-        return EXIT_NOT_BUILT;
+        static const struct option options[] = {
+                { "no-reboot", no_argument, NULL, 'n' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        bool no_reboot = false;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case 'n':
+                        no_reboot = true;
+                        break;
+                case 'h':
+                        printf("Usage: harvester-install-agent [--cmdline FILE] [--config FILE] run [--no-reboot]\n"
+                               "Installs Harvester as the configuration says. Destructive: runs only when\n"
+                               "harvester.install.automatic=true is among the kernel arguments.\n");
+                        return EXIT_OK;
+                default:
+                        return EXIT_INVALID;
+                }
+
+        uint64_t start = now_usec();
+        struct install_run run = {};
+        _cleanup_config_ struct config *cfg = NULL;
+        _cleanup_(disk_plan_freep) struct disk_plan *disks = NULL;
+
+        log_open_consoles(NULL);
+        if (mkdir(RUN_DIR, 0700) < 0 && errno != EEXIST)
+                log_warning_errno(errno, "Cannot create %s: %s; the install log is not kept.", RUN_DIR, strerror(errno));
+        else
+                (void)log_set_capture_file(RUN_DIR "/console.log");
+        log_marker("STAGE start");
+
+        stage_begin(&run, "configuration");
+        struct config_source src = { .cmdline_file = g->cmdline_file, .config_file = g->config_file };
+        r = config_load(&src, &cfg);
+        if (r < 0)
+                return run_failed(&run, r == -EINVAL ? EXIT_INVALID : r == -ENOMEM ? EXIT_INTERNAL : EXIT_CONFIG_URL);
+        run.config = cfg;
+        if (!cfg->boot.automatic) {
+                log_error("harvester.install.automatic=true is not among the kernel arguments: refusing to run the install, which erases %s.",
+                          cfg->install.device);
+                run.config = NULL; /* not an install: no FAILED webhook */
+                return run_failed(&run, EXIT_INVALID);
+        }
+        print_summary(cfg);
+        stage_end(&run);
+        webhook_send(cfg, "STARTED");
+
+        stage_begin(&run, "memory");
+        if (memory_check(cfg, NULL) < 0)
+                return run_failed(&run, EXIT_PREFLIGHT);
+        stage_end(&run);
+
+        stage_begin(&run, "iso");
+        r = iso_fetch(cfg, &run.iso);
+        if (r < 0)
+                return run_failed(&run, r == -ENOSPC ? EXIT_PREFLIGHT : EXIT_ISO);
+        stage_end(&run);
+
+        stage_begin(&run, "disk-check");
+        if (disks_prepare(cfg, &disks) < 0)
+                return run_failed(&run, EXIT_DISK);
+        run.disks = disks;
+        disk_plan_print(disks);
+        stage_end(&run);
+
+        stage_begin(&run, "disk-write");
+        if (disks_write(disks) < 0) {
+                run.write_failed = true;
+                return run_failed(&run, EXIT_DISK_WRITE);
+        }
+        run.disks_written = true; /* from here on a failure removes the table */
+        stage_end(&run);
+
+        stage_begin(&run, "install");
+        if (install_system(cfg, disks, &run.iso) < 0)
+                return run_failed(&run, EXIT_INSTALL);
+        stage_end(&run);
+
+        iso_image_release(&run.iso);
+        webhook_send(cfg, "SUCCEEDED");
+        log_info("Installed Harvester (%s) on %s in:", cfg->install.mode, cfg->install.device);
+        print_times(&run, start);
+        log_marker("SUCCEEDED");
+        if (install_save_log(disks, log_capture_file()) < 0)
+                log_warning("The install log could not be saved to COS_OEM/install/console.log.");
+        return finish(cfg, no_reboot);
 }
