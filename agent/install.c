@@ -815,6 +815,21 @@ int install_system(const struct config *c, const struct disk_plan *p, const stru
         r = mounts_add(&mounts, squashfs, rootfs_dir, "squashfs", "loop,ro");
         if (r < 0)
                 goto finish;
+        /* What grub.cfg boots: the kernel and initrd inside the image. */
+        static const char *const boot_files[] = { "boot/vmlinuz", "boot/initrd" };
+        for (size_t i = 0; i < ELEMENTSOF(boot_files); i++) {
+                _cleanup_free_ char *f = path_join(rootfs_dir, boot_files[i]);
+                if (!f) {
+                        r = log_oom();
+                        goto finish;
+                }
+                if (access(f, R_OK) < 0) {
+                        r = log_error_errno(errno, "The ISO's rootfs.squashfs has no /%s (%s): the installed "
+                                                   "system could not boot. Use a Harvester ISO.",
+                                            boot_files[i], strerror(errno));
+                        goto finish;
+                }
+        }
         r = harvester_release_read(rootfs_dir, &rel);
         if (r < 0)
                 goto finish;

@@ -53,6 +53,23 @@ static size_t count_matches(const char *text, const char *pattern) {
         return n;
 }
 
+/* GRUB's own parser accepts the script (grub-script-check, Debian package grub-common). */
+static void grub_syntax_ok(const char *cfg) {
+        if (system("command -v grub-script-check >/dev/null 2>&1") != 0)
+                fail_msg("grub-script-check is missing: install the Debian package grub-common");
+        char path[] = "/tmp/test-grub-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        close(fd);
+        write_text(path, cfg);
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "grub-script-check '%s'", path);
+        int rc = system(cmd);
+        unlink(path);
+        if (rc != 0)
+                fail_msg("grub-script-check refuses:\n%s", cfg);
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 
 static void test_grub_cfg_serial(void **state) {
@@ -62,6 +79,7 @@ static void test_grub_cfg_serial(void **state) {
         char *cfg = NULL;
         assert_int_equal(install_render_grub_cfg(c, &cfg), 0);
         golden_check("grub-serial.cfg", cfg);
+        grub_syntax_ok(cfg);
 
         assert_int_equal(count_matches(cfg, "^serial --unit=1 --speed=115200$"), 1);
         assert_int_equal(count_matches(cfg, "^terminal_input serial console$"), 1);
@@ -103,6 +121,7 @@ static void test_grub_cfg_consoles(void **state) {
         assert_int_equal(count_matches(cfg, "^  linux \\(loop0\\)/boot/vmlinuz console=tty1 root=LABEL="), 3);
         assert_int_equal(count_matches(cfg, "iommu=pt$"), 3);
         assert_null(strstr(cfg, "serial"));
+        grub_syntax_ok(cfg);
         free(cfg);
 
         /* tty1 given: the same */
@@ -169,6 +188,7 @@ static void test_write_grub(void **state) {
         free(p);
         p = path_in(efi, "EFI/BOOT/grub.cfg");
         char *stub = read_text(p);
+        grub_syntax_ok(stub);
         assert_string_equal(stub, "# Written by harvester-install-agent: the boot menu is on COS_STATE.\n"
                                   "search --no-floppy --label --set=root COS_STATE\n"
                                   "set prefix=($root)/grub2\n"
