@@ -528,12 +528,16 @@ int install_render_grub_cfg(const struct config *c, char **ret) {
               f);
 
         static const struct {
-                const char *id, *title, *fs_label, *img, *label;
+                const char *id, *title, *fs_label, *img, *label, *extra_var;
         } entries[] = {
-                { "cos", "${display_name}", "COS_STATE", "/cOS/active.img", "COS_ACTIVE" },
-                { "fallback", "${display_name} (fallback)", "COS_STATE", "/cOS/passive.img", "COS_PASSIVE" },
-                { "recovery", "${display_name} recovery", "COS_RECOVERY", "/cOS/recovery.img", "COS_SYSTEM" },
+                { "cos", "${display_name}", "COS_STATE", "/cOS/active.img", "COS_ACTIVE", "extra_active_cmdline" },
+                { "fallback", "${display_name} (fallback)", "COS_STATE", "/cOS/passive.img", "COS_PASSIVE",
+                  "extra_passive_cmdline" },
+                { "recovery", "${display_name} recovery", "COS_RECOVERY", "/cOS/recovery.img", "COS_SYSTEM",
+                  "extra_recovery_cmdline" },
         };
+        /* After the fixed arguments: os.additional_kernel_arguments, then the grubenv variables
+         * elemental-based systems use to add arguments (empty unless set with grub2-editenv). */
         for (size_t i = 0; i < ELEMENTSOF(entries); i++)
                 fprintf(f,
                         "\n"
@@ -542,11 +546,12 @@ int install_render_grub_cfg(const struct config *c, char **ret) {
                         "  loopback loop0 %s\n"
                         "  linux (loop0)/boot/vmlinuz %s root=LABEL=%s cos-img/filename=%s panic=0 net.ifnames=1 "
                         "rd.cos.oemtimeout=120 rd.cos.oemlabel=COS_OEM audit=1 audit_backlog_limit=8192 "
-                        "intel_iommu=on amd_iommu=on iommu=pt%s%s\n"
+                        "intel_iommu=on amd_iommu=on iommu=pt%s%s ${extra_cmdline} ${%s}\n"
                         "  initrd (loop0)/boot/initrd\n"
                         "}\n",
                         entries[i].title, entries[i].id, entries[i].fs_label, entries[i].img, console,
-                        entries[i].label, entries[i].img, isempty(extra) ? "" : " ", strempty(extra));
+                        entries[i].label, entries[i].img, isempty(extra) ? "" : " ", strempty(extra),
+                        entries[i].extra_var);
         fputs("\n"
               "if [ -f /grubcustom ]; then\n"
               "  source /grubcustom\n"
