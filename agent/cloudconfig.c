@@ -1599,10 +1599,14 @@ static const char *first_nonempty(const char *a, const char *b, const char *c) {
 /* The console of the installed system: install.tty, else the console the kernel writes to (the
  * last console= argument), as v1.1 takes the first active console. */
 static const char *effective_tty(const struct config *c) {
-        if (!isempty(c->install.tty))
-                return c->install.tty;
-        size_t n = strv_length(c->boot.consoles);
-        return n > 0 ? c->boot.consoles[n - 1] : NULL;
+        const char *tty = c->install.tty;
+        if (isempty(tty)) {
+                size_t n = strv_length(c->boot.consoles);
+                tty = n > 0 ? c->boot.consoles[n - 1] : NULL;
+        }
+        if (tty && strncmp(tty, "/dev/", 5) == 0)
+                tty += 5;
+        return isempty(tty) ? NULL : tty;
 }
 
 int cloudconfig_render(const struct config *c, const struct harvester_release *rel, const char *password_hash,
