@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "cloudconfig.h"
 #include "config.h"
 #include "disk.h"
 #include "download.h"
@@ -158,6 +159,9 @@ int cmd_run(const struct global_opts *g, int argc, char **argv) {
                 run.config = NULL; /* not an install: no FAILED webhook */
                 return run_failed(&run, EXIT_INVALID);
         }
+        /* What the node configuration cannot express must stop the install before any write. */
+        if (cloudconfig_check(cfg) < 0)
+                return run_failed(&run, EXIT_INVALID);
         print_summary(cfg);
         stage_end(&run);
         webhook_send(cfg, "STARTED");
