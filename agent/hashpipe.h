@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The hash pipeline: the receiving thread hands each chunk to hashpipe_write(), which copies it into
- * a bounded ring of buffers; a full buffer is written to the file (one write, by the receiving
- * thread) and handed to a hashing thread (OpenSSL EVP), so that hashing runs on another core,
- * overlapped with receiving. When the hasher falls behind, hashpipe_write() waits for a free buffer
- * (back-pressure), so memory stays bounded at n_slots * slot_size whatever the file size. The file is
- * never read back.
+ * a bounded ring of buffers; a full buffer goes to two threads at once: one hashes it (OpenSSL EVP),
+ * one writes it to the file (pwrite at its offset). Hashing and writing thus run on other cores than
+ * the receiving, overlapped with it. When they fall behind, hashpipe_write() waits for a free buffer
+ * (back-pressure), so memory stays bounded at n_slots * slot_size whatever the file size. The file
+ * is never read back.
  */
 #pragma once
 
@@ -30,8 +30,9 @@ static inline void hashpipe_freep(struct hashpipe **p) { hashpipe_free(*p); }
 #define _cleanup_hashpipe_ __attribute__((cleanup(hashpipe_freep)))
 
 /* Takes len bytes: they will be written to the file and hashed, in order. Returns 0, or the first
- * error that happened so far (-ENOSPC, -EIO, ... from writing; -EIO from the hasher); after an
- * error every call returns it. */
+ * error that happened so far (-ENOSPC, -EIO, ... from writing; -EIO from the hasher; writes happen
+ * behind, so an error shows at a later call or at hashpipe_finish()); after an error every call
+ * returns it. */
 int hashpipe_write(struct hashpipe *p, const void *data, size_t len);
 /* Bytes taken by hashpipe_write() since the start or the last reset: where a resume continues. */
 uint64_t hashpipe_bytes(const struct hashpipe *p);

@@ -149,14 +149,17 @@ static void test_no_file(void **state) {
         assert_string_equal(c.hex, want);
 }
 
-/* A write error (here: a read-only descriptor) is reported, and stays. */
+/* A write error (here: a read-only descriptor) is reported (writes happen behind, so at a later
+ * call or at the end), and stays. */
 static void test_write_error(void **state) {
         _cleanup_close_ int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         assert_true(fd >= 0);
         _cleanup_hashpipe_ struct hashpipe *p = NULL;
         assert_int_equal(hashpipe_new(CHECKSUM_SHA512, fd, 4096, 2, &p), 0);
-        assert_int_equal(hashpipe_write(p, data, 100), 0); /* buffered */
-        assert_int_equal(hashpipe_write(p, data, 8192), -EBADF);
+        int r = 0;
+        for (int i = 0; i < 100 && r == 0; i++)
+                r = hashpipe_write(p, data, 8192);
+        assert_int_equal(r, -EBADF);
         assert_int_equal(hashpipe_write(p, data, 1), -EBADF);
         struct checksum c;
         assert_int_equal(hashpipe_finish(p, &c), -EBADF);
