@@ -234,7 +234,6 @@ static int add_harvester(struct node *root, const char *key, const char *value, 
         struct node *cur = root;
         for (size_t i = 0; i < n; i++) {
                 const char *name = comps[i];
-                _cleanup_free_ char *joined = NULL;
                 bool last = i + 1 == n;
                 if (field && (field->type == ST_KVMAP || field->type == ST_HEADERS)) {
                         /* Below a map of names (os.labels, sysctls ...), the rest is ONE key. */
