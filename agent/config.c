@@ -205,9 +205,9 @@ static int fetch_config_url(struct config *c, const struct node *ctree, const ch
                 return diags_add(d, false, "install.config_url", "kernel command line",
                                  "\"%s\" is not an http://, https:// or file:// URL", shown ? shown : "?") ?: -EINVAL;
         }
-        if (c->boot.noverifyssl && strncasecmp(url, "https:", 6) == 0)
-                log_warning("rd.noverifyssl is on the kernel command line: the TLS certificate of %s is NOT verified.",
-                            c->source_name);
+        if (c->boot.noverifyssl)
+                log_warning("rd.noverifyssl is on the kernel command line: TLS certificates are NOT verified when "
+                            "fetching %s (or wherever it redirects).", c->source_name);
         log_info("Fetching the configuration from %s (giving up after %" PRId64 " s).", c->source_name, timeout);
         struct http_options o = {
                 .what = "config_url",

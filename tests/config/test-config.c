@@ -133,6 +133,16 @@ static void test_config_url_file(void **state) {
         /* Positions name the URL. */
         _cleanup_free_ char *where = strdup_printf("%s:29:8", url);
         assert_string_equal(config_where(c, "install.vip"), where);
+        assert_null(strstr(err, "rd.noverifyssl"));
+        config_free(TAKE_PTR(c));
+        free(err);
+
+        /* rd.noverifyssl: fetched without TLS verification, and said so. */
+        _cleanup_free_ char *line1 = strdup_printf("rd.noverifyssl %s", line);
+        assert_int_equal(load_capture(line1, NULL, &c, &err), 0);
+        assert_true(c->boot.noverifyssl);
+        assert_non_null(strstr(err, "warning: rd.noverifyssl is on the kernel command line: TLS certificates are NOT "
+                                    "verified"));
         config_free(TAKE_PTR(c));
         free(err);
 
