@@ -182,6 +182,13 @@ void diags_clear(struct diags *d) {
 
 int diags_add(struct diags *d, bool warning, const char *path, const char *where, const char *fmt, ...) {
         struct diag g = { .warning = warning };
+        if (d->n >= DIAGS_MAX) {
+                if (warning)
+                        d->dropped_warnings++;
+                else
+                        d->dropped_errors++;
+                return 0;
+        }
         va_list ap;
         va_start(ap, fmt);
         if (vasprintf(&g.message, fmt, ap) < 0)
@@ -205,15 +212,19 @@ int diags_add(struct diags *d, bool warning, const char *path, const char *where
         return 0;
 }
 
-size_t diags_errors(const struct diags *d) {
+static size_t recorded_errors(const struct diags *d) {
         size_t n = 0;
         for (size_t i = 0; i < d->n; i++)
                 n += !d->items[i].warning;
         return n;
 }
 
+size_t diags_errors(const struct diags *d) {
+        return recorded_errors(d) + d->dropped_errors;
+}
+
 size_t diags_warnings(const struct diags *d) {
-        return d->n - diags_errors(d);
+        return d->n - recorded_errors(d) + d->dropped_warnings;
 }
 
 char *diag_format(const struct diag *g) {
@@ -237,6 +248,11 @@ void diags_print(const struct diags *d) {
                         else
                                 log_error("%s", line);
                 }
+        if (d->dropped_errors > 0)
+                log_error("... and %zu more problem(s) and %zu more warning(s), not shown.", d->dropped_errors,
+                          d->dropped_warnings);
+        else if (d->dropped_warnings > 0)
+                log_warning("... and %zu more warning(s), not shown.", d->dropped_warnings);
         if (d->oom)
                 log_error("Some problems could not be recorded: out of memory.");
 }

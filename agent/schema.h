@@ -28,9 +28,13 @@ struct diag {
         char *where;   /* "config.yaml:3:5", "kernel command line", "not set", "default"; or NULL */
 };
 
+/* Beyond this many entries (a hostile or badly broken file), further ones are only counted. */
+#define DIAGS_MAX 200
+
 struct diags {
         struct diag *items;
         size_t n;
+        size_t dropped_errors, dropped_warnings; /* not recorded: past DIAGS_MAX */
         bool oom; /* a problem could not be recorded: out of memory */
 };
 
@@ -38,6 +42,7 @@ void diags_clear(struct diags *d);
 /* Records a problem (warning=false) or a warning. 0 or -ENOMEM (then d->oom is set). */
 int diags_add(struct diags *d, bool warning, const char *path, const char *where, const char *fmt, ...)
         _printf_(5, 6);
+/* Counts include the entries dropped past DIAGS_MAX. */
 size_t diags_errors(const struct diags *d);
 size_t diags_warnings(const struct diags *d);
 /* "path: message (where)"; malloc'ed, NULL on OOM. */

@@ -219,6 +219,22 @@ static void test_warnings_printed(void **state) {
         free(err);
 }
 
+static void test_many_problems_capped(void **state) {
+        size_t cap = 64 * 400 + sizeof(VALID_CREATE), len = 0;
+        _cleanup_free_ char *yaml = malloc(cap);
+        assert_non_null(yaml);
+        len = (size_t)snprintf(yaml, cap, "%s", VALID_CREATE);
+        for (int i = 0; i < 300; i++)
+                len += (size_t)snprintf(yaml + len, cap - len, "unknown_%d: %d\n", i, i);
+        struct config *c = NULL;
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(load_capture(NULL, yaml, &c, &err), 0);
+        assert_non_null(strstr(err, "warning: unknown_0: unknown key, ignored"));
+        assert_null(strstr(err, "unknown_250:"));
+        assert_non_null(strstr(err, "warning: ... and 100 more warning(s), not shown."));
+        config_free(c);
+}
+
 static void test_secrets_never_in_messages(void **state) {
         /* The password doubles as an (invalid) hostname and webhook user: wherever a message would
          * echo it, it is redacted. */
@@ -264,6 +280,7 @@ int main(void) {
                 cmocka_unit_test(test_config_url_file),
                 cmocka_unit_test(test_files_unusable),
                 cmocka_unit_test(test_warnings_printed),
+                cmocka_unit_test(test_many_problems_capped),
                 cmocka_unit_test(test_secrets_never_in_messages),
         };
         return cmocka_run_group_tests(tests, NULL, teardown);

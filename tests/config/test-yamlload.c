@@ -163,6 +163,9 @@ static void test_duplicate_keys(void **state) {
                 len += (size_t)snprintf(big + len, cap - len, "k%zu: %zu\n", i % 4000, i);
         assert_int_equal(load(big, &t, &d), 0);
         assert_int_equal(diags_errors(&d), 1000);
+        /* Only the first DIAGS_MAX are recorded; the rest are counted. */
+        assert_int_equal(d.n, DIAGS_MAX);
+        assert_int_equal(d.dropped_errors, 1000 - DIAGS_MAX);
         assert_int_equal(t->n_items, 4000);
         assert_string_equal(node_get(t, "k10")->value, "10");
         node_free(t);
