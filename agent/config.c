@@ -131,8 +131,10 @@ static int apply_defaults(struct config *c) {
                 if ((r = random_hostname(&c->os.hostname)) < 0)
                         return r;
         }
-        /* Upstream: ForceGPT = !ForceMBR. */
-        in->force_gpt = !in->force_mbr;
+        /* Upstream uses the first active console, which is the last console= argument. */
+        size_t n = strv_length(c->boot.consoles);
+        if (isempty(in->tty) && n > 0 && (r = set_default(&in->tty, c->boot.consoles[n - 1])) < 0)
+                return r;
         return 0;
 }
 

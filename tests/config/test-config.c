@@ -53,6 +53,7 @@ static void test_seed_create(void **state) {
                 assert_true(c->boot.automatic);
                 assert_int_equal(strv_length(c->boot.consoles), 1);
                 assert_string_equal(c->boot.consoles[0], "tty1");
+                assert_string_equal(c->install.tty, "tty1"); /* default: the last console= */
                 /* Where values came from. */
                 assert_string_equal(config_where(c, "install.automatic"), "kernel command line");
                 const char *w = config_where(c, "install.vip");

@@ -139,7 +139,7 @@ static void test_aliases(void **state) {
         assert_string_equal(c->install.data_disk, "/dev/sdb");
         assert_true(c->install.force_efi);
         assert_true(c->install.force_mbr);
-        assert_false(c->install.force_gpt); /* upstream: force_gpt = !force_mbr */
+        assert_false(c->install.force_gpt); /* as given: not derived from force_mbr */
         assert_true(c->install.no_format);
         assert_string_equal(c->install.config_url, "http://x/c.yaml");
         assert_true(c->install.wipe_all_disks);

@@ -270,8 +270,17 @@ static void test_defaults(void **state) {
         assert_int_equal(c->install.config_url_timeout, 600);
         assert_string_equal(c->install.role, "default");
         assert_string_equal(c->install.webhooks[0].method, "GET");
-        assert_true(c->install.force_gpt);
+        assert_false(c->install.force_gpt);
+        assert_null(c->install.tty); /* no console= */
         assert_string_equal(config_where(c, "install.role"), "default");
+        config_free(c);
+
+        /* tty: the last console= (the kernel's preferred console), unless given. */
+        expect_valid("console=tty1 console=ttyS1,115200n8", VALID_CREATE, &c);
+        assert_string_equal(c->install.tty, "ttyS1,115200n8");
+        config_free(c);
+        expect_valid("console=tty1 harvester.install.tty=ttyS0", VALID_CREATE, &c);
+        assert_string_equal(c->install.tty, "ttyS0");
         config_free(c);
 
         /* Given bond options are kept as they are (no defaults mixed in). */
