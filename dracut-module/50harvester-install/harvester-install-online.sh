@@ -19,12 +19,21 @@ if [ -n "$DRACUT_SYSTEMD" ]; then
     : > /run/harvester-install/done
 else
     info "harvester-install: network is up, running harvester-install-agent"
-    /usr/sbin/harvester-install-agent run
+    # The agent writes every line to every console itself; its stderr (a copy) goes to a file
+    # so that the console does not show each line twice.
+    /usr/sbin/harvester-install-agent run 2>> /run/initramfs/harvester-install-agent.log
     _hi_rc=$?
     : > /run/harvester-install/done
     if [ "$_hi_rc" -ne 0 ]; then
-        # The agent printed its error on every console. Shell, or with rd.shell=0 a halt.
-        emergency_shell -n harvester-install "harvester-install-agent failed (exit status $_hi_rc)"
+        # The agent printed its error on every console. The emergency shell, or with rd.shell=0
+        # a halt: this initrd has no init daemon to halt through (dracut's "halt" would fail and
+        # init would die in a kernel panic), so stop here with the error on screen.
+        if getargbool 1 rd.shell -d -y rdshell; then
+            emergency_shell -n harvester-install "harvester-install-agent failed (exit status $_hi_rc; log: /run/initramfs/harvester-install-agent.log)"
+        else
+            warn "harvester-install-agent failed (exit status $_hi_rc; log: /run/initramfs/harvester-install-agent.log); halted (rd.shell=0). Power-cycle the machine to retry."
+            while :; do sleep 3600; done
+        fi
     fi
     unset _hi_rc
 fi
