@@ -505,8 +505,8 @@ static int fail_curl(struct download *d, CURLcode cc, const char *reason) {
         case CURLE_SSL_CACERT_BADFILE:
         case CURLE_SSL_CERTPROBLEM:
                 return log_error_errno(EIO, "%s: the TLS certificate of %s cannot be verified against the system's CAs: "
-                                            "%s. Give the server a trusted certificate, or (at your own risk) add "
-                                            "rd.noverifyssl to the kernel command line.", d->what, d->shown_url, reason);
+                                            "%s. Give the server a trusted certificate, or (at your own risk) turn verification "
+                                            "off: rd.noverifyssl on the kernel command line, --insecure for fetch.", d->what, d->shown_url, reason);
         default:
                 return log_error_errno(EIO, "%s: cannot fetch %s: %s.", d->what, d->shown_url, reason);
         }
