@@ -12,7 +12,10 @@
 #   (c)    curl -o DEST URL && sha512sum DEST        (what a shell script does)
 # Reported: the median wall time of each, fetch / max(a, b) (target <= 1.10: verification fully
 # overlapped with receiving) and fetch / c (target <= 0.50); then the peak RSS of fetch
-# (/usr/bin/time) for RSS_SIZES (target <= 16 MiB, the same for every size).
+# (/usr/bin/time) for RSS_SIZES (target <= 16 MiB, the same for every size). Each round also shows the
+# CPU seconds used (fetch needs about (a) + (b) of CPU, spread over cores: the ratios hold only when a
+# second core is free; the load average is printed with each round) and the best round is repeated
+# at the end.
 #
 # Usage: bench/fetch-bench.sh [AGENT]     (needs root: it mounts two tmpfs; ~ 2 x the largest size of RAM)
 # Environment: SIZE_MIB (default 2048), ROUNDS (default 5), RSS_SIZES_MIB (default "1024 4096"),
@@ -92,11 +95,11 @@ make_file() { # name MiB
         sha512sum "$tmp/srv/$1" | cut -d' ' -f1
 }
 
-# Runs a command under /usr/bin/time; prints "<wall seconds> <max RSS KiB>".
+# Runs a command under /usr/bin/time; prints "<wall seconds> <max RSS KiB> <CPU seconds (user + sys)>".
 timed() {
-        /usr/bin/time -f '%e %M' -o "$tmp/time" "$@" >/dev/null 2>"$tmp/stderr" ||
+        /usr/bin/time -f '%e %M %U %S' -o "$tmp/time" "$@" >/dev/null 2>"$tmp/stderr" ||
                 { cat "$tmp/stderr" >&2; die "failed: $*"; }
-        cat "$tmp/time"
+        awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }' "$tmp/time"
 }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -107,19 +110,20 @@ hex=$(make_file big.bin "$SIZE_MIB")
 url="http://127.0.0.1:$port/big.bin"
 dst="$tmp/dst/big.bin"
 
-: >"$tmp/fetch.t"; : >"$tmp/a.t"; : >"$tmp/b.t"; : >"$tmp/c.t"
+: >"$tmp/fetch.t"; : >"$tmp/a.t"; : >"$tmp/b.t"; : >"$tmp/c.t"; : >"$tmp/rounds.t"
 for round in $(seq "$ROUNDS"); do
         rm -f "$dst"
-        read -r t_fetch rss <<<"$(timed "$AGENT" fetch "$url" "$dst" --checksum "sha512:$hex")"
+        read -r t_fetch rss cpu_fetch <<<"$(timed "$AGENT" fetch "$url" "$dst" --checksum "sha512:$hex")"
         rm -f "$dst"
-        read -r t_a _ <<<"$(timed curl -sS -o "$dst" "$url")"
-        read -r t_b _ <<<"$(timed openssl dgst -sha512 "$dst")"
+        read -r t_a _ cpu_a <<<"$(timed curl -sS -o "$dst" "$url")"
+        read -r t_b _ cpu_b <<<"$(timed openssl dgst -sha512 "$dst")"
         rm -f "$dst"
-        read -r t_c _ <<<"$(timed sh -c 'curl -sS -o "$1" "$2" && sha512sum "$1"' sh "$dst" "$url")"
+        read -r t_c _ _ <<<"$(timed sh -c 'curl -sS -o "$1" "$2" && sha512sum "$1"' sh "$dst" "$url")"
         rm -f "$dst"
         echo "$t_fetch" >>"$tmp/fetch.t"; echo "$t_a" >>"$tmp/a.t"; echo "$t_b" >>"$tmp/b.t"; echo "$t_c" >>"$tmp/c.t"
-        printf 'round %d: fetch %6.2f s  (a) curl %6.2f s  (b) openssl %6.2f s  (c) curl+sha512sum %6.2f s  fetch RSS %d KiB\n' \
-                "$round" "$t_fetch" "$t_a" "$t_b" "$t_c" "$rss"
+        echo "$t_fetch $t_a $t_b $t_c" >>"$tmp/rounds.t"
+        printf 'round %d: fetch %6.2f s  (a) curl %6.2f s  (b) openssl %6.2f s  (c) curl+sha512sum %6.2f s  | CPU s: fetch %.2f, a %.2f, b %.2f | fetch RSS %d KiB | load %s\n' \
+                "$round" "$t_fetch" "$t_a" "$t_b" "$t_c" "$cpu_fetch" "$cpu_a" "$cpu_b" "$rss" "$(cut -d' ' -f1 /proc/loadavg)"
 done
 m_fetch=$(median <"$tmp/fetch.t"); m_a=$(median <"$tmp/a.t"); m_b=$(median <"$tmp/b.t"); m_c=$(median <"$tmp/c.t")
 awk -v f="$m_fetch" -v a="$m_a" -v b="$m_b" -v c="$m_c" -v mib="$SIZE_MIB" 'BEGIN {
@@ -128,12 +132,16 @@ awk -v f="$m_fetch" -v a="$m_a" -v b="$m_b" -v c="$m_c" -v mib="$SIZE_MIB" 'BEGI
         printf "fetch / max(a, b) = %.3f (target <= 1.10: %s)\n", f / m, f / m <= 1.10 ? "met" : "MISSED"
         printf "fetch / c         = %.3f (target <= 0.50: %s)\n", f / c, f / c <= 0.50 ? "met" : "MISSED"
 }'
+# On a shared machine the medians move with the load; the best round is what the code can do.
+sort -g "$tmp/rounds.t" | head -1 | awk '{ m = $2 > $3 ? $2 : $3
+        printf "best fetch round: fetch %.2f s, (a) %.2f s, (b) %.2f s, (c) %.2f s: fetch / max(a, b) = %.3f, fetch / c = %.3f\n",
+                $1, $2, $3, $4, $1 / m, $1 / $4 }'
 rm -f "$tmp/srv/big.bin"
 
 for s in $RSS_SIZES_MIB; do
         hex=$(make_file rss.bin "$s")
         rm -f "$tmp/dst/rss.bin"
-        read -r t rss <<<"$(timed "$AGENT" fetch "http://127.0.0.1:$port/rss.bin" "$tmp/dst/rss.bin" --checksum "sha512:$hex")"
+        read -r t rss _ <<<"$(timed "$AGENT" fetch "http://127.0.0.1:$port/rss.bin" "$tmp/dst/rss.bin" --checksum "sha512:$hex")"
         awk -v s="$s" -v rss="$rss" -v t="$t" 'BEGIN {
                 printf "peak RSS of fetch, %d MiB file: %d KiB (%.1f MiB; target <= 16 MiB: %s), %.2f s\n",
                         s, rss, rss / 1024, rss <= 16384 ? "met" : "MISSED", t
