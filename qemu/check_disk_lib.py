@@ -497,8 +497,45 @@ def crypt_matches(clear, hashed):
 # Running tools and holding what must be released
 
 
-def run(argv, check=True, **kw):
-    r = subprocess.run(argv, capture_output=True, text=True, **kw)
+class Interrupted(BaseException):
+    """A signal asked to stop: raised only where nothing is half set up (see on_signal)."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+# A signal only records itself (and stops a long-running child such as qemu-img convert), so that
+# a mount or loop device never comes into being without its cleanup registered; the checks stop
+# at the next safe point: before a command starts, after a cleanup is registered, between checks.
+_signal = {"signum": None, "child": None, "releasing": False}
+
+
+def on_signal(signum, frame):
+    _signal["signum"] = signum
+    child = _signal["child"]
+    if child is not None and child.poll() is None:
+        child.terminate()
+
+
+def check_interrupt():
+    if _signal["signum"] is not None and not _signal["releasing"]:
+        raise Interrupted(_signal["signum"])
+
+
+def run(argv, check=True, interruptible=False, **kw):
+    check_interrupt()
+    if interruptible:
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw) as p:
+            _signal["child"] = p
+            try:
+                out, err = p.communicate()
+            finally:
+                _signal["child"] = None
+        r = subprocess.CompletedProcess(argv, p.returncode, out, err)
+        check_interrupt()
+    else:
+        r = subprocess.run(argv, capture_output=True, text=True, **kw)
     if check and r.returncode != 0:
         msg = (r.stderr.strip() or r.stdout.strip()).splitlines()
         raise RuntimeError("%s failed (exit %d)%s" % (" ".join(argv[:3]), r.returncode,
@@ -514,8 +551,10 @@ class Resources:
 
     def push(self, what, fn):
         self.stack.append((what, fn))
+        check_interrupt()
 
     def release(self):
+        _signal["releasing"] = True
         ok = True
         while self.stack:
             what, fn = self.stack.pop()
@@ -567,6 +606,34 @@ def debugfs_stat(image, path, hops=8):
     return ("symlink", 0)
 
 
+def path_nocase(root, rel):
+    """root/rel, matching each component without regard to case (FAT); the plain path if none."""
+    cur = root
+    for comp in rel.split("/"):
+        try:
+            names = os.listdir(cur)
+        except OSError:
+            return os.path.join(root, rel)
+        match = [n for n in names if n == comp] or [n for n in names if n.lower() == comp.lower()]
+        if not match:
+            return os.path.join(root, rel)
+        cur = os.path.join(cur, match[0])
+    return cur
+
+
+def yip_mode(v):
+    """A yip "permissions" value (decimal as yip reads it; "0600"/"0o600" read as octal) or None."""
+    s = str(v) if v is not None else ""
+    try:
+        if s.startswith("0o"):
+            return int(s[2:], 8)
+        if s.startswith("0") and len(s) > 1:
+            return int(s, 8)
+        return int(s)
+    except ValueError:
+        return None
+
+
 # ------------------------------------------------------------------------------------------------
 # The report
 
@@ -578,6 +645,7 @@ class Report:
 
     def add(self, ok, name, fail_detail="", ok_detail=""):
         """One check; fail_detail says what is wrong (shown only when it failed)."""
+        check_interrupt()
         detail = ok_detail if ok else fail_detail
         self.checks.append({"ok": bool(ok), "check": name, "detail": detail})
         if not self.as_json:
@@ -626,6 +694,7 @@ class Checker:
         self.scan_roots = []  # (description, directory) scanned for secrets
         self.mounts = {}  # label -> mount point
         self.grub_dir = None  # COS_GRUB extracted with mtools
+        self.custom_files = None  # the files 90_custom.yaml makes the OS write
 
     # --- setup -----------------------------------------------------------------------------
 
@@ -639,7 +708,7 @@ class Checker:
         else:
             raw = os.path.join(self.tmp, name + ".raw")
             t = time.monotonic()
-            run(["qemu-img", "convert", "-O", "raw", "-S", "4k", image, raw])
+            run(["qemu-img", "convert", "-O", "raw", "-S", "4k", image, raw], interruptible=True)
             st = os.stat(raw)
             print("check-disk: %s (%s) converted to sparse raw in %.1f s (%s allocated)" %
                   (image, fmt, time.monotonic() - t, fmt_bytes(st.st_blocks * 512)), file=sys.stderr)
@@ -757,14 +826,14 @@ class Checker:
 
     def check_cos_grub(self, d):
         R = self.r
-        efi = os.path.join(d, "EFI", "BOOT", "BOOTX64.EFI")
+        efi = path_nocase(d, "EFI/BOOT/BOOTX64.EFI")
         try:
             with open(efi, "rb") as f:
                 head = f.read(2)
             R.add(head == b"MZ", "COS_GRUB: EFI/BOOT/BOOTX64.EFI (a PE image)", "it does not start with MZ")
         except OSError as e:
             R.fail("COS_GRUB: EFI/BOOT/BOOTX64.EFI (a PE image)", e.strerror)
-        cfg = os.path.join(d, "EFI", "BOOT", "grub.cfg")
+        cfg = path_nocase(d, "EFI/BOOT/grub.cfg")
         try:
             text = open(cfg, encoding="utf-8", errors="replace").read()
         except OSError as e:
@@ -977,6 +1046,7 @@ class Checker:
         for s in steps:
             if isinstance(s.get("files"), list):
                 files += [f for f in s["files"] if isinstance(f, dict)]
+        self.custom_files = files
         rcfg = [f for f in files if f.get("path") == "/etc/rancher/rancherd/config.yaml"]
         name = "COS_OEM: 90_custom.yaml rancherd config: %s" % (
             "role: cluster-init" if a.mode == "create" else
@@ -985,11 +1055,7 @@ class Checker:
             R.fail(name, "%d files /etc/rancher/rancherd/config.yaml" % len(rcfg))
             return
         f = rcfg[0]
-        try:
-            perm = int(str(f.get("permissions")), 0) if str(f.get("permissions", "")).startswith("0") \
-                else int(str(f.get("permissions")))
-        except ValueError:
-            perm = None
+        perm = yip_mode(f.get("permissions"))
         R.add(perm == 0o600 and str(f.get("owner")) == "0",
               "COS_OEM: 90_custom.yaml rancherd config written 0600 owned by root",
               "permissions %s, owner %s" % (f.get("permissions"), f.get("owner")))
@@ -1023,6 +1089,26 @@ class Checker:
 
     # --- secrets everywhere ---------------------------------------------------------------------
 
+    def check_custom_files(self):
+        """The files 90_custom.yaml makes the OS write at every boot: those holding a secret 0600 root."""
+        if self.custom_files is None or not self.n_secrets():
+            return
+        bad, n = [], 0
+        for f in self.custom_files:
+            content = f.get("content")
+            if not isinstance(content, str):
+                continue
+            leaked = self.leaks(content.encode("utf-8"))
+            if not leaked:
+                continue
+            n += 1
+            mode = yip_mode(f.get("permissions"))
+            if mode is None or mode & 0o077 or str(f.get("owner")) != "0":
+                bad.append("%s (permissions %s, owner %s) holds %s" % (f.get("path"), f.get("permissions"),
+                                                                         f.get("owner"), ", ".join(leaked)))
+        self.r.add(not bad, "COS_OEM: 90_custom.yaml writes files holding a secret 0600, owned by root (%d such files)" % n,
+                   "; ".join(bad))
+
     def scan(self):
         """No secret in a file others may read; the clear password in no file at all."""
         R = self.r
@@ -1045,6 +1131,7 @@ class Checker:
                         skipped += 1
                         continue
                     n_files += 1
+                    check_interrupt()
                     with open(p, "rb") as f:
                         data = f.read()
                     private = (not vfat and st.st_uid == 0 and not (st.st_mode & 0o044))
@@ -1119,6 +1206,7 @@ class Checker:
             self.check_recovery(self.mounts["COS_RECOVERY"])
         if "COS_OEM" in self.mounts:
             self.check_oem(self.mounts["COS_OEM"])
+        self.check_custom_files()
         if self.a.data_disk:
             try:
                 self.check_data_disk()
@@ -1172,21 +1260,27 @@ def main(argv):
             print("check-disk: note: --secret #%d is short (%d characters): ordinary words may match it" % (i + 1, len(s)),
                   file=sys.stderr)
 
-    def on_signal(signum, frame):
-        raise SystemExit(128 + signum)
-
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
 
     report = Report(a.json)
     checker = Checker(a, report)
     t = time.monotonic()
+    error = None
     try:
         checker.run()
+    except Interrupted:
+        pass
     except Exception as e:  # a checker bug or an unexpected tool failure: a failed check, then cleanup
-        report.fail("check-disk ran to the end", "%s: %s" % (type(e).__name__, e))
+        error = "%s: %s" % (type(e).__name__, e)
     finally:
         clean = checker.res.release()
+    if _signal["signum"] is not None:
+        print("check-disk: stopped by signal %d%s" % (_signal["signum"], "" if clean else "; cleanup incomplete"),
+              file=sys.stderr)
+        return 128 + _signal["signum"]
+    if error:
+        report.fail("check-disk ran to the end", error)
     if not clean:
         report.fail("check-disk released its loop devices, mounts and temporary files")
     report.finish({"seconds": round(time.monotonic() - t, 1)})

@@ -395,6 +395,13 @@ def main():
                          r"--secret #1", r.stdout) is not None, "90_custom.yaml 0644: the token is reported leaked")
 
         copy(c_img, b)
+        edit_fs(b, 2, lambda mp, node: sub_file(os.path.join(mp, "90_custom.yaml"),
+                                                "- path: /etc/rancher/rancherd/config.yaml\n      permissions: 384",
+                                                "- path: /etc/rancher/rancherd/config.yaml\n      permissions: 420"))
+        expect_fail(work, "rancherd config written 0644 at boot", ["--disk", b] + create, [b],
+                    r"writes files holding a secret 0600.*/etc/rancher/rancherd/config.yaml \(permissions 420")
+
+        copy(c_img, b)
         edit_fs(b, 2, lambda mp, node: sub_file(os.path.join(mp, "90_custom.yaml"), password_hash(), PASSWORD))
         r = expect_fail(work, "clear password stored", ["--disk", b] + create, [b],
                         r"90_custom.yaml does not hold the clear password")
