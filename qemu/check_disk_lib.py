@@ -678,7 +678,7 @@ class Report:
 # The checker
 
 
-REQUIRED_TOOLS = ["qemu-img", "losetup", "partx", "sfdisk", "blkid", "mount", "umount", "mcopy",
+REQUIRED_TOOLS = ["qemu-img", "losetup", "partx", "sfdisk", "blkid", "mount", "umount", "mdir", "mcopy",
                   "debugfs", "dumpe2fs"]
 
 
@@ -711,7 +711,7 @@ class Checker:
             run(["qemu-img", "convert", "-O", "raw", "-S", "4k", image, raw], interruptible=True)
             st = os.stat(raw)
             print("check-disk: %s (%s) converted to sparse raw in %.1f s (%s allocated)" %
-                  (image, fmt, time.monotonic() - t, fmt_bytes(st.st_blocks * 512)), file=sys.stderr)
+                  (image, fmt, time.monotonic() - t, "%.1f MiB" % (st.st_blocks * 512 / MiB)), file=sys.stderr)
         size = os.stat(raw).st_size
         # -P: a kernel that parses GPT creates the partitions itself; elsewhere partx adds them.
         loop = run(["losetup", "-r", "-P", "-f", "--show", raw]).stdout.strip()
@@ -815,7 +815,7 @@ class Checker:
         start = exp[0][5]
         dest = os.path.join(self.tmp, "cos_grub")
         os.makedirs(dest)
-        env = dict(os.environ, MTOOLS_SKIP_CHECK="1", MTOOLS_NO_VFAT="0")
+        env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
         img = "%s@@%d" % (raw, start)
         listing = run(["mdir", "-/", "-b", "-i", img, "::/"], check=False, env=env)
         if listing.returncode != 0:
