@@ -182,8 +182,8 @@ class Tools:
                    "-drive", f"if=pflash,format=raw,readonly=on,file={self.ovmf_code}",
                    "-drive", f"if=pflash,format=raw,file={vars_}"]
             try:
-                p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, start_new_session=True)
+                p = spawn(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE)
             except OSError:
                 return False
             out = b""
@@ -253,6 +253,17 @@ def vm_slots(k=1):
         for f in held:
             fcntl.flock(f, fcntl.LOCK_UN)
             f.close()
+
+
+def spawn(cmd, **kw):
+    """Popen for the lab's servers and VMs. They stay in our process group, so that whoever
+    stops us (Ctrl-C, meson's timeout: SIGTERM then SIGKILL to the group) stops them too; and
+    with util-linux setpriv they get SIGTERM when the thread that started them dies, even by
+    SIGKILL. No VM or server outlives the lab."""
+    setpriv = which("setpriv")
+    if setpriv:
+        cmd = [setpriv, "--pdeathsig", "TERM", "--", *cmd]
+    return subprocess.Popen([str(c) for c in cmd], **kw)
 
 
 def stop_process(p, timeout=10):
@@ -493,8 +504,7 @@ http {{
             if self.netns:
                 cmd = self.netns.prefix() + cmd
             err = open(self.prefix / "stderr.log", "ab")
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                         start_new_session=True)
+            self.proc = spawn(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
             err.close()
             if self._ready(port):
                 self.port = port
@@ -594,12 +604,27 @@ class Netns:
 
 
 def remove_stale_netns():
-    """Namespaces left by a lab process that died without cleaning up."""
+    """Namespaces (and dhcpd files) left by a lab process that died without cleaning up."""
     p = run(["ip", "netns", "list"], check=False, quiet=True)
     for line in (p.stdout or "").splitlines():
         m = re.match(r"(pxelab-(\d+)-\d+)\b", line)
         if m and not os.path.exists(f"/proc/{m.group(2)}"):
             run(["ip", "netns", "del", m.group(1)], check=False, quiet=True)
+    for f in list(Path("/etc/dhcp/pxe-lab").glob("pxelab-*.conf")) + \
+            list(Path("/var/lib/dhcp").glob("dhcpd.leases.pxelab-*")):
+        m = re.search(r"pxelab-(\d+)-", f.name)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            with contextlib.suppress(OSError):
+                f.unlink()
+
+
+def remove_stale_workdirs(base):
+    """Work dirs of lab processes that died (SIGKILL) without cleaning up, unless kept."""
+    for d in Path(base).glob("pxe-lab-*"):
+        m = re.match(r"pxe-lab-.*-(\d+)-[^-]+$", d.name)
+        if m and d.is_dir() and not (d / "KEEP").exists() \
+                and not os.path.exists(f"/proc/{m.group(1)}"):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 class Dhcpd:
@@ -624,10 +649,10 @@ class Dhcpd:
         self.leases.parent.mkdir(parents=True, exist_ok=True)
         self.leases.write_text("")
         log = open(self.log, "ab")
-        self.proc = subprocess.Popen(
+        self.proc = spawn(
             self.netns.prefix() + [self.dhcpd, "-4", "-f", "-d", "-cf", str(self.conf),
                                    "-lf", str(self.leases), "--no-pid", "br0"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -796,9 +821,8 @@ class VM:
         if label:
             log.write(f"==== {label}\n".encode())
         t0 = time.monotonic()
-        proc = subprocess.Popen(cmd, stdin=None if interactive else subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=err,
-                                start_new_session=not interactive)
+        proc = spawn(cmd, stdin=None if interactive else subprocess.DEVNULL,
+                     stdout=subprocess.PIPE, stderr=err)
         reason, stop_at, buf = None, None, b""
         fd = proc.stdout.fileno()
         try:
@@ -852,8 +876,11 @@ class Lab:
                  config_404=False, config_edit=None, keep=False, name="lab"):
         self.release, self.tools, self.way, self.keep = release, tools, way, keep
         base = Path(os.environ.get("PXE_LAB_TMPDIR", "/var/tmp"))
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"pxe-lab-{name}-", dir=base))
+        remove_stale_workdirs(base)
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"pxe-lab-{name}-{os.getpid()}-", dir=base))
         os.chmod(self.workdir, 0o755)
+        if keep:
+            (self.workdir / "KEEP").write_text("qemu/pxe-lab --keep: remove this directory by hand\n")
         self.netns = self.dhcpd = self.nginx = None
         self.vms = []
         try:
