@@ -321,6 +321,6 @@ rm -rf "$WORK"
 
 say "built release $V in $OUTDIR (kernel $KPKG $KPKG_VERSION):"
 for f in "${NAMES[@]}" "harvester-$V-amd64.sha512"; do
-    printf 'build-release:   %-44s %8s KiB\n' "$f" "$(($(stat -c %s "$OUTDIR/$f") / 1024))" >&2
+    printf 'build-release:   %-44s %6s\n' "$f" "$(numfmt --to=iec-i --suffix=B "$(stat -c %s "$OUTDIR/$f")")" >&2
 done
 say "initrd build ${INITRD_TIME}, whole release $(elapsed "$T0") s"
