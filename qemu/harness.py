@@ -875,7 +875,11 @@ class Lab:
     def __init__(self, release, tools, way="user", cmdline_extra="", no_automatic=False,
                  config_404=False, config_edit=None, keep=False, name="lab"):
         self.release, self.tools, self.way, self.keep = release, tools, way, keep
-        base = Path(os.environ.get("PXE_LAB_TMPDIR", "/var/tmp"))
+        base = Path(os.environ.get("PXE_LAB_TMPDIR", "/var/tmp")).resolve()
+        for d in [base, *base.parents]:
+            if not os.stat(d).st_mode & 0o001:
+                raise LabError(f"{d} is not searchable by others: nginx's workers (www-data) "
+                               f"could not read the served folder below it; set PXE_LAB_TMPDIR")
         remove_stale_workdirs(base)
         self.workdir = Path(tempfile.mkdtemp(prefix=f"pxe-lab-{name}-{os.getpid()}-", dir=base))
         os.chmod(self.workdir, 0o755)

@@ -9,6 +9,7 @@ failed scenario is kept in qemu/logs/<name>/ and its tail printed.
 """
 
 import re
+import shutil
 import threading
 import time
 
@@ -412,7 +413,6 @@ def run_scenario(name, build_dir=None, verbose=False):
                 print(f"--- {node.name}: last lines of the serial console (all of it: {dest}/{node.name}-serial.log)")
                 print(ctx.console(node.name).tail(60))
         else:
-            import shutil
             shutil.rmtree(logdir, ignore_errors=True)
         lab.close()
     return 1 if failed else 0
