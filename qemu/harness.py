@@ -578,7 +578,7 @@ class Netns:
         run(["ip", "netns", "add", self.name], quiet=True)
         try:
             self.ip("link", "set", "lo", "up")
-            self.ip("link", "add", "br0", "type", "bridge")
+            self.ip("link", "add", "br0", "type", "bridge", "forward_delay", "0")
             self.ip("addr", "add", NETNS_CIDR, "dev", "br0")
             self.ip("link", "set", "br0", "up")
         except LabError:

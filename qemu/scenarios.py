@@ -235,7 +235,7 @@ scenario(Scenario(
     checks=pxe_chain("node1", "create") + agent_started("node1") + [
         served("node1", "config-create.yaml"),
         past_config("node1"),
-        line("node1", r"harvester-install.*\bpxe-lab-node1\b",
+        line("node1", r"^harvester-install: .*\bpxe-lab-node1\b",
              "the kernel line's harvester.os.hostname=pxe-lab-node1 is in the plan (merged)"),
         line("node1", h.MARK + r" STAGE memory", "STAGE memory"),
         line("node1", RE_PAST_MEMORY, "the memory check passed: a later STAGE began"),
