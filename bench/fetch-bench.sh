@@ -14,8 +14,8 @@
 # overlapped with receiving) and fetch / c (target <= 0.50); then the peak RSS of fetch
 # (/usr/bin/time) for RSS_SIZES (target <= 16 MiB, the same for every size). Each round also shows the
 # CPU seconds used (fetch needs about (a) + (b) of CPU, spread over cores: the ratios hold only when a
-# second core is free; the load average is printed with each round) and the best round is repeated
-# at the end.
+# second core is free; the CPU time everything else used meanwhile, nginx included, is printed with
+# each round) and the best round is repeated at the end.
 #
 # Usage: bench/fetch-bench.sh [AGENT]     (needs root: it mounts two tmpfs; ~ 2 x the largest size of RAM)
 # Environment: SIZE_MIB (default 2048), ROUNDS (default 5), RSS_SIZES_MIB (default "1024 4096"),
@@ -95,11 +95,19 @@ make_file() { # name MiB
         sha512sum "$tmp/srv/$1" | cut -d' ' -f1
 }
 
-# Runs a command under /usr/bin/time; prints "<wall seconds> <max RSS KiB> <CPU seconds (user + sys)>".
+# Runs a command under /usr/bin/time; prints "<wall seconds> <max RSS KiB> <CPU seconds (user + sys)>
+# <CPU seconds used meanwhile by everything else: nginx, interrupts, other processes>".
 timed() {
+        local before after
+        before=$(head -1 /proc/stat)
         /usr/bin/time -f '%e %M %U %S' -o "$tmp/time" "$@" >/dev/null 2>"$tmp/stderr" ||
                 { cat "$tmp/stderr" >&2; die "failed: $*"; }
-        awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }' "$tmp/time"
+        after=$(head -1 /proc/stat)
+        awk -v b="$before" -v a="$after" -v hz="$(getconf CLK_TCK)" '{
+                split(b, x); split(a, y); busy = 0
+                for (i = 2; i <= 9; i++) if (i != 5 && i != 6) busy += y[i] - x[i]
+                printf "%s %s %.2f %.2f\n", $1, $2, $3 + $4, busy / hz - ($3 + $4)
+        }' "$tmp/time"
 }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -113,17 +121,17 @@ dst="$tmp/dst/big.bin"
 : >"$tmp/fetch.t"; : >"$tmp/a.t"; : >"$tmp/b.t"; : >"$tmp/c.t"; : >"$tmp/rounds.t"
 for round in $(seq "$ROUNDS"); do
         rm -f "$dst"
-        read -r t_fetch rss cpu_fetch <<<"$(timed "$AGENT" fetch "$url" "$dst" --checksum "sha512:$hex")"
+        read -r t_fetch rss cpu_fetch other_fetch <<<"$(timed "$AGENT" fetch "$url" "$dst" --checksum "sha512:$hex")"
         rm -f "$dst"
-        read -r t_a _ cpu_a <<<"$(timed curl -sS -o "$dst" "$url")"
-        read -r t_b _ cpu_b <<<"$(timed openssl dgst -sha512 "$dst")"
+        read -r t_a _ cpu_a _ <<<"$(timed curl -sS -o "$dst" "$url")"
+        read -r t_b _ cpu_b _ <<<"$(timed openssl dgst -sha512 "$dst")"
         rm -f "$dst"
-        read -r t_c _ _ <<<"$(timed sh -c 'curl -sS -o "$1" "$2" && sha512sum "$1"' sh "$dst" "$url")"
+        read -r t_c _ _ _ <<<"$(timed sh -c 'curl -sS -o "$1" "$2" && sha512sum "$1"' sh "$dst" "$url")"
         rm -f "$dst"
         echo "$t_fetch" >>"$tmp/fetch.t"; echo "$t_a" >>"$tmp/a.t"; echo "$t_b" >>"$tmp/b.t"; echo "$t_c" >>"$tmp/c.t"
         echo "$t_fetch $t_a $t_b $t_c" >>"$tmp/rounds.t"
-        printf 'round %d: fetch %6.2f s  (a) curl %6.2f s  (b) openssl %6.2f s  (c) curl+sha512sum %6.2f s  | CPU s: fetch %.2f, a %.2f, b %.2f | fetch RSS %d KiB | load %s\n' \
-                "$round" "$t_fetch" "$t_a" "$t_b" "$t_c" "$cpu_fetch" "$cpu_a" "$cpu_b" "$rss" "$(cut -d' ' -f1 /proc/loadavg)"
+        printf 'round %d: fetch %5.2f s  (a) curl %5.2f s  (b) openssl %5.2f s  (c) curl+sha512sum %5.2f s | CPU s: fetch %.2f (others meanwhile %.2f), a %.2f, b %.2f | fetch RSS %d KiB\n' \
+                "$round" "$t_fetch" "$t_a" "$t_b" "$t_c" "$cpu_fetch" "$other_fetch" "$cpu_a" "$cpu_b" "$rss"
 done
 m_fetch=$(median <"$tmp/fetch.t"); m_a=$(median <"$tmp/a.t"); m_b=$(median <"$tmp/b.t"); m_c=$(median <"$tmp/c.t")
 awk -v f="$m_fetch" -v a="$m_a" -v b="$m_b" -v c="$m_c" -v mib="$SIZE_MIB" 'BEGIN {
@@ -141,7 +149,7 @@ rm -f "$tmp/srv/big.bin"
 for s in $RSS_SIZES_MIB; do
         hex=$(make_file rss.bin "$s")
         rm -f "$tmp/dst/rss.bin"
-        read -r t rss _ <<<"$(timed "$AGENT" fetch "http://127.0.0.1:$port/rss.bin" "$tmp/dst/rss.bin" --checksum "sha512:$hex")"
+        read -r t rss _ _ <<<"$(timed "$AGENT" fetch "http://127.0.0.1:$port/rss.bin" "$tmp/dst/rss.bin" --checksum "sha512:$hex")"
         awk -v s="$s" -v rss="$rss" -v t="$t" 'BEGIN {
                 printf "peak RSS of fetch, %d MiB file: %d KiB (%.1f MiB; target <= 16 MiB: %s), %.2f s\n",
                         s, rss, rss / 1024, rss <= 16384 ? "met" : "MISSED", t
