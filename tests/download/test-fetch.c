@@ -205,18 +205,19 @@ static void test_drop30(void **state) {
 static void test_stall(void **state) {
         _cleanup_free_ char *dest = dest_path("stall.bin");
         struct download_result res;
-        /* the server holds the connection for 60 s; the stall timeout is 1 s */
-        assert_int_equal(fetch("/stall/f.bin?stall=60", &sum_a, dest, 1, 0, &res), 0);
+        /* the server holds the connection for 60 s; the stall timeout is 2 s (on a loaded machine
+         * the second transfer could stall too: at least one resume) */
+        assert_int_equal(fetch("/stall/f.bin?stall=60", &sum_a, dest, 2, 0, &res), 0);
         assert_true(checksum_equal(&res.digest, &sum_a));
-        assert_int_equal(res.resumes, 1);
+        assert_true(res.resumes >= 1);
         assert_file_equals(dest, data_a, FILE_SIZE);
         _cleanup_strv_free_ char **lines = NULL;
         assert_int_equal(test_server_request_lines(&srv, "/stall/f.bin", &lines), 0);
-        assert_int_equal(strv_length(lines), 2);
+        assert_true(strv_length(lines) >= 2);
         _cleanup_free_ char *range = strdup_printf("\"range\": \"bytes=%d-\"", FILE_SIZE / 2);
         assert_non_null(strstr(lines[1], range));
         _cleanup_free_ char *log = log_text();
-        assert_non_null(strstr(log, "stalled: nothing received for 1 s"));
+        assert_non_null(strstr(log, "stalled: nothing received for 2 s"));
 }
 
 static void test_503_twice(void **state) {
