@@ -21,7 +21,7 @@ static const struct command {
 } commands[] = {
         { "run", cmd_run, "install Harvester as the configuration says (destructive)" },
         { "config", cmd_config, "print the effective configuration [--json] [--show-secrets]" },
-        { "fetch", cmd_fetch, "URL DEST [--checksum sha512:HEX]: download and verify one file" },
+        { "fetch", cmd_fetch, "URL DEST [--checksum sha512:HEX] [--checksum-url URL] [--insecure]: download and verify one file" },
         { "plan", cmd_plan, "print the partition layout `run` would write, without writing" },
         { "partition", cmd_partition, "find, check, wipe, partition and format the disks (destructive)" },
 };
