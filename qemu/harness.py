@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -370,6 +371,32 @@ def ensure_release(build_dir=None, quiet=False):
             raise LabError(f"qemu/build-release.sh failed (exit {p.returncode})"
                            + (f":\n{p.stdout[-3000:]}" if quiet and p.stdout else ""))
     return Release(out), time.monotonic() - t0
+
+
+def ensure_iso_without_rootfs(release):
+    """The release ISO without /rootfs.squashfs (xorriso), for the failure scenario; built once
+    per release ISO and cached in qemu/cache/iso-no-rootfs/."""
+    iso = release.dir / release.files["iso"]
+    st = iso.stat()
+    out_dir = CACHE / "iso-no-rootfs"
+    out = out_dir / f"{st.st_size}-{st.st_mtime_ns}-no-rootfs.iso"
+    with locked(CACHE / "iso-no-rootfs.lock"):
+        if out.is_file():
+            return out
+        xorriso = which("xorriso")
+        if not xorriso:
+            raise Skip("missing: xorriso (xorriso)")
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True)
+        tmp = out_dir / "tmp.iso"
+        run([xorriso, "-indev", iso, "-outdev", tmp, "-rm", "/rootfs.squashfs", "--",
+             "-boot_image", "any", "keep"], quiet=True)
+        listing = run([xorriso, "-indev", tmp, "-ls", "/"], quiet=True).stdout
+        if "rootfs.squashfs" in listing or "boot" not in listing:
+            raise LabError(f"{tmp} is not the release ISO without /rootfs.squashfs:\n{listing}")
+        os.chmod(tmp, 0o644)
+        tmp.rename(out)
+        return out
 
 
 # --- The served folder ----------------------------------------------------------------------------
@@ -873,8 +900,14 @@ class Lab:
     and for the dhcpd way a network namespace with ISC dhcpd."""
 
     def __init__(self, release, tools, way="user", cmdline_extra="", no_automatic=False,
-                 config_404=False, config_edit=None, keep=False, name="lab"):
+                 config_404=False, config_edit=None, keep=False, name="lab", listener=False,
+                 extra_files=None):
         self.release, self.tools, self.way, self.keep = release, tools, way, keep
+        # A recording webhook listener on 127.0.0.1 (the guests' 10.0.2.2), started before the
+        # served folder is written, so that config_edit(mode, text, lab) can name its port.
+        self.listener = WebhookListener().start() if listener else None
+        if listener and way != "user":
+            raise LabError("the webhook listener is reachable only with user-mode networking")
         base = Path(os.environ.get("PXE_LAB_TMPDIR", "/var/tmp")).resolve()
         for d in [base, *base.parents]:
             if not os.stat(d).st_mode & 0o001:
@@ -887,6 +920,9 @@ class Lab:
             (self.workdir / "KEEP").write_text("qemu/pxe-lab --keep: remove this directory by hand\n")
         self.netns = self.dhcpd = self.nginx = None
         self.vms = []
+        if config_edit and listener:
+            edit = config_edit
+            config_edit = lambda mode, text: edit(mode, text, self)  # noqa: E731
         try:
             if way == "dhcpd":
                 self.netns = Netns()
@@ -914,6 +950,8 @@ class Lab:
                             raise
                         self.nginx = None
                         shutil.rmtree(self.served.root)
+            for served_name, src in (extra_files or {}).items():
+                place(src, self.served.dir / served_name)
         except BaseException:
             self.close()
             raise
@@ -947,6 +985,8 @@ class Lab:
                   self.dhcpd.log if self.dhcpd else None):
             if f and f.exists():
                 shutil.copyfile(f, dest / ("nginx-" + f.name if "nginx" in str(f.parent) else f.name))
+        if self.listener:
+            (dest / "webhooks.json").write_text(json.dumps(self.listener.requests(), indent=1))
         for name in Served.SCRIPTS + ("config-create.yaml", "config-join.yaml"):
             f = self.served.dir / name
             if f.exists():
@@ -954,6 +994,8 @@ class Lab:
         return dest
 
     def close(self):
+        if self.listener:
+            self.listener.stop()
         if self.nginx:
             self.nginx.stop()
         if self.dhcpd:
@@ -962,6 +1004,66 @@ class Lab:
             self.netns.delete()
         if not self.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+# --- Webhook listener -----------------------------------------------------------------------------
+
+class WebhookListener:
+    """Records every request (any method) to 127.0.0.1:<port>/hook/... and answers 200: the test
+    listener of the agent's install.webhooks. The guests reach it as 10.0.2.2:<port>."""
+
+    def __init__(self):
+        self._log = []
+        self._lock = threading.Lock()
+        self.server = self.thread = None
+        self.port = None
+
+    def start(self):
+        import http.server
+        listener = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def handle_one(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n > 0 else b""
+                with listener._lock:
+                    listener._log.append({
+                        "time": time.time(), "client": self.client_address[0],
+                        "method": self.command, "path": self.path,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "body": body.decode("utf-8", "replace")})
+                code = 200 if self.path.startswith("/hook/") else 404
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = handle_one
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def url(self, path=""):
+        """The URL the guests use."""
+        return f"http://10.0.2.2:{self.port}/hook/{path}"
+
+    def requests(self):
+        with self._lock:
+            return list(self._log)
+
+    def stop(self):
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
 
 
 def install_sigterm_handler():

@@ -8,8 +8,11 @@ disks were left byte-for-byte unchanged. Each check is listed with ok/FAIL; the 
 failed scenario is kept in qemu/logs/<name>/ and its tail printed.
 """
 
+import base64
+import json
 import re
 import shutil
+import subprocess
 import threading
 import time
 
@@ -43,12 +46,18 @@ class Node:
 
 
 class Scenario:
+    """config_edit(mode, text) rewrites the served config-<mode>.yaml; with listener=True a
+    webhook listener runs and config_edit is called as config_edit(mode, text, lab).
+    no_rootfs_iso: also serve NO_ROOTFS_ISO, the release ISO without rootfs.squashfs."""
+
     def __init__(self, name, title, nodes, checks, way="user", cmdline_extra="",
-                 no_automatic=False, config_404=False, config_edit=None, timeout=600, grace=3.0):
+                 no_automatic=False, config_404=False, config_edit=None, timeout=600, grace=3.0,
+                 listener=False, no_rootfs_iso=False):
         self.name, self.title, self.nodes, self.checks = name, title, nodes, checks
         self.way, self.cmdline_extra = way, cmdline_extra
         self.no_automatic, self.config_404, self.config_edit = no_automatic, config_404, config_edit
         self.timeout, self.grace = timeout, grace
+        self.listener, self.no_rootfs_iso = listener, no_rootfs_iso
 
 
 class Ctx:
@@ -215,6 +224,195 @@ def vm_ended(node, what="the VM came to an end (not the timeout)"):
     return fn
 
 
+# --- Issue 6: the installed disk, webhooks ----------------------------------------------------
+
+# What the lab's configs hold (qemu/seed/config-*.yaml) and what the create scenarios add.
+# The seed's token is the word "token", which any binary holds (GRUB's loader does): the lab's
+# configs get one that only the install can have put on the disk, so that check-disk's secret
+# scan means something.
+TOKEN = "e2e-token-Zq7vK2pX9mW4"
+PASSWORD = "p@ssword"
+SERVER_URL = "https://10.100.0.99:443"
+HOOK_USER, HOOK_PASSWORD = "lab", "hook-secret-e2e"
+GUEST_IPV4 = "10.0.2.15"  # QEMU user-mode networking's first DHCP address
+NO_ROOTFS_ISO = "harvester-no-rootfs-amd64.iso"
+WRONG_SHA512 = "sha512:" + "0123456789abcdef" * 8
+RE_STAGE_TIME = re.compile(r"^harvester-install:\s+([a-z][a-z-]*)\s+(\d+\.\d) s$")
+
+
+def lab_token(mode, text, then=None):
+    """config_edit: the token line set to TOKEN (both seed configs have "token: token")."""
+    text, n = re.subn(r"^token: token\b.*$", f"token: {TOKEN}", text, flags=re.M)
+    if n != 1:
+        raise h.LabError(f"config-{mode}.yaml: no 'token: token' line to replace")
+    return then(mode, text) if then else text
+
+
+def with_token(then=None):
+    return lambda mode, text: lab_token(mode, text, then)
+
+
+def with_webhooks(events=("STARTED", "SUCCEEDED", "FAILED"), then=None):
+    """config_edit(mode, text, lab): install.webhooks to the lab's listener, one per event, POST,
+    a JSON payload with every template field, a header and basic auth; then `then` (a plain
+    config_edit) if given."""
+    def edit(mode, text, lab):
+        text = lab_token(mode, text, then)
+        hooks = ["  webhooks:"]
+        for ev in events:
+            hooks += [
+                f"  - event: {ev}",
+                "    method: POST",
+                f"    url: {lab.listener.url(ev)}/{{{{.Hostname}}}}",
+                "    payload: '{\"event\": \"" + ev + "\", \"hostname\": \"{{.Hostname}}\", "
+                "\"mac\": \"{{.MACAddr}}\", \"ipv4\": \"{{.IPAddrV4}}\", "
+                "\"ipv6\": \"{{.IPAddrV6}}\"}'",
+                "    headers:",
+                "      Content-Type:",
+                "      - application/json",
+                "    basic_auth:",
+                f"      user: {HOOK_USER}",
+                f"      password: {HOOK_PASSWORD}",
+            ]
+        return text.rstrip("\n") + "\n" + "\n".join(hooks) + "\n"
+    return edit
+
+
+def webhook(node, event, hostname):
+    """The listener got `event` once, POSTed to .../<event>/<hostname> with basic auth and the
+    templated payload: hostname, the VM's MAC, its IPv4, an IPv6 field."""
+    @check(f"{node}: webhook {event} received with the templated hostname, the VM's MAC and "
+           f"IPv4 {GUEST_IPV4}")
+    def fn(ctx):
+        mac = ctx.vm[node].mac
+        reqs = [r for r in ctx.lab.listener.requests()
+                if r["path"].startswith(f"/hook/{event}/")]
+        if not reqs:
+            got = [f"{r['method']} {r['path']}" for r in ctx.lab.listener.requests()]
+            return False, f"no {event} request; the listener got: {got or 'nothing'}"
+        mine = []
+        for r in reqs:
+            try:
+                body = json.loads(r["body"])
+            except ValueError:
+                return False, f"payload is not JSON: {r['body'][:200]!r}"
+            if body.get("mac", "").lower() == mac:
+                mine.append((r, body))
+        if len(mine) != 1:
+            return False, f"{len(mine)} {event} requests with MAC {mac} (want 1): {[r['body'] for r in reqs]}"
+        r, body = mine[0]
+        auth = "Basic " + base64.b64encode(f"{HOOK_USER}:{HOOK_PASSWORD}".encode()).decode()
+        want = {"event": event, "hostname": hostname, "mac": mac, "ipv4": GUEST_IPV4}
+        problems = [f"{k}={body.get(k)!r} (want {v!r})" for k, v in want.items() if body.get(k) != v]
+        if "ipv6" not in body:
+            problems.append("no ipv6 field")
+        if r["method"] != "POST":
+            problems.append(f"method {r['method']}")
+        if r["path"] != f"/hook/{event}/{hostname}":
+            problems.append(f"path {r['path']} (want /hook/{event}/{hostname})")
+        if r["headers"].get("authorization") != auth:
+            problems.append("no or wrong basic auth")
+        if r["headers"].get("content-type") != "application/json":
+            problems.append(f"content-type {r['headers'].get('content-type')!r}")
+        return not problems, "; ".join(problems) or r["body"]
+    return fn
+
+
+def no_webhook(node, event):
+    @check(f"{node}: no {event} webhook")
+    def fn(ctx):
+        got = [r["path"] for r in ctx.lab.listener.requests() if r["path"].startswith(f"/hook/{event}/")]
+        return not got, f"got {got}"
+    return fn
+
+
+def test_os(node, hostname, role, server=None):
+    """The installed disk booted (no network) into the test OS, which read COS_OEM."""
+    @check(f"{node}: the installed disk booted; the test OS says hostname={hostname} role={role}"
+           + (f" server={server}" if server else ""))
+    def fn(ctx):
+        if node not in ctx.disk_boot:
+            return False, "the installed disk was not booted (no SUCCEEDED + reboot)"
+        con = ctx.vm[node].disk_console
+        said = {m.group(1).split("=", 1)[0]: m.group(1).split("=", 1)[-1]
+                for _, m in con.all(h.RE_TEST_OS) if "=" in m.group(1)}
+        lines = "; ".join(m.group(1) for _, m in con.all(h.RE_TEST_OS))
+        problems = []
+        if not con.find(r"\[test-os\] done"):
+            problems.append(f"no '[test-os] done' ({ctx.disk_boot[node][0]})")
+        if con.find(r"\[test-os\] error"):
+            problems.append("the test OS reported an error")
+        want = {"hostname": hostname, "role": role}
+        if server:
+            want["server"] = server
+        problems += [f"{k}={said.get(k)!r}" for k, v in want.items() if said.get(k) != v]
+        return not problems, "; ".join(problems) + (" -- " if problems else "") + lines[:600]
+    return fn
+
+
+def check_disk(node, mode, hostname, server_url=None, data_disk=False, secrets=(TOKEN,),
+               password=PASSWORD):
+    """qemu/check-disk on the VM's disk images (after the VM stopped)."""
+    @check(f"{node}: qemu/check-disk --mode {mode} --hostname {hostname}"
+           + (" --data-disk" if data_disk else "") + " passes")
+    def fn(ctx):
+        disks = ctx.vm[node].disks
+        cmd = [str(h.QEMU_DIR / "check-disk"), "--disk", str(disks[0].path), "--mode", mode,
+               "--hostname", hostname]
+        if data_disk:
+            cmd += ["--data-disk", str(disks[1].path)]
+        if server_url:
+            cmd += ["--server-url", server_url]
+        for sec in secrets:
+            cmd += ["--secret", sec]
+        if password:
+            cmd += ["--password-clear", password]
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = p.stdout.strip().splitlines()
+        ok_lines = [l for l in out if l.startswith("ok")]
+        bad = [l for l in out if not l.startswith("ok")]
+        if p.returncode == 0:
+            return True, f"{len(ok_lines)} checks ok"
+        return False, f"exit {p.returncode}: " + " | ".join(bad[-15:])
+    return fn
+
+
+def succeeded(node):
+    return line(node, h.RE_SUCCEEDED.pattern, "the install SUCCEEDED")
+
+
+def rebooted(node):
+    @check(f"{node}: SUCCEEDED, then the VM rebooted by itself")
+    def fn(ctx):
+        reason = ctx.outcome[node][0]
+        return bool(ctx.console(node).find(h.RE_SUCCEEDED)) and reason == "exited", reason
+    return fn
+
+
+def installed(node, mode, hostname, role, server=None, boot=True, data_disk=False, hooks=False):
+    """The whole install of one node: PXE chain, SUCCEEDED, reboot, (test OS), check-disk."""
+    checks = pxe_chain(node, mode) + agent_started(node) + [
+        served(node, "harvester-<version>-amd64.iso"),
+        succeeded(node), rebooted(node)]
+    if boot:
+        checks.append(test_os(node, hostname, role, server))
+    checks.append(check_disk(node, mode, hostname, server, data_disk,
+                             secrets=(TOKEN, HOOK_PASSWORD) if hooks else (TOKEN,)))
+    if hooks:
+        checks += [webhook(node, "STARTED", hostname), webhook(node, "SUCCEEDED", hostname),
+                   no_webhook(node, "FAILED")]
+    return checks
+
+
+def failure(node, pattern, what, hostname="node1"):
+    """A failed install: its message, FAILED marker, the FAILED webhook, disks unchanged."""
+    return [failed_with(node, pattern, what),
+            no_line(node, h.RE_SUCCEEDED.pattern, "no SUCCEEDED"),
+            webhook(node, "FAILED", hostname),
+            no_webhook(node, "SUCCEEDED"),
+            disks_unchanged(node)]
+
+
 # --- The scenarios --------------------------------------------------------------------------------
 
 SCENARIOS = {}
@@ -227,20 +425,22 @@ def scenario(s):
 
 scenario(Scenario(
     "create-8g",
-    "create, 8 GiB: PXE via iPXE, config_url fetched and merged with the kernel line, the "
-    "memory check passes, the agent completes or stops at the first stage not built yet",
-    [Node("node1", "create", "8G")],
+    "create, 8 GiB, one 300 GiB disk: PXE via iPXE, config_url fetched and merged with the kernel "
+    "line, the memory check passes, the install SUCCEEDS and reboots, the installed disk boots "
+    "into the test OS (hostname, cluster-init), qemu/check-disk passes on the disk image, and "
+    "the STARTED and SUCCEEDED webhooks arrive with the templated values",
+    [Node("node1", "create", "8G", boot_disk=True)],
     cmdline_extra="harvester.os.hostname=pxe-lab-node1",
+    listener=True, config_edit=with_webhooks(),
     timeout=1500,
-    checks=pxe_chain("node1", "create") + agent_started("node1") + [
+    checks=[
         served("node1", "config-create.yaml"),
         past_config("node1"),
         line("node1", r"^harvester-install: .*\bpxe-lab-node1\b",
              "the kernel line's harvester.os.hostname=pxe-lab-node1 is in the plan (merged)"),
         line("node1", h.MARK + r" STAGE memory", "STAGE memory"),
         line("node1", RE_PAST_MEMORY, "the memory check passed: a later STAGE began"),
-        create_outcome("node1"),
-    ]))
+    ] + installed("node1", "create", "pxe-lab-node1", "cluster-init", hooks=True)))
 
 scenario(Scenario(
     "dhcpd-create-join",
@@ -266,14 +466,13 @@ scenario(Scenario(
     "memory-7g",
     "7 GiB: the memory check fails naming installed and required memory; disks unchanged",
     [Node("node1", "create", "7G")],
+    listener=True, config_edit=with_webhooks(),
     checks=pxe_chain("node1", "create") + agent_started("node1") + [
         served("node1", "config-create.yaml"),
         line("node1", h.MARK + r" STAGE memory", "STAGE memory"),
-        failed_with("node1", r"\b7 GiB installed\b.*\b8 GiB\b",
-                    "a message naming 7 GiB installed and 8 GiB required"),
         stopped_before("node1", RE_PAST_MEMORY, "no stage after memory began"),
-        disks_unchanged("node1"),
-    ]))
+    ] + failure("node1", r"\b7 GiB installed\b.*\b8 GiB\b",
+                "a message naming 7 GiB installed and 8 GiB required")))
 
 scenario(Scenario(
     "memory-7g-skipchecks",
@@ -331,6 +530,99 @@ scenario(Scenario(
     ]))
 
 
+def set_key(key, value):
+    """config_edit: sets install.<key> (a line "  key: ..." or "  # key: ..." replaced, else
+    appended to install:, the last section of both seed configs)."""
+    def edit(mode, text):
+        rx = re.compile(rf"^  (# )?{key}:.*$", re.M)
+        if rx.search(text):
+            return rx.sub(f"  {key}: {value}", text, count=1)
+        return text.rstrip("\n") + f"\n  {key}: {value}\n"
+    return edit
+
+
+scenario(Scenario(
+    "create-data-disk",
+    "create with install.data_disk=/dev/sdb: sdb is one whole-disk HARV_LH_DEFAULT file "
+    "system, sda has no partition 6 (qemu/check-disk --data-disk)",
+    [Node("node1", "create", "8G", data_disk="300G")],
+    config_edit=with_token(set_key("data_disk", "/dev/sdb")),
+    timeout=1500,
+    checks=[line("node1", r"HARV_LH_DEFAULT.*/dev/sdb|/dev/sdb.*HARV_LH_DEFAULT",
+                 "the agent formatted /dev/sdb as HARV_LH_DEFAULT"),
+            no_line("node1", r"Formatting /dev/sda6", "no partition 6 on /dev/sda")]
+    + installed("node1", "create", "node1", "cluster-init", boot=False, data_disk=True)))
+
+scenario(Scenario(
+    "join",
+    "join (config-join.yaml): server_url and token in the rancherd configuration; the installed "
+    "disk boots and its test OS says role=agent and the server",
+    [Node("node2", "join", "8G", boot_disk=True)],
+    config_edit=with_token(), timeout=1500,
+    checks=[served("node2", "config-join.yaml")]
+    + installed("node2", "join", "node2", "agent", SERVER_URL)))
+
+scenario(Scenario(
+    "join-cmdline",
+    "harvester.install.mode=join and harvester.install.server_url=... on the kernel line over "
+    "config-create.yaml: installs as a join node",
+    [Node("node1", "create", "8G")],
+    cmdline_extra=f"harvester.install.mode=join harvester.install.server_url={SERVER_URL}",
+    config_edit=with_token(), timeout=1500,
+    checks=[served("node1", "config-create.yaml"), not_requested("node1", "config-join.yaml")]
+    + installed("node1", "create", "node1", "agent", SERVER_URL, boot=False)
+    [:-1] + [check_disk("node1", "join", "node1", SERVER_URL)]))
+
+scenario(Scenario(
+    "iso-checksum-mismatch",
+    "install.iso_checksum a wrong sha512: FAILED naming the mismatch, FAILED webhook, disks "
+    "unchanged",
+    [Node("node1", "create", "8G")],
+    listener=True, config_edit=with_webhooks(then=set_key("iso_checksum", WRONG_SHA512)),
+    checks=pxe_chain("node1", "create") + agent_started("node1") + [
+        served("node1", "harvester-<version>-amd64.iso"),
+        no_line("node1", h.MARK + r" STAGE disk-write", "no STAGE disk-write"),
+    ] + failure("node1", r"(?i)checksum|sha-?512|does not match|mismatch",
+                "a message naming the checksum mismatch")))
+
+scenario(Scenario(
+    "iso-no-rootfs",
+    "the served ISO lacks rootfs.squashfs: FAILED naming it, FAILED webhook, disks unchanged",
+    [Node("node1", "create", "8G")],
+    listener=True, no_rootfs_iso=True,
+    config_edit=with_webhooks(then=lambda mode, text: re.sub(
+        r"harvester-[^/\s]*-amd64\.iso", NO_ROOTFS_ISO, text)),
+    checks=pxe_chain("node1", "create") + agent_started("node1") + [
+        served("node1", NO_ROOTFS_ISO),
+        no_line("node1", h.MARK + r" STAGE disk-write", "no STAGE disk-write"),
+    ] + failure("node1", r"rootfs\.squashfs", "a message naming rootfs.squashfs")))
+
+scenario(Scenario(
+    "device-missing",
+    "install.device=/dev/sdz (no such disk): after the disk wait, FAILED naming /dev/sdz and "
+    "listing the disks that exist; FAILED webhook; disks unchanged",
+    [Node("node1", "create", "8G")],
+    listener=True, config_edit=with_webhooks(then=set_key("device", "/dev/sdz")),
+    timeout=900,
+    checks=pxe_chain("node1", "create") + agent_started("node1") + [
+        no_line("node1", h.MARK + r" STAGE disk-write", "no STAGE disk-write"),
+        line("node1", r"harvester-install.*/dev/sdz.*\bsda\b|harvester-install.*\bsda\b.*/dev/sdz",
+             "a message naming /dev/sdz and the disk that exists (sda)"),
+    ] + failure("node1", r"/dev/sdz", "a message naming /dev/sdz")))
+
+scenario(Scenario(
+    "three-nodes",
+    "three nodes at once from one nginx: node1 creates, node2 and node3 join; each installs, "
+    "reboots and boots its installed disk (three VMs at once on the two VM slots)",
+    [Node("node1", "create", "8G", boot_disk=True),
+     Node("node2", "join", "8G", boot_disk=True),
+     Node("node3", "join", "8G", mac="52:54:00:69:d5:93", boot_disk=True)],
+    config_edit=with_token(), timeout=2400,
+    checks=installed("node1", "create", "node1", "cluster-init")
+    + installed("node2", "join", "node2", "agent", SERVER_URL)
+    + installed("node3", "join", "node2", "agent", SERVER_URL)))
+
+
 # --- Running one ----------------------------------------------------------------------------------
 
 def run_nodes(lab, ctx, nodes, accel, cpu, timeout, grace, live):
@@ -372,9 +664,13 @@ def run_scenario(name, build_dir=None, verbose=False):
     print(f"scenario {name}: {s.title}")
     print(f"  release {release.version} ready in {t_release:.1f} s; accel {accel}")
     try:
+        extra = {}
+        if s.no_rootfs_iso:
+            extra[NO_ROOTFS_ISO] = h.ensure_iso_without_rootfs(release)
         lab = h.Lab(release, tools, way=s.way, cmdline_extra=s.cmdline_extra,
                     no_automatic=s.no_automatic, config_404=s.config_404,
-                    config_edit=s.config_edit, name=name)
+                    config_edit=s.config_edit, name=name, listener=s.listener,
+                    extra_files=extra)
     except h.Skip as e:
         print(f"SKIP {name}: {e}")
         return 77
@@ -403,6 +699,13 @@ def run_scenario(name, build_dir=None, verbose=False):
             reason, secs = ctx.outcome.get(node.name, ("not run", 0))
             steps = ", ".join(f"{m} {t:.1f}" for m, t in ctx.console(node.name).milestones())
             print(f"  {node.name}: {reason} after {secs:.1f} s; console milestones (s): {steps}")
+            stages = [m.groups() for _, m in ctx.console(node.name).all(RE_STAGE_TIME)]
+            if stages:
+                print(f"  {node.name}: agent stage times (s): "
+                      + ", ".join(f"{n} {t}" for n, t in stages))
+            if node.name in ctx.disk_boot:
+                r2, s2 = ctx.disk_boot[node.name]
+                print(f"  {node.name}: boot from the installed disk: {r2} after {s2:.1f} s")
         print(f"  wall time: {time.monotonic() - t_start:.1f} s (VMs {t_vm:.1f} s)")
         print(f"{'FAIL' if failed else 'PASS'} {name}")
     finally:
