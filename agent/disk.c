@@ -270,9 +270,10 @@ static int wait_for_block_device(const char *key, const char *name, uint64_t dea
                         return log_error_errno(errno, "Cannot look up %s \"%s\": %s", key, name, strerror(errno));
                 uint64_t now = now_usec();
                 if (now >= deadline) {
-                        log_error("%s \"%s\" does not exist (waited %" PRIu64 " s for it to appear). Name one of the disks below.",
-                                  key, name, wait_timeout() / 1000000);
+                        /* The list first: the last error is the one the FAILED line and webhook carry. */
                         log_available_disks();
+                        log_error("%s \"%s\" does not exist (waited %" PRIu64 " s for it to appear). Name one of the disks above.",
+                                  key, name, wait_timeout() / 1000000);
                         return -ENODEV;
                 }
                 if (!said) {
