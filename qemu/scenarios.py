@@ -704,6 +704,9 @@ def run_scenario(name, build_dir=None, verbose=False):
             reason, secs = ctx.outcome.get(node.name, ("not run", 0))
             steps = ", ".join(f"{m} {t:.1f}" for m, t in ctx.console(node.name).milestones())
             print(f"  {node.name}: {reason} after {secs:.1f} s; console milestones (s): {steps}")
+            failed_line = ctx.console(node.name).find(h.RE_FAILED)
+            if failed_line:
+                print(f"  {node.name}: FAILED: {failed_line[1].group(1)[:300]}")
             stages = [m.groups() for _, m in ctx.console(node.name).all(RE_STAGE_TIME)]
             if stages:
                 print(f"  {node.name}: agent stage times (s): "
