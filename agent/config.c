@@ -327,8 +327,15 @@ int config_load(const struct config_source *src, struct config **ret) {
                 return log_oom();
         if (r == -EINVAL || (r >= 0 && diags_errors(&d) > 0)) {
                 size_t n = diags_errors(&d);
-                return log_error_errno(EINVAL, "The configuration has %zu problem%s; see above.", n,
-                                       n == 1 ? "" : "s");
+                /* The summary names the first problem: it is what the FAILED line repeats. */
+                _cleanup_free_ char *first = NULL;
+                for (size_t i = 0; i < d.n && !first; i++)
+                        if (!d.items[i].warning)
+                                first = diag_format(&d.items[i]);
+                if (n > 1)
+                        return log_error_errno(EINVAL, "The configuration has %zu problems (all listed above), the first: %s",
+                                               n, first ? first : "see above");
+                return log_error_errno(EINVAL, "The configuration is invalid: %s", first ? first : "see above");
         }
         if (r < 0)
                 return r;

@@ -78,7 +78,7 @@ for m in missing-iso-url:install.iso_url create-without-vip:install.vip no-crede
 	run "$f" --cmdline "$fx/$line" --config "$fx/mistake-$f.yaml" config
 	expect_rc 2 "$f"
 	has "$tmp/$f.err" "error: $key: "
-	has "$tmp/$f.err" "The configuration has 1 problem"
+	has "$tmp/$f.err" "The configuration is invalid: $key: "
 done
 
 # 6. Usage and files.

@@ -83,7 +83,7 @@ static void test_join_override(void **state) {
                          -EINVAL);
         assert_null(c);
         assert_non_null(strstr(err, "harvester-install: error: server_url: required for mode join"));
-        assert_non_null(strstr(err, "The configuration has 1 problem; see above."));
+        assert_non_null(strstr(err, "error: The configuration is invalid: server_url: required for mode join"));
 }
 
 static void test_operator_mistakes(void **state) {
@@ -108,7 +108,10 @@ static void test_operator_mistakes(void **state) {
                 assert_int_equal(load_fixtures(cases[i].cmdline, NULL, cases[i].fixture, &c, &err), -EINVAL);
                 assert_null(c);
                 assert_non_null(strstr(err, cases[i].line));
-                assert_non_null(strstr(err, "The configuration has 1 problem; see above."));
+                /* The summary line (what the FAILED marker repeats) names the problem itself. */
+                const char *summary = strstr(err, "error: The configuration is invalid: ");
+                assert_non_null(summary);
+                assert_non_null(strstr(summary, cases[i].line + strlen("error: ")));
         }
         /* The hostname problem points into the file. */
         struct config *c = NULL;

@@ -359,7 +359,7 @@ static void test_every_problem_at_once(void **state) {
                 "error: install.iso_url: required for an automatic install",
                 "error: install.role: unknown role \"boss\": use default, management, worker or witness "
                 "(kernel command line)\n",
-                "error: The configuration has 11 problems; see above.\n",
+                "error: The configuration has 11 problems (all listed above), the first: ",
         };
         for (size_t i = 0; i < ELEMENTSOF(expect); i++) {
                 if (!strstr(err, expect[i]))
