@@ -435,6 +435,12 @@ class Served:
         for mode in ("create", "join"):
             text = self.subst(seed_text(f"config-{mode}.yaml")).replace(
                 "- name: ens5", f"- name: {iface}")
+            # Beyond the seed: the release's SHA-512 list, so that the ISO is verified as it
+            # arrives (install.iso_checksum_url, an extension of ours).
+            iso_line = f"  iso_url: {self.base}/harvester-{v}-amd64.iso"
+            if iso_line not in text:
+                raise LabError(f"config-{mode}.yaml: no line {iso_line!r} to add iso_checksum_url to")
+            text = text.replace(iso_line, f"{iso_line}\n  iso_checksum_url: {self.url(release.files['sha512'])}")
             if config_edit:
                 text = config_edit(mode, text)
             if config_404:

@@ -393,6 +393,10 @@ def installed(node, mode, hostname, role, server=None, boot=True, data_disk=Fals
     """The whole install of one node: PXE chain, SUCCEEDED, reboot, (test OS), check-disk."""
     checks = pxe_chain(node, mode) + agent_started(node) + [
         served(node, "harvester-<version>-amd64.iso"),
+        served(node, "harvester-<version>-amd64.sha512"),
+        line(node, r"ISO: +[0-9]+%  .* of .*MiB/s +ETA|ISO: received .* MiB/s average",
+             "download progress on the serial console"),
+        line(node, r"ISO: checksum verified: sha512:[0-9a-f]{128}", "the ISO verified against the release's SHA-512 list"),
         succeeded(node), rebooted(node)]
     if boot:
         checks.append(test_os(node, hostname, role, server))

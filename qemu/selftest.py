@@ -54,13 +54,18 @@ def check_served(served, release, port):
                    f"{name}: only the server, port and version changed in the seed's arguments")
             if name.endswith("-efi"):
                 expect(f"initrd=harvester-{v}-initrd" in got_k, f"{name}: initrd= on the kernel line")
-        text = (served.dir / f"config-{mode}.yaml").read_text()
+        served_text = (served.dir / f"config-{mode}.yaml").read_text()
+        sums = f"  iso_checksum_url: http://10.0.2.2:{port}/harvester/harvester-{v}-amd64.sha512"
+        expect(f"-amd64.iso\n{sums}\n" in served_text,
+               f"config-{mode}.yaml: iso_checksum_url (the release's SHA-512 list) follows iso_url")
+        text = served_text.replace(f"{sums}\n", "", 1)
         seed = (h.SEED_DIR / f"config-{mode}.yaml").read_text()
         diff = [(a, b) for a, b in zip(seed.splitlines(), text.splitlines()) if a != b]
         expect(len(seed.splitlines()) == len(text.splitlines()) and len(diff) == 2
                and f"iso_url: http://10.0.2.2:{port}/harvester/harvester-{v}-amd64.iso" in text
                and f"- name: {h.GUEST_IFACE}" in text and "device: /dev/sda" in text,
-               f"config-{mode}.yaml: the seed's, iso_url and the interface ({h.GUEST_IFACE}) changed")
+               f"config-{mode}.yaml: the seed's, iso_url and the interface ({h.GUEST_IFACE}) changed, "
+               "iso_checksum_url added")
     for alias, target in ((f"harvester-{v}-vmlinuz", "vmlinuz"), (f"harvester-{v}-initrd", "initrd"),
                           ("rootfs.squashfs", "rootfs")):
         expect((served.dir / alias).read_bytes() == (release.dir / release.files[target]).read_bytes(),
