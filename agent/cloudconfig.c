@@ -47,38 +47,6 @@ static inline void yaml_parser_deletep(yaml_parser_t **p) {
 /* ---------------------------------------------------------------------------------------------- */
 /* Strings */
 
-static bool utf8_valid(const char *s) {
-        const unsigned char *p = (const unsigned char *)s;
-        while (*p) {
-                unsigned n;
-                uint32_t cp;
-                if (*p < 0x80) {
-                        p++;
-                        continue;
-                } else if ((*p & 0xe0) == 0xc0) {
-                        n = 1;
-                        cp = *p & 0x1f;
-                } else if ((*p & 0xf0) == 0xe0) {
-                        n = 2;
-                        cp = *p & 0x0f;
-                } else if ((*p & 0xf8) == 0xf0) {
-                        n = 3;
-                        cp = *p & 0x07;
-                } else
-                        return false;
-                for (unsigned i = 1; i <= n; i++) {
-                        if ((p[i] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (p[i] & 0x3f);
-                }
-                if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-                    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                p += n + 1;
-        }
-        return true;
-}
-
 /* True when a plain scalar with this text would not read back as the same string: empty, null,
  * a YAML 1.1 boolean, or something that may read as a number (yaml.v2 resolves YAML 1.1). */
 static bool yaml_plain_ambiguous(const char *s) {
@@ -99,31 +67,7 @@ static bool yaml_plain_ambiguous(const char *s) {
 static bool put_dq(FILE *f, const char *s) {
         if (!utf8_valid(s))
                 return false;
-        fputc('"', f);
-        for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-                switch (*p) {
-                case '"':
-                        fputs("\\\"", f);
-                        break;
-                case '\\':
-                        fputs("\\\\", f);
-                        break;
-                case '\n':
-                        fputs("\\n", f);
-                        break;
-                case '\t':
-                        fputs("\\t", f);
-                        break;
-                case '\r':
-                        fputs("\\r", f);
-                        break;
-                default:
-                        if (*p < 0x20 || *p == 0x7f)
-                                fprintf(f, "\\x%02x", *p);
-                        else
-                                fputc(*p, f);
-                }
-        fputc('"', f);
+        fputs_quoted(f, s);
         return true;
 }
 

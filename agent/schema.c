@@ -1277,77 +1277,6 @@ int schema_to_tree(const struct config *c, bool show_secrets, struct node **ret)
  * Printing a tree: YAML or JSON
  * ====================================================================================== */
 
-/* Decodes one UTF-8 sequence at s; returns its length, or 0 if invalid. */
-static size_t utf8_decode(const unsigned char *s, uint32_t *cp) {
-        if (s[0] < 0x80) {
-                *cp = s[0];
-                return 1;
-        }
-        size_t len;
-        uint32_t c;
-        if ((s[0] & 0xe0) == 0xc0) {
-                len = 2;
-                c = s[0] & 0x1f;
-        } else if ((s[0] & 0xf0) == 0xe0) {
-                len = 3;
-                c = s[0] & 0x0f;
-        } else if ((s[0] & 0xf8) == 0xf0) {
-                len = 4;
-                c = s[0] & 0x07;
-        } else
-                return 0;
-        for (size_t i = 1; i < len; i++) {
-                if ((s[i] & 0xc0) != 0x80)
-                        return 0;
-                c = (c << 6) | (s[i] & 0x3f);
-        }
-        static const uint32_t min[] = { 0, 0, 0x80, 0x800, 0x10000 };
-        if (c < min[len] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-                return 0;
-        *cp = c;
-        return len;
-}
-
-/* A double-quoted string, valid both as JSON and as YAML: control and non-printable characters
- * escaped, invalid UTF-8 replaced by U+FFFD. */
-static void print_quoted(FILE *f, const char *s) {
-        fputc('"', f);
-        for (const unsigned char *p = (const unsigned char *)s; *p;) {
-                uint32_t cp;
-                size_t len = utf8_decode(p, &cp);
-                if (len == 0) {
-                        fputs("\\ufffd", f);
-                        p++;
-                        continue;
-                }
-                switch (cp) {
-                case '"':
-                        fputs("\\\"", f);
-                        break;
-                case '\\':
-                        fputs("\\\\", f);
-                        break;
-                case '\n':
-                        fputs("\\n", f);
-                        break;
-                case '\t':
-                        fputs("\\t", f);
-                        break;
-                case '\r':
-                        fputs("\\r", f);
-                        break;
-                default:
-                        if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) || cp == 0xfeff ||
-                            cp == 0xfffe || cp == 0xffff || cp == 0x2028 || cp == 0x2029)
-                                fprintf(f, "\\u%04x", (unsigned)cp);
-                        else
-                                fwrite(p, 1, len, f);
-                }
-                p += len;
-        }
-        fputc('"', f);
-}
-
 /* A plain scalar that means the same in JSON and YAML: null, true, false, a number. */
 static bool plain_is_literal(const char *v) {
         if (streq(v, "true") || streq(v, "false") || streq(v, "null"))
@@ -1388,7 +1317,7 @@ static void print_scalar(FILE *f, const struct node *n) {
         else if (!n->quoted && plain_is_literal(n->value))
                 fputs(n->value, f);
         else
-                print_quoted(f, n->value);
+                fputs_quoted(f, n->value);
 }
 
 static bool yaml_key_plain(const char *k) {
@@ -1418,7 +1347,7 @@ static void print_json(FILE *f, const struct node *n, int indent) {
         for (size_t i = 0; i < n->n_items; i++) {
                 fprintf(f, "%*s", indent + 2, "");
                 if (map) {
-                        print_quoted(f, strempty(n->items[i]->key));
+                        fputs_quoted(f, strempty(n->items[i]->key));
                         fputs(": ", f);
                 }
                 print_json(f, n->items[i], indent + 2);
@@ -1442,7 +1371,7 @@ static void print_yaml_key(FILE *f, const char *k) {
         if (yaml_key_plain(k))
                 fputs(k, f);
         else
-                print_quoted(f, k);
+                fputs_quoted(f, k);
 }
 
 static void print_yaml(FILE *f, const struct node *n, int indent, bool first_inline);

@@ -267,6 +267,88 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
         return r;
 }
 
+/* Decodes one UTF-8 sequence at s; returns its length, or 0 if invalid. */
+size_t utf8_decode(const unsigned char *s, uint32_t *cp) {
+        if (s[0] < 0x80) {
+                *cp = s[0];
+                return 1;
+        }
+        size_t len;
+        uint32_t c;
+        if ((s[0] & 0xe0) == 0xc0) {
+                len = 2;
+                c = s[0] & 0x1f;
+        } else if ((s[0] & 0xf0) == 0xe0) {
+                len = 3;
+                c = s[0] & 0x0f;
+        } else if ((s[0] & 0xf8) == 0xf0) {
+                len = 4;
+                c = s[0] & 0x07;
+        } else
+                return 0;
+        for (size_t i = 1; i < len; i++) {
+                if ((s[i] & 0xc0) != 0x80)
+                        return 0;
+                c = (c << 6) | (s[i] & 0x3f);
+        }
+        static const uint32_t min[] = { 0, 0, 0x80, 0x800, 0x10000 };
+        if (c < min[len] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+                return 0;
+        *cp = c;
+        return len;
+}
+
+/* A double-quoted string, valid both as JSON and as YAML: control and non-printable characters
+ * escaped, invalid UTF-8 replaced by U+FFFD. */
+void fputs_quoted(FILE *f, const char *s) {
+        fputc('"', f);
+        for (const unsigned char *p = (const unsigned char *)s; *p;) {
+                uint32_t cp;
+                size_t len = utf8_decode(p, &cp);
+                if (len == 0) {
+                        fputs("\\ufffd", f);
+                        p++;
+                        continue;
+                }
+                switch (cp) {
+                case '"':
+                        fputs("\\\"", f);
+                        break;
+                case '\\':
+                        fputs("\\\\", f);
+                        break;
+                case '\n':
+                        fputs("\\n", f);
+                        break;
+                case '\t':
+                        fputs("\\t", f);
+                        break;
+                case '\r':
+                        fputs("\\r", f);
+                        break;
+                default:
+                        if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) || cp == 0xfeff ||
+                            cp == 0xfffe || cp == 0xffff || cp == 0x2028 || cp == 0x2029)
+                                fprintf(f, "\\u%04x", (unsigned)cp);
+                        else
+                                fwrite(p, 1, len, f);
+                }
+                p += len;
+        }
+        fputc('"', f);
+}
+
+bool utf8_valid(const char *s) {
+        uint32_t cp;
+        for (const unsigned char *p = (const unsigned char *)s; *p;) {
+                size_t len = utf8_decode(p, &cp);
+                if (len == 0)
+                        return false;
+                p += len;
+        }
+        return true;
+}
+
 uint64_t now_usec(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -81,5 +81,13 @@ int read_full_file(const char *path, char **ret, size_t *ret_len);
 /* Writes data to path with the given mode, atomically (temp file + rename), fsynced. 0 or -errno. */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
+/* Decodes one UTF-8 sequence at s into *cp; returns its length, or 0 if it is invalid
+ * (overlong, surrogate, past U+10FFFF, truncated). */
+size_t utf8_decode(const unsigned char *s, uint32_t *cp);
+bool utf8_valid(const char *s);
+/* Writes s as a double-quoted string valid both as JSON and as YAML: control and non-printable
+ * characters escaped, invalid UTF-8 replaced by U+FFFD. */
+void fputs_quoted(FILE *f, const char *s);
+
 /* Monotonic clock in microseconds. */
 uint64_t now_usec(void);

@@ -95,12 +95,29 @@ static void test_format_bytes(void **state) {
         assert_string_equal(format_bytes(buf, sizeof buf, 17), "17 B");
 }
 
+static void test_utf8_and_quoting(void **state) {
+        assert_true(utf8_valid("plain ascii"));
+        assert_true(utf8_valid("zone \xe5\x8c\x97\xe4\xba\xac")); /* two CJK characters */
+        assert_false(utf8_valid("\xc0\xaf"));                         /* overlong '/' */
+        assert_false(utf8_valid("\xed\xa0\x80"));                    /* a surrogate */
+        assert_false(utf8_valid("\xe5\x8c"));                         /* truncated */
+
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        assert_non_null(f);
+        fputs_quoted(f, "a\"b\\c\n\t\x01\xff\xe5\x8c\x97");
+        fclose(f);
+        assert_string_equal(buf, "\"a\\\"b\\\\c\\n\\t\\u0001\\ufffd\xe5\x8c\x97\"");
+        free(buf);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_bool), cmocka_unit_test(test_parse_int64),
                 cmocka_unit_test(test_parse_size), cmocka_unit_test(test_strv),
                 cmocka_unit_test(test_kvmap),      cmocka_unit_test(test_redact),
-                cmocka_unit_test(test_format_bytes),
+                cmocka_unit_test(test_format_bytes), cmocka_unit_test(test_utf8_and_quoting),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
