@@ -13,7 +13,6 @@ enum {
         EXIT_DISK = 6,        /* a disk is missing, too small or in use (nothing written) */
         EXIT_DISK_WRITE = 7,  /* wiping, partitioning or formatting failed (table removed) */
         EXIT_INSTALL = 8,     /* OS images, bootloader or node configuration failed */
-        EXIT_NOT_BUILT = 9,   /* the install reached a stage this version does not implement */
 };
 
 struct global_opts {

@@ -46,7 +46,7 @@ static void usage(FILE *f) {
                 fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
         fprintf(f, "\nExit codes: 0 ok, 1 internal error, 2 invalid configuration or usage, 3 config_url\n"
                    "unreachable, 4 machine not fit (memory), 5 ISO, 6 disk check, 7 disk write,\n"
-                   "8 install, 9 stage not built. See README.md.\n");
+                   "8 install. See README.md.\n");
 }
 
 int main(int argc, char **argv) {
