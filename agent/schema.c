@@ -180,7 +180,7 @@ void diags_clear(struct diags *d) {
         *d = (struct diags){};
 }
 
-int diags_add(struct diags *d, bool warning, const char *path, const char *where, const char *fmt, ...) {
+int diags_addv(struct diags *d, bool warning, const char *path, const char *where, const char *fmt, va_list ap) {
         struct diag g = { .warning = warning };
         if (d->n >= DIAGS_MAX) {
                 if (warning)
@@ -189,11 +189,8 @@ int diags_add(struct diags *d, bool warning, const char *path, const char *where
                         d->dropped_errors++;
                 return 0;
         }
-        va_list ap;
-        va_start(ap, fmt);
         if (vasprintf(&g.message, fmt, ap) < 0)
                 g.message = NULL;
-        va_end(ap);
         g.path = strdup(strempty(path));
         if (where)
                 g.where = strdup(where);
@@ -210,6 +207,14 @@ int diags_add(struct diags *d, bool warning, const char *path, const char *where
         items[d->n++] = g;
         d->items = items;
         return 0;
+}
+
+int diags_add(struct diags *d, bool warning, const char *path, const char *where, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        int r = diags_addv(d, warning, path, where, fmt, ap);
+        va_end(ap);
+        return r;
 }
 
 static size_t recorded_errors(const struct diags *d) {
@@ -511,17 +516,15 @@ static int add_diag_at(struct canon_ctx *x, bool warning, const char *path, cons
 static int add_diag_at(struct canon_ctx *x, bool warning, const char *path, const struct node *n, const char *fmt,
                        ...) {
         _cleanup_free_ char *where = node_where(n, x->source);
-        _cleanup_free_ char *msg = NULL;
-        va_list ap;
-        va_start(ap, fmt);
-        if (vasprintf(&msg, fmt, ap) < 0)
-                msg = NULL;
-        va_end(ap);
-        if (!where || !msg) {
+        if (!where) {
                 x->d->oom = true;
                 return -ENOMEM;
         }
-        return diags_add(x->d, warning, path, where, "%s", msg);
+        va_list ap;
+        va_start(ap, fmt);
+        int r = diags_addv(x->d, warning, path, where, fmt, ap);
+        va_end(ap);
+        return r;
 }
 
 /* A scalar key repeated on the kernel command line: like dracut's getarg, the last one wins. */
@@ -779,17 +782,15 @@ static int bind_error(struct bind_ctx *x, const char *path, const struct node *n
         _printf_(4, 5);
 static int bind_error(struct bind_ctx *x, const char *path, const struct node *n, const char *fmt, ...) {
         _cleanup_free_ char *where = node_where(n, x->source);
-        _cleanup_free_ char *msg = NULL;
-        va_list ap;
-        va_start(ap, fmt);
-        if (vasprintf(&msg, fmt, ap) < 0)
-                msg = NULL;
-        va_end(ap);
-        if (!where || !msg) {
+        if (!where) {
                 x->d->oom = true;
                 return -ENOMEM;
         }
-        return diags_add(x->d, false, path, where, "%s", msg);
+        va_list ap;
+        va_start(ap, fmt);
+        int r = diags_addv(x->d, false, path, where, fmt, ap);
+        va_end(ap);
+        return r;
 }
 
 /* A short, printable rendering of a scalar for messages (never used for secret fields). */

@@ -17,6 +17,8 @@
 
 #include "config.h"
 #include "node.h"
+#include <stdarg.h>
+
 #include "util.h"
 
 /* ---- Problems and warnings ---- */
@@ -42,6 +44,8 @@ void diags_clear(struct diags *d);
 /* Records a problem (warning=false) or a warning. 0 or -ENOMEM (then d->oom is set). */
 int diags_add(struct diags *d, bool warning, const char *path, const char *where, const char *fmt, ...)
         _printf_(5, 6);
+int diags_addv(struct diags *d, bool warning, const char *path, const char *where, const char *fmt, va_list ap)
+        _printf_(5, 0);
 /* Counts include the entries dropped past DIAGS_MAX. */
 size_t diags_errors(const struct diags *d);
 size_t diags_warnings(const struct diags *d);

@@ -247,13 +247,10 @@ struct vctx {
 /* A problem with a value that is set: where it was set comes from the merged tree. */
 static void problem(struct vctx *v, const char *path, const char *fmt, ...) _printf_(3, 4);
 static void problem(struct vctx *v, const char *path, const char *fmt, ...) {
-        _cleanup_free_ char *msg = NULL;
         va_list ap;
         va_start(ap, fmt);
-        if (vasprintf(&msg, fmt, ap) < 0)
-                msg = NULL;
+        int r = diags_addv(v->d, false, path, config_where(v->c, path), fmt, ap);
         va_end(ap);
-        int r = msg ? diags_add(v->d, false, path, config_where(v->c, path), "%s", msg) : -ENOMEM;
         if (r < 0)
                 v->r = r;
 }
@@ -261,26 +258,20 @@ static void problem(struct vctx *v, const char *path, const char *fmt, ...) {
 /* A value that is required and missing. */
 static void missing(struct vctx *v, const char *path, const char *fmt, ...) _printf_(3, 4);
 static void missing(struct vctx *v, const char *path, const char *fmt, ...) {
-        _cleanup_free_ char *msg = NULL;
         va_list ap;
         va_start(ap, fmt);
-        if (vasprintf(&msg, fmt, ap) < 0)
-                msg = NULL;
+        int r = diags_addv(v->d, false, path, "not set", fmt, ap);
         va_end(ap);
-        int r = msg ? diags_add(v->d, false, path, "not set", "%s", msg) : -ENOMEM;
         if (r < 0)
                 v->r = r;
 }
 
 static void warning(struct vctx *v, const char *path, const char *fmt, ...) _printf_(3, 4);
 static void warning(struct vctx *v, const char *path, const char *fmt, ...) {
-        _cleanup_free_ char *msg = NULL;
         va_list ap;
         va_start(ap, fmt);
-        if (vasprintf(&msg, fmt, ap) < 0)
-                msg = NULL;
+        int r = diags_addv(v->d, true, path, config_where(v->c, path), fmt, ap);
         va_end(ap);
-        int r = msg ? diags_add(v->d, true, path, config_where(v->c, path), "%s", msg) : -ENOMEM;
         if (r < 0)
                 v->r = r;
 }
