@@ -574,6 +574,43 @@ static const char grub_stub_cfg[] =
         "set prefix=($root)/grub2\n"
         "configfile ($root)/grub2/grub.cfg\n";
 
+/* Copies the regular files of src_dir (none when it does not exist) into dst_dir, made if needed,
+ * except dot files and the names in skip (compared without case, as on FAT). Adds the bytes copied
+ * to *ret_bytes when given. */
+static int copy_dir_files(const char *src_dir, const char *dst_dir, const char *const *skip, uint64_t *ret_bytes) {
+        _cleanup_closedir_ DIR *d = opendir(src_dir);
+        if (!d) {
+                if (errno == ENOENT)
+                        return 0;
+                return log_error_errno(errno, "Cannot read the directory '%s': %s", src_dir, strerror(errno));
+        }
+        int r = mkdir_p(dst_dir, 0755);
+        if (r < 0)
+                return log_error_errno(r, "Cannot make '%s': %s", dst_dir, strerror(-r));
+        struct dirent *de;
+        while ((errno = 0, de = readdir(d))) {
+                bool skipped = de->d_name[0] == '.';
+                for (size_t k = 0; skip && skip[k] && !skipped; k++)
+                        skipped = strcasecmp(de->d_name, skip[k]) == 0;
+                if (skipped)
+                        continue;
+                _cleanup_free_ char *s = path_join(src_dir, de->d_name), *t = path_join(dst_dir, de->d_name);
+                if (!s || !t)
+                        return log_oom();
+                struct stat st;
+                if (stat(s, &st) < 0 || !S_ISREG(st.st_mode))
+                        continue;
+                r = install_copy_file(s, t, 0644);
+                if (r < 0)
+                        return r;
+                if (ret_bytes)
+                        *ret_bytes += (uint64_t)st.st_size;
+        }
+        if (errno != 0)
+                return log_error_errno(errno, "Cannot read the directory '%s': %s", src_dir, strerror(errno));
+        return 0;
+}
+
 static int copy_loader_dir(const char *loader_path, const char *boot_dir) {
         _cleanup_free_ char *src_dir = strdup(loader_path);
         if (!src_dir)
@@ -593,29 +630,10 @@ static int copy_loader_dir(const char *loader_path, const char *boot_dir) {
                 return r;
 
         /* What a shim loads next to itself (grub, MokManager), when the ISO has it. */
-        _cleanup_closedir_ DIR *d = opendir(src_dir);
-        if (!d)
-                return log_error_errno(errno, "Cannot read the directory '%s': %s", src_dir, strerror(errno));
         const char *loader_name = strrchr(loader_path, '/');
         loader_name = loader_name ? loader_name + 1 : loader_path;
-        struct dirent *de;
-        while ((errno = 0, de = readdir(d))) {
-                if (de->d_name[0] == '.' || strcasecmp(de->d_name, "grub.cfg") == 0 ||
-                    strcasecmp(de->d_name, loader_name) == 0 || strcasecmp(de->d_name, "BOOTX64.EFI") == 0)
-                        continue;
-                _cleanup_free_ char *s = path_join(src_dir, de->d_name), *t = path_join(boot_dir, de->d_name);
-                if (!s || !t)
-                        return log_oom();
-                struct stat st;
-                if (stat(s, &st) < 0 || !S_ISREG(st.st_mode))
-                        continue;
-                r = install_copy_file(s, t, 0644);
-                if (r < 0)
-                        return r;
-        }
-        if (errno != 0)
-                return log_error_errno(errno, "Cannot read the directory '%s': %s", src_dir, strerror(errno));
-        return 0;
+        return copy_dir_files(src_dir, boot_dir, (const char *const[]){ "grub.cfg", loader_name, "BOOTX64.EFI", NULL },
+                              NULL);
 }
 
 int install_write_grub(const struct config *c, const char *efi_dir, const char *state_dir, const char *loader_path,
@@ -677,36 +695,6 @@ int install_write_grub(const struct config *c, const char *efi_dir, const char *
 /* ---------------------------------------------------------------------------------------------- */
 /* Image bundles and the log */
 
-static int copy_dir_files(const char *src_dir, const char *dst_dir, uint64_t *ret_bytes) {
-        _cleanup_closedir_ DIR *d = opendir(src_dir);
-        if (!d) {
-                if (errno == ENOENT)
-                        return 0;
-                return log_error_errno(errno, "Cannot read the directory '%s': %s", src_dir, strerror(errno));
-        }
-        int r = mkdir_p(dst_dir, 0755);
-        if (r < 0)
-                return log_error_errno(r, "Cannot make '%s': %s", dst_dir, strerror(-r));
-        struct dirent *de;
-        while ((errno = 0, de = readdir(d))) {
-                if (de->d_name[0] == '.')
-                        continue;
-                _cleanup_free_ char *s = path_join(src_dir, de->d_name), *t = path_join(dst_dir, de->d_name);
-                if (!s || !t)
-                        return log_oom();
-                struct stat st;
-                if (stat(s, &st) < 0 || !S_ISREG(st.st_mode))
-                        continue;
-                r = install_copy_file(s, t, 0644);
-                if (r < 0)
-                        return r;
-                *ret_bytes += (uint64_t)st.st_size;
-        }
-        if (errno != 0)
-                return log_error_errno(errno, "Cannot read the directory '%s': %s", src_dir, strerror(errno));
-        return 0;
-}
-
 int install_preload_images(const char *iso_dir, const char *persistent_dir) {
         static const struct {
                 const char *src, *dst;
@@ -719,7 +707,7 @@ int install_preload_images(const char *iso_dir, const char *persistent_dir) {
                 _cleanup_free_ char *s = path_join(iso_dir, bundles[i].src), *t = path_join(persistent_dir, bundles[i].dst);
                 if (!s || !t)
                         return log_oom();
-                int r = copy_dir_files(s, t, &bytes);
+                int r = copy_dir_files(s, t, NULL, &bytes);
                 if (r < 0)
                         return r;
         }
