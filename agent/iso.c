@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "install.h"
 #include "iso.h"
 #include "log.h"
 
@@ -23,7 +24,6 @@ static const char *const required_files[] = {
         "rootfs.squashfs",
         "boot/kernel",
         "boot/initrd",
-        "EFI/BOOT/BOOTX64.EFI",
 };
 
 /* "./boot/kernel", "/boot/kernel" -> "boot/kernel" */
@@ -220,4 +220,146 @@ int iso_extract_file(const char *iso_path, const char *member, const char *dest)
         fd = -1;
         log_debug("Extracted \"%s\" from the ISO to \"%s\".", member, dest);
         return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* The mounted OS image */
+
+static int append_missing(char **list, size_t *n, const char *what) {
+        char *m = strdup_printf("%s%s%s", strempty(*list), *list ? ", " : "", what);
+        if (!m)
+                return -ENOMEM;
+        free(*list);
+        *list = m;
+        (*n)++;
+        return 0;
+}
+
+/* A regular file (through symlinks that stay inside root) that can be read. */
+static bool image_file_ok(const char *root, const char *rel) {
+        _cleanup_free_ char *p = strdup_printf("%s/%s", root, rel), *real = NULL, *real_root = NULL;
+        if (!p)
+                return false;
+        real = realpath(p, NULL);
+        real_root = realpath(root, NULL);
+        if (!real || !real_root)
+                return false;
+        size_t k = strlen(real_root);
+        if (strncmp(real, real_root, k) != 0 || (real[k] != '/' && real[k] != 0))
+                return false; /* a link out of the image */
+        struct stat st;
+        return stat(real, &st) == 0 && S_ISREG(st.st_mode) && access(real, R_OK) == 0;
+}
+
+int os_image_check(const char *iso_dir, const char *rootfs_dir) {
+        static const char *const rootfs_files[] = {
+                "boot/vmlinuz", "boot/initrd", "etc/harvester-release.yaml", IMAGE_GRUB_CFG, IMAGE_BOOTARGS_CFG,
+        };
+        static const char *const bundle_dirs[] = { "bundle/rancherd/images", "bundle/harvester/images" };
+        _cleanup_free_ char *missing = NULL;
+        size_t n_missing = 0, n_checked = 0;
+        int r;
+
+        for (size_t i = 0; i < ELEMENTSOF(rootfs_files); i++, n_checked++)
+                if (!image_file_ok(rootfs_dir, rootfs_files[i]) &&
+                    append_missing(&missing, &n_missing, rootfs_files[i]) < 0)
+                        return log_oom();
+        for (size_t i = 0; install_efi_files[i]; i++, n_checked++) {
+                _cleanup_free_ char *rel = strdup_printf("%s/%s", IMAGE_EFI_DIR, install_efi_files[i]);
+                if (!rel)
+                        return log_oom();
+                if (!image_file_ok(rootfs_dir, rel) && append_missing(&missing, &n_missing, rel) < 0)
+                        return log_oom();
+        }
+        for (size_t i = 0; install_grub_modules[i]; i++, n_checked++) {
+                _cleanup_free_ char *rel = strdup_printf("%s/%s", IMAGE_GRUB_MODULE_DIR, install_grub_modules[i]);
+                if (!rel)
+                        return log_oom();
+                if (!image_file_ok(rootfs_dir, rel) && append_missing(&missing, &n_missing, rel) < 0)
+                        return log_oom();
+        }
+        if (n_missing > 0)
+                return log_error_errno(ENOENT, "The ISO's rootfs.squashfs lacks %s the install needs: /%s%s. Use a "
+                                               "Harvester ISO.",
+                                       n_missing == 1 ? "a file" : "files", missing,
+                                       n_missing > 1 ? " (each path inside the image)" : "");
+
+        /* bootargs.cfg must hold the line the console goes into. */
+        _cleanup_free_ char *bootargs = strdup_printf("%s/%s", rootfs_dir, IMAGE_BOOTARGS_CFG), *text = NULL;
+        size_t len;
+        if (!bootargs)
+                return log_oom();
+        r = read_full_file(bootargs, &text, &len);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read the image's /%s: %s", IMAGE_BOOTARGS_CFG, strerror(-r));
+        if (!strstr(text, IMAGE_CONSOLE_PARAMS))
+                return log_error_errno(ENOENT, "The image's /%s has no line %s (the console of the installed system "
+                                               "goes there). Use a Harvester ISO.",
+                                       IMAGE_BOOTARGS_CFG, IMAGE_CONSOLE_PARAMS);
+
+        /* The image bundles are optional; where the ISO has them they must be directories. */
+        for (size_t i = 0; i < ELEMENTSOF(bundle_dirs); i++) {
+                _cleanup_free_ char *d = strdup_printf("%s/%s", iso_dir, bundle_dirs[i]);
+                struct stat st;
+                if (!d)
+                        return log_oom();
+                if (lstat(d, &st) < 0) {
+                        if (errno == ENOENT)
+                                continue;
+                        return log_error_errno(errno, "Cannot read the ISO's %s: %s", bundle_dirs[i], strerror(errno));
+                }
+                n_checked++;
+                if (!S_ISDIR(st.st_mode) || access(d, R_OK | X_OK) < 0)
+                        return log_error_errno(ENOTDIR, "The ISO's %s is not a readable directory.", bundle_dirs[i]);
+        }
+        log_info("The OS image holds every file the install reads (%zu checked).", n_checked);
+        return 0;
+}
+
+void os_image_close(struct os_image *img) {
+        if (img->rootfs_dir) {
+                (void)install_umount(img->rootfs_dir);
+                free(img->rootfs_dir);
+                img->rootfs_dir = NULL;
+        }
+        if (img->iso_dir) {
+                (void)install_umount(img->iso_dir);
+                free(img->iso_dir);
+                img->iso_dir = NULL;
+        }
+        harvester_release_done(&img->release);
+}
+
+int os_image_open(const char *iso_path, const char *mnt_dir, struct os_image *ret) {
+        struct os_image img = {};
+        _cleanup_free_ char *iso_dir = strdup_printf("%s/iso", mnt_dir), *rootfs_dir = strdup_printf("%s/rootfs", mnt_dir);
+        _cleanup_free_ char *squashfs = NULL;
+        int r;
+
+        if (!iso_dir || !rootfs_dir)
+                return log_oom();
+        r = install_mount(iso_path, iso_dir, "iso9660", "loop,ro");
+        if (r < 0)
+                return r;
+        img.iso_dir = TAKE_PTR(iso_dir);
+        squashfs = strdup_printf("%s/rootfs.squashfs", img.iso_dir);
+        if (!squashfs) {
+                r = log_oom();
+                goto fail;
+        }
+        r = install_mount(squashfs, rootfs_dir, "squashfs", "loop,ro");
+        if (r < 0)
+                goto fail;
+        img.rootfs_dir = TAKE_PTR(rootfs_dir);
+        r = os_image_check(img.iso_dir, img.rootfs_dir);
+        if (r < 0)
+                goto fail;
+        r = harvester_release_read(img.rootfs_dir, &img.release);
+        if (r < 0)
+                goto fail;
+        *ret = img;
+        return 0;
+fail:
+        os_image_close(&img);
+        return r;
 }

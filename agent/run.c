@@ -16,6 +16,7 @@
 #include "disk.h"
 #include "download.h"
 #include "install.h"
+#include "iso.h"
 #include "log.h"
 #include "memory.h"
 #include "webhook.h"
@@ -31,6 +32,7 @@ struct stage_time {
 struct install_run {
         struct config *config;
         struct iso_image iso;
+        struct os_image image; /* the ISO and its rootfs, mounted read-only from the iso stage on */
         struct disk_plan *disks;
         bool disks_written;  /* disks_write succeeded: a later failure must remove the table */
         bool write_failed;   /* disks_write failed and removed what it had written itself */
@@ -63,6 +65,7 @@ static int run_failed(struct install_run *r, int exit_code) {
                                      ? "The partition table written to the install disk was removed."
                                      : "The install disk is half written and its table could not be removed: wipe it before booting from it.";
         }
+        os_image_close(&r->image);
         iso_image_release(&r->iso);
         log_marker("FAILED: %s: %s %s Fix the cause and PXE-boot the machine again; it will not reboot by itself.",
                    r->stage, why ? why : "see the messages above.", disk_state);
@@ -175,6 +178,9 @@ int cmd_run(const struct global_opts *g, int argc, char **argv) {
         r = iso_fetch(cfg, &run.iso);
         if (r < 0)
                 return run_failed(&run, r == -ENOSPC ? EXIT_PREFLIGHT : EXIT_ISO);
+        /* Every file the install reads, checked before any disk is written; kept mounted. */
+        if (os_image_open(run.iso.path, INSTALL_MNT_DIR, &run.image) < 0)
+                return run_failed(&run, EXIT_ISO);
         stage_end(&run);
 
         stage_begin(&run, "disk-check");
@@ -193,10 +199,11 @@ int cmd_run(const struct global_opts *g, int argc, char **argv) {
         stage_end(&run);
 
         stage_begin(&run, "install");
-        if (install_system(cfg, disks, &run.iso) < 0)
+        if (install_system(cfg, disks, &run.image) < 0)
                 return run_failed(&run, EXIT_INSTALL);
         stage_end(&run);
 
+        os_image_close(&run.image);
         iso_image_release(&run.iso);
         webhook_send(cfg, "SUCCEEDED");
         log_info("Installed Harvester (%s) on %s in:", cfg->install.mode, cfg->install.device);
