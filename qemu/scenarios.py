@@ -37,11 +37,14 @@ class Node:
     """One VM of a scenario."""
 
     def __init__(self, name, mode="create", mem="8G", mac=None, data_disk=None, stop=(),
-                 boot_disk=False):
+                 boot_disk=False, flow=None):
         self.name, self.mode, self.mem, self.mac = name, mode, mem, mac
         self.data_disk = data_disk
         self.stop = list(stop)
         self.boot_disk = boot_disk  # after SUCCEEDED + reboot: boot the installed disk (issue 6)
+        # flow(ctx, node, vm, accel, cpu, timeout, grace, live): boots the VM its own way
+        # (pxe-first, power-loss) instead of "PXE install, then maybe boot the disk".
+        self.flow = flow
 
 
 class Scenario:
@@ -374,6 +377,28 @@ def check_disk(node, mode, hostname, server_url=None, data_disk=False, secrets=(
     return fn
 
 
+def image_boot(node, console="console=ttyS0,115200n8 console=tty1"):
+    """issue 9: the installed disk booted through the image's own GRUB files: the kernel line is
+    bootargs.cfg's (the test release ends it with harvester.test.bootargs=image) with the console
+    the install set in active.img; the agent made the UEFI boot entry, first in BootOrder."""
+    @check(f"{node}: the disk booted through the image's grub.cfg and active.img's bootargs.cfg "
+           f"({console}); boot entry elemental-shim first in BootOrder")
+    def fn(ctx):
+        con = ctx.vm[node].disk_console if node in ctx.disk_boot else None
+        cmdline = [m.group(1) for _, m in con.all(h.RE_TEST_OS) if m.group(1).startswith("cmdline=")] if con else []
+        problems = []
+        want = (f"{console} root=LABEL=COS_ACTIVE cos-img/filename=/cOS/active.img panic=0 net.ifnames=1 "
+                "rd.cos.oemtimeout=120 rd.cos.oemlabel=COS_OEM audit=1 audit_backlog_limit=8192 "
+                "intel_iommu=on amd_iommu=on iommu=pt harvester.test.bootargs=image")
+        if not cmdline or want not in cmdline[-1]:
+            problems.append(f"test OS {cmdline[-1] if cmdline else 'printed no cmdline'} (want {want!r})")
+        if not ctx.console(node).find(r'UEFI boot entry Boot[0-9A-F]{4} "elemental-shim" -> \\EFI\\elemental\\shim\.efi'
+                                      r'.*first in BootOrder'):
+            problems.append("no 'UEFI boot entry ... elemental-shim ... first in BootOrder' line from the agent")
+        return not problems, "; ".join(problems)
+    return fn
+
+
 def succeeded(node):
     return line(node, h.RE_SUCCEEDED.pattern, "the install SUCCEEDED")
 
@@ -441,7 +466,7 @@ scenario(Scenario(
              "the kernel line's harvester.os.hostname=pxe-lab-node1 is in the plan (merged)"),
         line("node1", h.MARK + r" STAGE memory", "STAGE memory"),
         line("node1", RE_PAST_MEMORY, "the memory check passed: a later STAGE began"),
-    ] + installed("node1", "create", "pxe-lab-node1", "cluster-init", hooks=True)))
+    ] + installed("node1", "create", "pxe-lab-node1", "cluster-init", hooks=True) + [image_boot("node1")]))
 
 scenario(Scenario(
     "dhcpd-create-join",
@@ -561,7 +586,7 @@ scenario(Scenario(
     [Node("node2", "join", "8G", boot_disk=True)],
     config_edit=with_token(), timeout=1500,
     checks=[served("node2", "config-join.yaml")]
-    + installed("node2", "join", "node2", "agent", SERVER_URL)))
+    + installed("node2", "join", "node2", "agent", SERVER_URL) + [image_boot("node2")]))
 
 scenario(Scenario(
     "join-cmdline",
@@ -632,6 +657,135 @@ scenario(Scenario(
     + installed("node3", "join", "node2", "agent", SERVER_URL)))
 
 
+# --- pxe-first and power-loss (issue 9 item 3, issue 14 item 4) -----------------------------------
+
+RE_PXE_TRY = r"Start PXE over IPv4|>>Start PXE|iPXE initialising|iPXE \d"
+RE_DISK_GAVE_UP = r"BdsDxe: failed to load Boot[0-9A-F]{4} \"UEFI QEMU HARDDISK"
+
+
+def pxe_first_flow(ctx, node, vm, accel, cpu, timeout, grace, live):
+    """PXE install (QEMU's boot order: network first, written into the VM's own NVRAM by OVMF),
+    then power on again with the network and the PXE server still there but no fw_cfg boot
+    order: the firmware follows its NVRAM's BootOrder, which the install must have changed."""
+    out = vm.run(accel, cpu, timeout, stop=STOP_ALWAYS, grace=grace, live=live)
+    ctx.outcome[node] = out
+    if not (ctx.console(node).find(h.RE_SUCCEEDED) and out[0] == "exited"):
+        return
+    ctx.requests_at_reboot = len(ctx.requests(node))
+    vm.bootindex = False
+    vm.disk_console = h.Console()
+    ctx.disk_boot[node] = vm.run(
+        accel, cpu, min(timeout, 600), stop=[r"\[test-os\] done", RE_PXE_TRY, h.MARK + r" STAGE"],
+        grace=grace, live=live, console=vm.disk_console,
+        label="power on again: PXE server and network still there, no fw_cfg boot order")
+
+
+def boots_own_disk_first(node):
+    @check(f"{node}: the next power-on boots Boot#### \"elemental-shim\" (the install's entry, before the "
+           "network that BootOrder listed first), not PXE: the install does not run twice")
+    def fn(ctx):
+        if node not in ctx.disk_boot:
+            return False, "no second power-on (no SUCCEEDED + reboot)"
+        con = ctx.vm[node].disk_console
+        problems = []
+        before = ctx.console(node).find(r"BootOrder before: (Boot[0-9A-F]{4} \"[^\"]*\")")
+        if not before or "PXE" not in before[1].group(1):
+            problems.append("the agent's 'BootOrder before:' does not list the network first: "
+                            + (before[1].group(1) if before else "no such line"))
+        if not con.find(r'BdsDxe: (loading|starting) Boot[0-9A-F]{4} "elemental-shim"'):
+            problems.append("the firmware did not start \"elemental-shim\"")
+        hit = con.find(RE_PXE_TRY) or con.find(h.MARK)
+        if hit:
+            problems.append(f"it booted the network / the installer again: {hit[1].string.strip()[:120]}")
+        more = ctx.requests(node)[getattr(ctx, "requests_at_reboot", 0):]
+        if more:
+            problems.append(f"nginx served {[p for _, p, _ in more]} after the reboot")
+        return not problems, "; ".join(problems)
+    return fn
+
+
+scenario(Scenario(
+    "pxe-first",
+    "the VM keeps its UEFI variables and its BootOrder lists the network first; the PXE server "
+    "keeps serving the automatic install: after the install the next power-on boots the disk "
+    "through the new elemental-shim entry, and the install does not run twice",
+    [Node("node1", "create", "8G", boot_disk=True, flow=pxe_first_flow)],
+    config_edit=with_token(), timeout=1500,
+    checks=installed("node1", "create", "node1", "cluster-init") + [image_boot("node1"),
+                                                                      boots_own_disk_first("node1")]))
+
+
+# Where power-loss kills the VM (QEMU monitor `quit`): the first line matching each pattern.
+POWER_LOSS_KILLS = [
+    ("after disk-write (STAGE install: table and empty file systems)", h.MARK + r" STAGE install"),
+    ("in the middle of the image copy (mke2fs -d writing active.img)", r"Making active\.img"),
+    ("after COS_OEM is complete and synced, before the loader (the last moment before the commit)",
+     r"COS_OEM are complete and synced"),
+]
+
+
+def power_loss_flow(ctx, node, vm, accel, cpu, timeout, grace, live):
+    """For each kill point: PXE install, killed there; then the disk alone (no network) must
+    not boot; finally a PXE install to the end, and the disk boots."""
+    vm.monitor = vm.workdir / f"{node}-monitor.sock"
+    ctx.kills = []
+    for what, pattern in POWER_LOSS_KILLS:
+        con = h.Console()
+        vm.pxe = vm.net = True
+        out = vm.run(accel, cpu, timeout, stop=STOP_ALWAYS, grace=grace, live=live, console=con,
+                     kill_on=pattern, label=f"PXE install, killed {what}")
+        killed_at = con.find(pattern)
+        vm.pxe = vm.net = False
+        disk = h.Console()
+        boot = vm.run(accel, cpu, 240, stop=[r"\[test-os\] done", r"Shell> ", RE_DISK_GAVE_UP], grace=5.0,
+                      live=live, console=disk, label=f"boot the disk alone after the kill {what}")
+        ctx.kills.append({"what": what, "outcome": out, "killed_at": killed_at, "install": con,
+                          "disk_boot": boot, "disk": disk})
+    vm.pxe = vm.net = True
+    ctx.outcome[node] = vm.run(accel, cpu, timeout, stop=STOP_ALWAYS, grace=grace, live=live,
+                               label="PXE install to the end")
+    if ctx.console(node).find(h.RE_SUCCEEDED) and ctx.outcome[node][0] == "exited":
+        ctx.disk_boot[node] = vm.boot_disk(accel, cpu, timeout, live=live)
+
+
+def kills_left_no_bootable_disk(node):
+    @check(f"{node}: each kill ({len(POWER_LOSS_KILLS)} points) left a disk the firmware does not boot "
+           "(no test OS, no GRUB; it falls through)")
+    def fn(ctx):
+        kills = getattr(ctx, "kills", [])
+        if len(kills) != len(POWER_LOSS_KILLS):
+            return False, f"{len(kills)} kill points ran"
+        problems, seen = [], []
+        for k in kills:
+            if k["outcome"][0] != "killed" or not k["killed_at"]:
+                problems.append(f"{k['what']}: not killed there ({k['outcome'][0]})")
+                continue
+            d = k["disk"]
+            booted = d.find(r"\[test-os\]") or d.find(r"GNU GRUB|grub>|Linux version \d")
+            gave_up = d.find(RE_DISK_GAVE_UP)
+            if booted:
+                problems.append(f"{k['what']}: the disk booted: {booted[1].string.strip()[:100]}")
+            elif not gave_up:
+                problems.append(f"{k['what']}: the firmware did not report giving up on the disk "
+                                f"({k['disk_boot'][0]})")
+            seen.append(f"{k['what']}: killed at {k['killed_at'][0]:.0f} s, disk boot: "
+                        + (gave_up[1].string.strip()[:80] if gave_up else "?"))
+        return not problems, "; ".join(problems) or " | ".join(seen)
+    return fn
+
+
+scenario(Scenario(
+    "power-loss",
+    "the VM killed (QEMU monitor quit, no shutdown) after STAGE install, in the middle of the "
+    "image copy and just before the loader is written; after each kill the disk alone does not "
+    "boot (the firmware falls through), and the next PXE boot installs over it; the last install "
+    "succeeds and the disk boots",
+    [Node("node1", "create", "8G", boot_disk=True, flow=power_loss_flow)],
+    config_edit=with_token(), timeout=1500,
+    checks=[kills_left_no_bootable_disk("node1")]
+    + installed("node1", "create", "node1", "cluster-init") + [image_boot("node1")]))
+
+
 # --- Running one ----------------------------------------------------------------------------------
 
 def run_nodes(lab, ctx, nodes, accel, cpu, timeout, grace, live):
@@ -641,6 +795,9 @@ def run_nodes(lab, ctx, nodes, accel, cpu, timeout, grace, live):
     def boot(node):
         vm = ctx.vm[node.name]
         try:
+            if node.flow:
+                node.flow(ctx, node.name, vm, accel, cpu, timeout, grace, live and len(nodes) == 1)
+                return
             ctx.outcome[node.name] = vm.run(
                 accel, cpu, timeout, stop=STOP_ALWAYS + node.stop, grace=grace,
                 live=live and len(nodes) == 1, prefix=(f"{node.name}| " if live and len(nodes) > 1 else None))
