@@ -104,7 +104,8 @@ const char *command_error_line(char *output) {
         char *save = NULL;
         if (!output)
                 return NULL;
-        for (char *line = strtok_r(output, "\r\n", &save); line; line = strtok_r(NULL, "\r\n", &save)) {
+        /* Progress meters end in backspaces ("0/560\b\b\b\b\b"): a backspace ends a line too. */
+        for (char *line = strtok_r(output, "\r\n\b", &save); line; line = strtok_r(NULL, "\r\n\b", &save)) {
                 line += strspn(line, " \t");
                 if (!*line)
                         continue;
