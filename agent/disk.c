@@ -11,6 +11,14 @@
  * O_EXCL from the checks until the new table is written and the kernel knows the partitions; the
  * install and data disks are then released for mkfs (and for the later stages' mounts), while
  * disks that are only wiped stay held until the plan is freed.
+ *
+ * About udev (systemd's docs/BLOCK_DEVICE_LOCKING.md): when a program closes a disk it had open
+ * for writing, udev's "watch" rule re-reads the partition table, and the kernel drops and re-adds
+ * every partition node, under mkfs's feet ("mkfs.vfat: unable to open /dev/sda1"). udev leaves
+ * alone a whole disk on which someone holds a BSD flock. So before the first write every disk of
+ * the plan is locked through a second descriptor (read-only, not O_EXCL, so that closing the O_EXCL
+ * one for mkfs keeps the lock), and the lock is held until the plan is freed: through the wipe,
+ * the table, every mkfs, the install stage's mounts and a rollback's table change.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -61,6 +69,7 @@ struct disk {
         uint32_t sector_size;
         struct disk_identity id; /* by-id name, model, serial, WWN (printed, and compared) */
         int fd;             /* O_EXCL while held, else -1 */
+        int lock_fd;        /* read-only, not O_EXCL, holding flock(LOCK_EX) from the first write on */
         bool written;       /* something was written to it */
         struct holder *holders;
         size_t n_holders;
@@ -86,8 +95,10 @@ static void disk_done(struct disk *d) {
         disk_identity_done(&d->id);
         if (d->fd >= 0)
                 close(d->fd);
+        if (d->lock_fd >= 0)
+                close(d->lock_fd); /* udev may look at the disk again */
         holders_free(d->holders, d->n_holders);
-        *d = (struct disk) { .fd = -1 };
+        *d = (struct disk) { .fd = -1, .lock_fd = -1 };
 }
 
 void disk_plan_free(struct disk_plan *p) {
@@ -369,7 +380,7 @@ static int disk_resolve(struct disk *d, const char *key, const char *name, uint6
         unsigned partno;
         int r;
 
-        d->fd = -1;
+        d->fd = d->lock_fd = -1;
         if (isempty(name))
                 return log_error_errno(EINVAL, "%s is empty.", key);
         path = name[0] == '/' ? strdup(name) : strdup_printf("/dev/%s", name);
@@ -638,7 +649,7 @@ static int plan_add_wipe(struct disk_plan *p, struct disk *d) {
                 return log_oom();
         p->wipe = m;
         p->wipe[p->n_wipe++] = *d;
-        *d = (struct disk) { .fd = -1 };
+        *d = (struct disk) { .fd = -1, .lock_fd = -1 };
         return 0;
 }
 
@@ -672,7 +683,7 @@ static int find_old_installs(struct disk_plan *p, char *const *media) {
                         log_info("%s carries the label %s but the installer runs from it: not wiped.", node, label);
                         continue;
                 }
-                struct disk d = { .fd = -1 };
+                struct disk d = { .fd = -1, .lock_fd = -1 };
                 r = disk_resolve(&d, "install.wipe_all_disks", node, 0);
                 if (r >= 0) {
                         d.reason = strdup_printf("an old install's label %s (install.wipe_all_disks)", label);
@@ -707,6 +718,7 @@ int disks_prepare_flags(const struct config *c, unsigned flags, struct disk_plan
                 return log_oom();
         p->dry_run = dry_run;
         p->install.fd = p->data.fd = -1;
+        p->install.lock_fd = p->data.lock_fd = -1;
 
         r = installer_media(&media);
         if (r < 0)
@@ -735,7 +747,7 @@ int disks_prepare_flags(const struct config *c, unsigned flags, struct disk_plan
                 }
         }
         STRV_FOREACH(w, c->install.wipe_disks_list) {
-                struct disk d = { .fd = -1 };
+                struct disk d = { .fd = -1, .lock_fd = -1 };
                 r = disk_resolve(&d, "install.wipe_disks_list", *w, deadline);
                 if (r >= 0 && plan_has_devnum(p, d.devnum))
                         log_debug("%s (%s) is wiped anyway.", d.node, *w);
@@ -866,6 +878,31 @@ void disk_plan_print(const struct disk_plan *p) {
                         printf("Stopped first: the %s holding %s\n", p->wipe[i].holders[j].what, p->wipe[i].node);
 }
 
+/* Takes flock(LOCK_EX) on the whole disk through d->lock_fd (kept until the plan is freed). udev
+ * holds the lock for moments while it probes; waits for it, not forever. */
+static int disk_lock(struct disk *d) {
+        if (d->lock_fd >= 0)
+                return 0;
+        int fd = open(d->node, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
+                return log_error_errno(errno, "Cannot open %s to lock it: %s", d->node, strerror(errno));
+        uint64_t deadline = now_usec() + wait_timeout();
+        while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                int e = errno;
+                if (e == EINTR)
+                        continue;
+                if (e != EWOULDBLOCK || now_usec() >= deadline) {
+                        close(fd);
+                        return log_error_errno(e, "Cannot lock %s (flock): %s", d->node,
+                                               e == EWOULDBLOCK ? "another program keeps it locked" : strerror(e));
+                }
+                struct timespec ts = { 0, 50 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+        }
+        d->lock_fd = fd;
+        return 0;
+}
+
 /* Wipes a disk that was written to, and makes the kernel forget its partitions. */
 static int disk_unwrite(struct disk *d) {
         _cleanup_close_ int own = -1;
@@ -876,8 +913,10 @@ static int disk_unwrite(struct disk *d) {
                         return log_error_errno(errno, "Cannot open %s: %s", d->node, strerror(errno));
                 fd = own;
         }
-        (void)flock(fd, LOCK_EX);
-        int r = wipe_signatures(fd, d->node, NULL);
+        int r = disk_lock(d);
+        if (r < 0)
+                log_warning("Wiping %s without the lock that keeps udev off.", d->node);
+        r = wipe_signatures(fd, d->node, NULL);
         if (r < 0)
                 return r;
         /* The table is gone from the disk; the kernel's stale view only matters until reboot. */
@@ -925,11 +964,13 @@ int disks_write(struct disk_plan *p) {
         /* Lock every disk (udev and others keep off while it is rewritten), then wipe it. */
         for (size_t i = 0; i < plan_n_disks(p); i++) {
                 struct disk *d = plan_disk(p, i);
-                if (d->fd < 0 || flock(d->fd, LOCK_EX) < 0) {
-                        r = log_error_errno(d->fd < 0 ? EBADF : errno, "Cannot lock %s: %s", d->node,
-                                            strerror(d->fd < 0 ? EBADF : errno));
+                if (d->fd < 0) {
+                        r = log_error_errno(EBADF, "Internal error: %s is not held.", d->node);
                         goto fail;
                 }
+                r = disk_lock(d);
+                if (r < 0)
+                        goto fail;
         }
         for (size_t i = 0; i < plan_n_disks(p); i++) {
                 struct disk *d = plan_disk(p, i);
@@ -966,7 +1007,7 @@ int disks_write(struct disk_plan *p) {
                 }
         }
 
-        /* mkfs opens partitions exclusively: release the install and data disks. */
+        /* mkfs opens partitions exclusively: release the install and data disks (the lock stays). */
         close(p->install.fd);
         p->install.fd = -1;
         if (p->has_data) {

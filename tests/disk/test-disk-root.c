@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -200,6 +201,38 @@ static void test_write_and_rollback(void **state) {
         free(f2);
         free(d1);
         free(d2);
+}
+
+/* A loop device with partition scanning on (losetup -P): BLKRRPART succeeds; on a kernel without a
+ * GPT parser it finds nothing, and the kernel must be told by BLKPG at once (not after the wait
+ * for partition nodes ran out). Every disk stays locked (flock, for udev) until the plan is freed,
+ * mkfs works meanwhile. */
+static void test_partscan_and_lock(void **state) {
+        char *f1 = image("scan.img", 100 * GiB);
+        char *d1 = run_out((const char *[]) { "losetup", "-f", "--show", "-P", f1, NULL });
+        assert_non_null(d1);
+        loops[n_loops++] = strdup(d1);
+        struct config *c = config_new(d1, NULL);
+        struct disk_plan *p = NULL;
+
+        assert_int_equal(disks_prepare(c, &p), 0);
+        assert_int_equal(disks_write(p), 0);
+        check_written(p, d1, NULL);
+        int fd = open(d1, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_true(flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK); /* udev would skip it */
+        assert_int_equal(disks_rollback(p), 0); /* under the lock too */
+        assert_false(kernel_has_partitions(d1));
+        disk_plan_free(p);
+        assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0); /* released with the plan */
+        close(fd);
+        assert_blank(d1);
+
+        config_done(c);
+        detach_all();
+        unlink(f1);
+        free(f1);
+        free(d1);
 }
 
 /* mkfs.ext4 fails after the GPT and COS_GRUB were written: the disk ends blank. */
@@ -483,6 +516,7 @@ static int teardown(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_write_and_rollback),
+                cmocka_unit_test(test_partscan_and_lock),
                 cmocka_unit_test(test_failure_rolls_back),
                 cmocka_unit_test(test_lvm),
                 cmocka_unit_test(test_refusals),
