@@ -33,6 +33,7 @@
 
 #include "disk.h"
 #include "format.h"
+#include "interrupt.h"
 #include "layout.h"
 #include "log.h"
 #include "partition.h"
@@ -984,6 +985,9 @@ int disks_write(struct disk_plan *p) {
                         goto fail;
         }
         log_info("Wiped %u old signatures.", count);
+        r = interrupt_check("before writing the partition table");
+        if (r < 0)
+                goto fail;
 
         /* The new table, read back, and the kernel told. */
         log_info("Writing the GPT on %s: %zu partitions.", p->install.node, p->layout.n_parts);
@@ -1016,6 +1020,9 @@ int disks_write(struct disk_plan *p) {
         }
         for (size_t i = 0; i < p->layout.n_parts; i++) {
                 const struct layout_part *q = &p->layout.parts[i];
+                r = interrupt_check("before formatting the partitions");
+                if (r < 0)
+                        goto fail;
                 log_info("Formatting %s (%s, %s) as %s \"%s\".", p->nodes[q->id], q->name,
                          format_bytes(b, sizeof b, q->size), q->fstype, q->label);
                 r = format_device(p->nodes[q->id], q->fstype, q->label);
@@ -1023,6 +1030,9 @@ int disks_write(struct disk_plan *p) {
                         goto fail;
         }
         if (p->has_data) {
+                r = interrupt_check("before formatting the data disk");
+                if (r < 0)
+                        goto fail;
                 log_info("Formatting the data disk %s (%s) as ext4 \"HARV_LH_DEFAULT\".", p->data.node,
                          format_bytes(b, sizeof b, p->data.size));
                 r = format_device(p->data.node, "ext4", "HARV_LH_DEFAULT");
