@@ -61,7 +61,7 @@ struct webhook {
 struct os_config {
         char *hostname;
         char **ssh_authorized_keys;
-        char *password; /* secret: clear text, or a crypt hash starting with '$' */
+        char *password; /* secret: clear text, or a well-formed crypt hash (valid_crypt_hash()) */
         char **ntp_servers;
         char **dns_nameservers;
         struct kvmap labels;
