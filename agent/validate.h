@@ -35,7 +35,8 @@ bool valid_crypt_hash(const char *s);
  * expands or treats as syntax, single quotes, an unbalanced double quote, more than KERNEL_ARGS_MAX. */
 const char *kernel_args_problem(const char *s);
 
-/* The node's cloud-config holds at most 64 files; the agent's own take at most 16 of them. */
+/* The node's cloud-config holds at most 64 files: the agent's own (at most 15), one per management
+ * interface and the os.write_files (tests/config/test-dryrun.c renders the largest). */
 #define CONFIG_MAX_WRITE_FILES 40
 #define CONFIG_MAX_INTERFACES 8
 bool valid_dns1123_subdomain(const char *s);
