@@ -338,6 +338,40 @@ void fputs_quoted(FILE *f, const char *s) {
         fputc('"', f);
 }
 
+char *escape_controls(const char *s) {
+        size_t n = strlen(s);
+        /* The longest escape, "\u0085", is 6 bytes for a 2-byte sequence; "\x1b" 4 for 1. */
+        char *out = malloc(n * 4 + 1), *w = out;
+        if (!out)
+                return NULL;
+        for (const unsigned char *p = (const unsigned char *)s; *p;) {
+                uint32_t cp;
+                size_t len = utf8_decode(p, &cp);
+                if (len == 0) {
+                        w += sprintf(w, "\\x%02x", *p);
+                        p++;
+                        continue;
+                }
+                if (cp == '\n')
+                        w = stpcpy(w, "\\n");
+                else if (cp == '\r')
+                        w = stpcpy(w, "\\r");
+                else if (cp == '\t')
+                        w = stpcpy(w, "\\t");
+                else if (cp < 0x20 || cp == 0x7f)
+                        w += sprintf(w, "\\x%02x", (unsigned)cp);
+                else if (cp >= 0x80 && cp <= 0x9f)
+                        w += sprintf(w, "\\u%04x", (unsigned)cp);
+                else {
+                        memcpy(w, p, len);
+                        w += len;
+                }
+                p += len;
+        }
+        *w = 0;
+        return out;
+}
+
 bool utf8_valid(const char *s) {
         uint32_t cp;
         for (const unsigned char *p = (const unsigned char *)s; *p;) {

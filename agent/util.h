@@ -89,5 +89,11 @@ bool utf8_valid(const char *s);
  * characters escaped, invalid UTF-8 replaced by U+FFFD. */
 void fputs_quoted(FILE *f, const char *s);
 
+/* A copy of s safe to print on a terminal as one line: every control character (C0, DEL, C1),
+ * newlines included, is written as an escape ("\r", "\n", "\t", "\x1b", "\u0085") and every
+ * byte that is not valid UTF-8 as "\xNN"; the rest is copied. NULL on allocation failure. Every
+ * log line goes through it (log.c), so bytes from outside cannot fake a line or move a cursor. */
+char *escape_controls(const char *s);
+
 /* Monotonic clock in microseconds. */
 uint64_t now_usec(void);
