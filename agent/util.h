@@ -50,7 +50,10 @@ char **strv_copy(char *const *l);
 /* Joins with sep; returns a new string or NULL on allocation failure. */
 char *strv_join(char *const *l, const char *sep);
 
-/* A string map kept in insertion order (labels, sysctls, bond options ...). */
+/* A string map kept in insertion order (labels, sysctls, bond options ...): items[0..n) in the
+ * order the keys were first set, read directly; a hash index (open addressing) makes kvmap_set()
+ * and kvmap_get() take constant time on average, so 100,000 labels load in well under a second.
+ * Zero-initialised is empty; only kvmap_set() adds. */
 struct kv {
         char *key;
         char *value;
@@ -58,6 +61,9 @@ struct kv {
 struct kvmap {
         struct kv *items;
         size_t n;
+        size_t cap;      /* room in items */
+        size_t *slots;   /* index + 1 into items, 0 for an empty slot; n_slots a power of two */
+        size_t n_slots;
 };
 void kvmap_clear(struct kvmap *m);
 /* Sets key to value (replacing an existing value); copies both. */
