@@ -35,6 +35,7 @@
 #include "install.h"
 #include "iso.h"
 #include "log.h"
+#include "validate.h"
 
 extern char **environ;
 
@@ -434,20 +435,15 @@ int install_make_images(const char *src_dir, const char *state_dir, const char *
 const char *const install_efi_files[] = { "shim.efi", "grub.efi", "MokManager.efi", NULL };
 const char *const install_grub_modules[] = { "loopback.mod", "squash4.mod", "xzio.mod", NULL };
 
+/* config_validate() refuses both first (validate.h); these are the renderer's assertions. */
 static bool tty_valid(const char *tty) {
-        for (const char *p = tty; *p; p++)
-                if (!isalnum((unsigned char)*p) && !strchr(",._-", *p))
-                        return false;
-        return true;
+        return valid_console_name(tty);
 }
 
-/* Kernel arguments go into a GRUB variable that the menu entries expand: no newlines and nothing
- * GRUB's shell would expand or treat as syntax. */
+/* Kernel arguments go into a GRUB variable that the menu entries expand: no newlines, nothing
+ * GRUB's shell would expand or treat as syntax, quotes balanced. */
 static bool kernel_args_valid(const char *s) {
-        for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-                if (*p < 0x20 || *p == 0x7f || strchr("$;{}|&<>`#\\", *p))
-                        return false;
-        return true;
+        return !kernel_args_problem(s);
 }
 
 int install_console(const struct config *c, const char **ret) {
@@ -662,25 +658,33 @@ int install_write_state_boot(const char *rootfs_dir, const char *state_dir, cons
         return 0;
 }
 
-int install_write_grubenv(const struct config *c, const char *oem_dir) {
+int install_render_grubenv(const struct config *c, char ret[static GRUB_ENV_BLOCK_SIZE]) {
         const char *extra = c->os.additional_kernel_arguments;
-        _cleanup_free_ char *path = path_join(oem_dir, "grubenv");
         struct kvmap vars = {};
+        int r;
+
+        if (!isempty(extra) && !kernel_args_valid(extra))
+                return log_error_errno(EINVAL, "os.additional_kernel_arguments \"%s\" %s.", extra,
+                                       kernel_args_problem(extra));
+        if (!isempty(extra) && kvmap_set(&vars, "extra_cmdline", extra) < 0)
+                return log_oom();
+        r = grub_env_block(&vars, ret);
+        kvmap_clear(&vars);
+        if (r < 0)
+                return log_error_errno(r, "os.additional_kernel_arguments does not fit in a GRUB environment block (1 KiB).");
+        return 0;
+}
+
+int install_write_grubenv(const struct config *c, const char *oem_dir) {
+        _cleanup_free_ char *path = path_join(oem_dir, "grubenv");
         char env[GRUB_ENV_BLOCK_SIZE];
         int r;
 
         if (!path)
                 return log_oom();
-        if (!isempty(extra) && !kernel_args_valid(extra))
-                return log_error_errno(EINVAL, "os.additional_kernel_arguments \"%s\" holds characters GRUB would "
-                                               "interpret ($ ; { } | & < > ` # \\ or control characters).",
-                                       extra);
-        if (!isempty(extra) && kvmap_set(&vars, "extra_cmdline", extra) < 0)
-                return log_oom();
-        r = grub_env_block(&vars, env);
-        kvmap_clear(&vars);
+        r = install_render_grubenv(c, env);
         if (r < 0)
-                return log_error_errno(r, "os.additional_kernel_arguments does not fit in a GRUB environment block (1 KiB).");
+                return r;
         r = write_file_atomic(path, env, sizeof env, 0644);
         if (r < 0)
                 return log_error_errno(r, "Cannot write '%s': %s", path, strerror(-r));
@@ -1008,7 +1012,7 @@ int install_system(const struct config *c, const struct disk_plan *p, const stru
         if (r < 0)
                 return r;
         tty = console_present(tty);
-        if (!img || !img->iso_dir || !img->rootfs_dir)
+        if (!img || !img->rootfs_dir)
                 return log_error_errno(EINVAL, "No mounted OS image to install from.");
         if (img->release.harvester)
                 log_info("Installing %s (%s).", img->release.os_name ?: "Harvester", img->release.harvester);
@@ -1048,9 +1052,11 @@ int install_system(const struct config *c, const struct disk_plan *p, const stru
                 goto finish;
 
         /* 2. COS_PERSISTENT: the image bundles. */
-        r = install_preload_images(img->iso_dir, persistent);
-        if (r < 0)
-                goto finish;
+        if (img->iso_dir) { /* not mounted: os_image_open found no bundle/ in the ISO */
+                r = install_preload_images(img->iso_dir, persistent);
+                if (r < 0)
+                        goto finish;
+        }
 
         /* 3. COS_OEM: the node's configuration, complete. */
         r = cloudconfig_write_oem_release(c, &img->release, oem);

@@ -2,6 +2,7 @@
 /* Turning a verified ISO and a partitioned disk into an installed, bootable node. */
 #pragma once
 
+#include "cloudconfig.h"
 #include "config.h"
 #include "disk.h"
 #include "download.h"
@@ -85,6 +86,9 @@ int install_write_state_boot(const char *rootfs_dir, const char *state_dir, cons
 int install_render_state_yaml(const char *source_dir, time_t when, char **ret);
 /* Writes it to state_dir/state.yaml and recovery_dir/state.yaml. 0 or -errno. */
 int install_write_state_yaml(const char *source_dir, const char *state_dir, const char *recovery_dir);
+/* The GRUB environment block COS_OEM/grubenv gets (below), in memory: also the configuration
+ * stage's dry run. 0 or -EINVAL (kernel arguments GRUB would interpret, or too long). */
+int install_render_grubenv(const struct config *c, char ret[static GRUB_ENV_BLOCK_SIZE]);
 /* COS_OEM/grubenv with os.additional_kernel_arguments as extra_cmdline (the grubenv variable the
  * image's grub.cfg appends to every entry's kernel line); an empty block without them. 0 or -errno. */
 int install_write_grubenv(const struct config *c, const char *oem_dir);

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 
 #include "install.h"
 #include "iso.h"
@@ -297,8 +298,9 @@ int os_image_check(const char *iso_dir, const char *rootfs_dir) {
                                                "goes there). Use a Harvester ISO.",
                                        IMAGE_BOOTARGS_CFG, IMAGE_CONSOLE_PARAMS);
 
-        /* The image bundles are optional; where the ISO has them they must be directories. */
-        for (size_t i = 0; i < ELEMENTSOF(bundle_dirs); i++) {
+        /* The image bundles are optional; where the ISO has them they must be directories (no
+         * iso_dir: the ISO was not mounted, and has none). */
+        for (size_t i = 0; iso_dir && i < ELEMENTSOF(bundle_dirs); i++) {
                 _cleanup_free_ char *d = strdup_printf("%s/%s", iso_dir, bundle_dirs[i]);
                 struct stat st;
                 if (!d)
@@ -316,6 +318,47 @@ int os_image_check(const char *iso_dir, const char *rootfs_dir) {
         return 0;
 }
 
+bool iso9660_available(void) {
+        _cleanup_free_ char *fs = NULL;
+        size_t len;
+        if (read_full_file("/proc/filesystems", &fs, &len) == 0)
+                for (char *line = strtok(fs, "\n"); line; line = strtok(NULL, "\n")) {
+                        char *name = strrchr(line, '\t');
+                        if (streq(name ? name + 1 : line, "iso9660"))
+                                return true;
+                }
+        struct utsname u;
+        if (uname(&u) < 0)
+                return false;
+        static const char *const exts[] = { ".ko", ".ko.xz", ".ko.zst", ".ko.gz" };
+        for (size_t i = 0; i < ELEMENTSOF(exts); i++) {
+                _cleanup_free_ char *ko = strdup_printf("/lib/modules/%s/kernel/fs/isofs/isofs%s", u.release, exts[i]);
+                if (ko && access(ko, F_OK) == 0)
+                        return true;
+        }
+        return false;
+}
+
+int iso_has_prefix(const char *iso_path, const char *prefix) {
+        _cleanup_archive_read_ struct archive *a = NULL;
+        struct archive_entry *e;
+        int r = iso_open(iso_path, &a);
+        if (r < 0)
+                return r;
+        size_t k = strlen(prefix);
+        for (;;) {
+                r = archive_read_next_header(a, &e);
+                if (r == ARCHIVE_EOF)
+                        return 0;
+                if (r < ARCHIVE_WARN)
+                        return log_error_errno(archive_neg_errno(a), "Cannot read the ISO \"%s\": %s", iso_path,
+                                               strempty(archive_error_string(a)));
+                const char *name = archive_entry_pathname(e);
+                if (name && strncasecmp(strip_dot_slash(name), prefix, k) == 0)
+                        return 1;
+        }
+}
+
 void os_image_close(struct os_image *img) {
         if (img->rootfs_dir) {
                 (void)install_umount(img->rootfs_dir);
@@ -326,6 +369,11 @@ void os_image_close(struct os_image *img) {
                 (void)install_umount(img->iso_dir);
                 free(img->iso_dir);
                 img->iso_dir = NULL;
+        }
+        if (img->extracted) {
+                (void)unlink(img->extracted);
+                free(img->extracted);
+                img->extracted = NULL;
         }
         harvester_release_done(&img->release);
 }
@@ -338,11 +386,39 @@ int os_image_open(const char *iso_path, const char *mnt_dir, struct os_image *re
 
         if (!iso_dir || !rootfs_dir)
                 return log_oom();
-        r = install_mount(iso_path, iso_dir, "iso9660", "loop,ro");
-        if (r < 0)
-                return r;
-        img.iso_dir = TAKE_PTR(iso_dir);
-        squashfs = strdup_printf("%s/rootfs.squashfs", img.iso_dir);
+        if (iso9660_available()) {
+                r = install_mount(iso_path, iso_dir, "iso9660", "loop,ro");
+                if (r < 0)
+                        return r;
+                img.iso_dir = TAKE_PTR(iso_dir);
+                squashfs = strdup_printf("%s/rootfs.squashfs", img.iso_dir);
+        } else {
+                /* Only on kernels without isofs (the installer initrd carries it): the image's root
+                 * is all the install needs from the ISO when it has no bundles. */
+                r = iso_has_prefix(iso_path, "bundle/");
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        return log_error_errno(ENODEV, "This kernel cannot mount iso9660, and the ISO's image "
+                                                       "bundles (bundle/) are read from the mounted ISO. Boot an "
+                                                       "installer initrd that carries the isofs module.");
+                _cleanup_free_ char *dir = strdup(iso_path);
+                if (!dir)
+                        return log_oom();
+                char *slash = strrchr(dir, '/');
+                squashfs = strdup_printf("%s/rootfs.squashfs", slash ? (*slash = 0, dir) : ".");
+                if (!squashfs)
+                        return log_oom();
+                log_info("This kernel cannot mount iso9660: extracting rootfs.squashfs from the ISO to mount it.");
+                r = iso_extract_file(iso_path, "rootfs.squashfs", squashfs);
+                if (r < 0)
+                        return r;
+                img.extracted = strdup(squashfs);
+                if (!img.extracted) {
+                        (void)unlink(squashfs);
+                        return log_oom();
+                }
+        }
         if (!squashfs) {
                 r = log_oom();
                 goto fail;
