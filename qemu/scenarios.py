@@ -619,6 +619,77 @@ scenario(Scenario(
     ] + failure("node1", r"install\.device \"/dev/sdz\" does not exist",
                 "a message naming install.device /dev/sdz as missing")))
 
+def failed_configuration(node, text, what):
+    """The agent's own FAILED line, anchored at its start: the configuration stage, with text."""
+    return line(node, r"^" + h.MARK + r" FAILED: configuration: .*" + text, what)
+
+
+def mac_only(mac):
+    """config_edit: the management interface given only as hwAddr (the README's form)."""
+    def edit(mode, text):
+        text, n = re.subn(rf"^(\s*)- name: {h.GUEST_IFACE}$", rf'\1- hwAddr: "{mac}"', text, flags=re.M)
+        if n != 1:
+            raise h.LabError(f"config-{mode}.yaml: no '- name: {h.GUEST_IFACE}' line to replace")
+        return text
+    return edit
+
+
+NO_SUCH_MAC = "52:54:00:00:00:99"
+
+scenario(Scenario(
+    "mac-only-interface",
+    "install.management_interface.interfaces given only as hwAddr: node1 (create, its NIC's MAC, "
+    "upper case) resolves it to enp0s3 in the configuration stage and installs; node2 (join, a MAC "
+    "no NIC has) fails in the configuration stage naming the MAC and the NICs present, its disk "
+    "byte-for-byte unchanged",
+    [Node("node1", "create", "8G"), Node("node2", "join", "8G")],
+    config_edit=with_token(lambda mode, text: mac_only(
+        h.CREATE_MAC.upper() if mode == "create" else NO_SUCH_MAC)(mode, text)),
+    timeout=1500,
+    # The agent names the MAC as it normalised it (lower case).
+    checks=[line("node1", r"^harvester-install: install\.management_interface\.interfaces\[0\]: MAC "
+                 + re.escape(h.CREATE_MAC) + r" is " + h.GUEST_IFACE + r"\.$",
+                 f"the MAC-only interface was resolved to {h.GUEST_IFACE}")]
+    + installed("node1", "create", "node1", "cluster-init", boot=False)
+    + pxe_chain("node2", "join") + agent_started("node2") + [
+        served("node2", "config-join.yaml"),
+        failed_configuration("node2", re.escape(
+            f"install.management_interface.interfaces[0]: no network interface has the MAC address "
+            f"{NO_SUCH_MAC}; this machine has {h.GUEST_IFACE} ({h.JOIN_MAC})"),
+            "FAILED: configuration: names the MAC and the NIC present with its MAC"),
+        stopped_before("node2", RE_PAST_CONFIG, "no stage after configuration began"),
+        no_line("node2", h.RE_SUCCEEDED.pattern, "no SUCCEEDED"),
+        disks_unchanged("node2"),
+    ]))
+
+
+def kernel_args(value):
+    """config_edit: os.additional_kernel_arguments set (after the os: password line)."""
+    def edit(mode, text):
+        text, n = re.subn(r"^(  password: .*)$", lambda m: m.group(1) + "\n  additional_kernel_arguments: " + value,
+                          text, count=1, flags=re.M)
+        if n != 1:
+            raise h.LabError(f"config-{mode}.yaml: no '  password:' line under os:")
+        return text
+    return edit
+
+
+scenario(Scenario(
+    "bad-kernel-args",
+    "os.additional_kernel_arguments with an unbalanced double quote (GRUB could not parse the "
+    "boot menu): FAILED in the configuration stage naming the key, disks byte-for-byte unchanged",
+    [Node("node1", "create", "8G")],
+    config_edit=with_token(kernel_args("'nomodeset rd.break=\"pre-mount'")),
+    checks=pxe_chain("node1", "create") + agent_started("node1") + [
+        served("node1", "config-create.yaml"),
+        failed_configuration("node1", re.escape('os.additional_kernel_arguments: "nomodeset rd.break=\"pre-mount" '
+                                                "has an unbalanced double quote"),
+                             "FAILED: configuration: names os.additional_kernel_arguments and the unbalanced quote"),
+        stopped_before("node1", RE_PAST_CONFIG, "no stage after configuration began"),
+        no_line("node1", h.RE_SUCCEEDED.pattern, "no SUCCEEDED"),
+        disks_unchanged("node1"),
+    ]))
+
 scenario(Scenario(
     "three-nodes",
     "three nodes at once from one nginx: node1 creates, node2 and node3 join; each installs, "
