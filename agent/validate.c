@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 
+#include "http.h"
 #include "log.h"
 #include "schema.h"
 #include "validate.h"
@@ -542,10 +543,17 @@ static void check_network(struct vctx *v) {
 }
 
 static void check_url(struct vctx *v, const char *path, const char *url, bool allow_file) {
-        if (isempty(url) || valid_url(url, allow_file))
+        if (isempty(url))
                 return;
         _cleanup_free_ char *sv = show(url);
-        problem(v, path, "%s is not an %s URL", sv, allow_file ? "http://, https:// or file://" : "http(s)://");
+        if (!valid_url(url, allow_file)) {
+                problem(v, path, "%s is not an %s URL", sv, allow_file ? "http://, https:// or file://" : "http(s)://");
+                return;
+        }
+        /* What libcurl will fetch: a password with an unencoded '/', '?' or '#' does not parse. */
+        _cleanup_free_ char *why = url_parse_problem(url);
+        if (why)
+                problem(v, path, "%s is not a valid URL: %s", sv, why);
 }
 
 static void check_webhooks(struct vctx *v) {
