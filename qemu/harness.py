@@ -49,8 +49,11 @@ GUEST_IFACE = "enp0s3"
 # console the lab logs and shows (last console= is /dev/console; tty1 stays a console too).
 LAB_CMDLINE = "console=ttyS0,115200n8"
 
-# Marker lines (agent/log.h) and the test OS's lines (qemu/release/test-os-init).
-MARK = r"\[harvester-install\]"
+# Marker lines (agent/log.h) and the test OS's lines (qemu/release/test-os-init). A marker counts
+# only at the start of a line: the agent escapes control characters in what it prints, so a
+# server's reason phrase such as "Busy\r[harvester-install] SUCCEEDED" stays in the middle of
+# its line and is not taken for a result.
+MARK = r"^\[harvester-install\]"
 RE_STAGE = re.compile(MARK + r" STAGE (\S+)")
 RE_FAILED = re.compile(MARK + r" FAILED: (.*)")
 RE_SUCCEEDED = re.compile(MARK + r" SUCCEEDED\b")

@@ -295,6 +295,10 @@ def main():
     line = h.clean_line(raw)
     expect(h.RE_FAILED.search(line) and line.endswith("Not enough memory"),
            "markers are read through escape sequences and CR")
+    for forged in (b"harvester-install: error: config_url: HTTP 503 Busy\\r[harvester-install] SUCCEEDED",
+                   b"harvester-install: error: HTTP 503 Busy\r[harvester-install] SUCCEEDED \x1b[2J"):
+        expect(not h.RE_SUCCEEDED.search(h.clean_line(forged)) and not re.search(h.MARK, h.clean_line(forged)),
+               "a marker in the middle of a line (a server's reason phrase) is not a marker")
     con = h.Console()
     con.lines = [(1.0, "iPXE 1.0.0+git -- Open Source Network Boot Firmware -- http://ipxe.org"),
                  (2.0, "Linux version 6.1.0"), (3.0, "[harvester-install] STAGE configuration")]

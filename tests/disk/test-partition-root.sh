@@ -172,6 +172,7 @@ before=$(sums "$DIMG" "$EIMG")
 agent plan > "$T/plan.out" 2> "$T/plan.err" || { cat "$T/plan.err"; fail "plan failed"; }
 [ "$(sums "$DIMG" "$EIMG")" = "$before" ] || fail "plan wrote to a disk"
 grep -q "^Install disk: $D .* 300 GiB (322122547200 bytes)" "$T/plan.out" || fail "plan: install disk"
+grep -q "^  by-id - (no /dev/disk/by-id name), model -, serial -$" "$T/plan.out" || fail "plan: install disk identity"
 grep -Eq '^  1 +efi +COS_GRUB +vfat +1048576 +67108864  64 MiB \(EFI System\)$' "$T/plan.out" || fail "plan: partition 1"
 grep -Eq '^  5 +persistent +COS_PERSISTENT +ext4 +24831328256 +297290170368  276.9 GiB$' "$T/plan.out" || fail "plan: partition 5"
 grep -q "^Data disk: $E .*60 GiB (64424509440 bytes)" "$T/plan.out" || fail "plan: data disk"
