@@ -538,7 +538,7 @@ scenario(Scenario(
     checks=pxe_chain("node1", "create") + agent_started("node1") + [
         served("node1", "config-create.yaml", 404),
         failed_in("node1", "configuration",
-                  r"config_url: cannot fetch http://\S+/config-create\.yaml: HTTP 404\b",
+                  r"config_url: http://\S+/config-create\.yaml answered HTTP 404\b",
                   "config_url's fetch naming the URL and HTTP 404"),
         not_requested("node1", "harvester-<version>-amd64.iso"),
         stopped_before("node1", RE_PAST_CONFIG, "no stage after configuration began"),

@@ -31,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -246,7 +247,13 @@ def case(work, res, listener, code, stage, what, pattern, device, iso_url, check
     return p
 
 
+def on_signal(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds through main's finally: loops and mounts released
+
+
 def main():
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, on_signal)
     if os.geteuid() != 0:
         skip("needs root (loop devices, mount namespaces)")
     if not AGENT or not os.access(AGENT, os.X_OK):
