@@ -826,6 +826,9 @@ int install_system(const struct config *c, const struct disk_plan *p, const stru
         r = harvester_release_read(rootfs_dir, &rel);
         if (r < 0)
                 goto finish;
+        r = harvester_release_check(&rel);
+        if (r < 0)
+                goto finish;
         if (rel.harvester)
                 log_info("Installing %s (%s).", rel.os_name ?: "Harvester", rel.harvester);
 
