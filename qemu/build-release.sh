@@ -278,6 +278,8 @@ harvesterChart: ${V#v}
 os: Harvester $V
 kubernetes: v1.24.11+rke2r1
 rancher: v2.6.11
+monitoringChart: 100.1.0+up19.0.3
+loggingChart: 100.1.3+up3.17.7
 EOF
 echo "harvester-test" > "$RF/etc/hostname"
 SQUASH="$WORK/out/${NAMES[2]}"

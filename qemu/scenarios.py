@@ -347,6 +347,30 @@ def test_os(node, hostname, role, server=None):
     return fn
 
 
+# The rancherd bootstrap resources v1.1.2 writes on a create node (pkg/config/cos.go
+# genBootstrapResources); a join node gets none.
+BOOTSTRAP_FILES = ("10-harvester.yaml 11-monitoring-crd.yaml 12-monitoring-dashboard.yaml "
+                   "13-monitoring.yaml 14-logging-crd.yaml 15-logging.yaml "
+                   "20-harvester-settings.yaml 22-addons.yaml")
+
+
+def bootstrap_files(node, mode):
+    """The test OS of the installed disk lists the rancherd bootstrap files of 90_custom.yaml:
+    all eight for create, none for join."""
+    want = BOOTSTRAP_FILES if mode == "create" else "none"
+    @check(f"{node}: the installed node's rancherd bootstrap files are " +
+           ("all eight of v1.1.2" if mode == "create" else "none (join)"))
+    def fn(ctx):
+        if node not in ctx.disk_boot:
+            return False, "the installed disk was not booted (no SUCCEEDED + reboot)"
+        got = [m.group(1)[len("bootstrap="):] for _, m in ctx.vm[node].disk_console.all(h.RE_TEST_OS)
+               if m.group(1).startswith("bootstrap=")]
+        if len(got) != 1:
+            return False, f"{len(got)} '[test-os] bootstrap=' lines: {got}"
+        return got[0] == want, f"bootstrap={got[0]}"
+    return fn
+
+
 def check_disk(node, mode, hostname, server_url=None, data_disk=False, secrets=(TOKEN,),
                password=PASSWORD):
     """qemu/check-disk on the VM's disk images (after the VM stopped)."""
@@ -441,7 +465,8 @@ scenario(Scenario(
              "the kernel line's harvester.os.hostname=pxe-lab-node1 is in the plan (merged)"),
         line("node1", h.MARK + r" STAGE memory", "STAGE memory"),
         line("node1", RE_PAST_MEMORY, "the memory check passed: a later STAGE began"),
-    ] + installed("node1", "create", "pxe-lab-node1", "cluster-init", hooks=True)))
+    ] + installed("node1", "create", "pxe-lab-node1", "cluster-init", hooks=True)
+    + [bootstrap_files("node1", "create")]))
 
 scenario(Scenario(
     "dhcpd-create-join",
@@ -561,7 +586,8 @@ scenario(Scenario(
     [Node("node2", "join", "8G", boot_disk=True)],
     config_edit=with_token(), timeout=1500,
     checks=[served("node2", "config-join.yaml")]
-    + installed("node2", "join", "node2", "agent", SERVER_URL)))
+    + installed("node2", "join", "node2", "agent", SERVER_URL)
+    + [bootstrap_files("node2", "join")]))
 
 scenario(Scenario(
     "join-cmdline",
