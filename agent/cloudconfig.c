@@ -26,6 +26,7 @@
 #include "cloudconfig.h"
 #include "log.h"
 #include "template.h"
+#include "validate.h"
 
 #define MGMT_BRIDGE "mgmt-br"
 #define MGMT_BOND "mgmt-bo"
@@ -75,12 +76,7 @@ static bool put_dq(FILE *f, const char *s) {
 /* A string that can stand unquoted in a shell-sourced ifcfg file, a sed expression or a command
  * line: no whitespace, no quotes, no shell or sed metacharacters. */
 static bool word_safe(const char *s, const char *extra) {
-        if (isempty(s))
-                return false;
-        for (const char *p = s; *p; p++)
-                if (!isalnum((unsigned char)*p) && !strchr("._-", *p) && !(extra && strchr(extra, *p)))
-                        return false;
-        return true;
+        return valid_word(s, extra);
 }
 
 static bool label_part_valid(const char *s, bool key) {
@@ -327,7 +323,7 @@ struct model {
         char *mgmt_name;             /* mgmt-br or mgmt-br.<vid> */
         bool vlan;
         bool data_partition;
-        struct yip_file files[64];
+        struct yip_file files[70]; /* CONFIG_MAX_WRITE_FILES write_files and ours (test-dryrun.c checks the fit) */
         size_t n_files;
         char **commands;
         char **directories;
@@ -1495,7 +1491,9 @@ int cloudconfig_hash_password(const char *password, char **ret) {
 
         if (!password)
                 return -EINVAL;
-        if (password[0] == '$') {
+        /* Kept only when it is a well-formed hash of a method the OS supports: a clear-text password
+         * that merely starts with '$' is hashed like any other. */
+        if (valid_crypt_hash(password)) {
                 char *s = strdup(password);
                 if (!s)
                         return -ENOMEM;

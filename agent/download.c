@@ -16,6 +16,7 @@
 #include "checksum.h"
 #include "cli.h"
 #include "download.h"
+#include "interrupt.h"
 #include "hashpipe.h"
 #include "http.h"
 #include "iso.h"
@@ -149,25 +150,6 @@ static int parse_content_range(const char *v, uint64_t *start, uint64_t *total) 
                 return 0;
         }
         return -EINVAL;
-}
-
-/* The password of "scheme://user:password@host/..." never shows up in a message. */
-static void register_url_secret(const char *url) {
-        CURLU *u = curl_url();
-        char *pw = NULL;
-        if (u && curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
-            curl_url_get(u, CURLUPART_PASSWORD, &pw, 0) == CURLUE_OK && pw) {
-                log_add_secret(pw);
-                /* and as it may appear percent-decoded */
-                char *plain = NULL;
-                if (curl_url_get(u, CURLUPART_PASSWORD, &plain, CURLU_URLDECODE) == CURLUE_OK && plain) {
-                        log_add_secret(plain);
-                        curl_free(plain);
-                }
-        }
-        curl_free(pw);
-        if (u)
-                curl_url_cleanup(u);
 }
 
 static bool is_http(CURL *c) {
@@ -375,6 +357,8 @@ static void format_duration(char *buf, size_t len, double sec) {
 static int progress_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
         struct download *d = userdata;
         uint64_t now = now_usec();
+        if (interrupt_pending())
+                return 1; /* a stop of the install (interrupt.h): the transfer ends now */
         /* libcurl's own low-speed check averages over several seconds; this one is exact. */
         if (now - d->last_activity_usec >= d->stall_usec) {
                 d->stalled = true;
@@ -551,7 +535,7 @@ int download_file(const struct download_options *o, struct download_result *ret)
 
         if (isempty(o->url) || isempty(o->dest))
                 return log_error_errno(EINVAL, "%s: no URL or destination given.", d.what);
-        register_url_secret(o->url);
+        url_register_secret(o->url);
         d.shown_url = url_redact(o->url);
         d.part_path = strdup_printf("%s.part", o->dest);
         if (!d.shown_url || !d.part_path)

@@ -155,10 +155,12 @@ int preload_check(const char *iso_dir, const char *rootfs_dir) {
 
 /* ---- Running inside the new system ---- */
 
-/* chroot root env PATH=... CONTAINERD_ADDRESS=... argv... (output captured). */
+/* chroot root env -i HOME=/root PATH=... CONTAINERD_ADDRESS=... argv... (output captured): nothing of the
+ * installer's own environment (TMPDIR ...) goes into the new system. */
 static int run_in(const char *root, char *const *argv, char **ret_output) {
-        char *full[16] = { (char *)"chroot", (char *)root, (char *)"env", (char *)PRELOAD_PATH, (char *)PRELOAD_CADDR };
-        size_t n = 5;
+        char *full[16] = { (char *)"chroot", (char *)root, (char *)"env", (char *)"-i", (char *)"HOME=/root",
+                           (char *)PRELOAD_PATH, (char *)PRELOAD_CADDR };
+        size_t n = 7;
         for (size_t i = 0; argv[i]; i++) {
                 if (n + 1 >= ELEMENTSOF(full))
                         return -E2BIG;
@@ -170,8 +172,9 @@ static int run_in(const char *root, char *const *argv, char **ret_output) {
 
 /* Starts chroot root env ... argv... in the background, stdout and stderr to log_fd. */
 static int spawn_in(const char *root, char *const *argv, int log_fd, pid_t *ret_pid) {
-        char *full[16] = { (char *)"chroot", (char *)root, (char *)"env", (char *)PRELOAD_PATH, (char *)PRELOAD_CADDR };
-        size_t n = 5;
+        char *full[16] = { (char *)"chroot", (char *)root, (char *)"env", (char *)"-i", (char *)"HOME=/root",
+                           (char *)PRELOAD_PATH, (char *)PRELOAD_CADDR };
+        size_t n = 7;
         for (size_t i = 0; argv[i]; i++) {
                 if (n + 1 >= ELEMENTSOF(full))
                         return -E2BIG;

@@ -48,7 +48,7 @@ int preload_check(const char *iso_dir, const char *rootfs_dir);
  *   <tmp>/rke2/bin/rke2 server                       (in the background, output to /rke2.log)
  *   ctr --connect-timeout 1s version                 (until containerd answers)
  *   ctr-check-images.sh /tmp/images-lists/<each>.txt (until every listed image is in containerd)
- * with PATH=/var/lib/rancher/rke2/bin:... and CONTAINERD_ADDRESS set; then every process whose root
+ * with only HOME=/root, PATH=/var/lib/rancher/rke2/bin:... and CONTAINERD_ADDRESS in the environment; then every process whose root
  * is root is stopped (TERM, then KILL), and /rke2.log, /etc/rancher/rke2/rke2.yaml,
  * /var/lib/rancher/rke2/server, the pod manifests and <tmp> are removed. Gives up after
  * timeout_usec. 0 or -errno (logged).

@@ -3,12 +3,14 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <ifaddrs.h>
+#include <inttypes.h>
 #include <net/if.h>
 #include <net/route.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 
+#include "disk.h"
 #include "http.h"
 #include "log.h"
 #include "retry.h"
@@ -31,6 +33,12 @@ int webhook_render(const char *tmpl, const struct webhook_values *v, char **ret,
                 { "MACAddr", v->mac },
                 { "IPAddrV4", v->ipv4 },
                 { "IPAddrV6", v->ipv6 },
+#define DISK_FIELDS(prefix, d)                                                                        \
+                { prefix, (d).name }, { prefix "Node", (d).node }, { prefix "ByID", (d).by_id },              \
+                { prefix "Model", (d).model }, { prefix "Serial", (d).serial }, { prefix "Size", (d).size }
+                DISK_FIELDS("InstallDisk", v->install_disk),
+                DISK_FIELDS("DataDisk", v->data_disk),
+#undef DISK_FIELDS
         };
         const char *err = NULL;
         int r = tmpl_render(tmpl, vars, ELEMENTSOF(vars), 0, ret, &err);
@@ -176,10 +184,39 @@ int webhook_mgmt_interface(const struct mgmt_interface *m, const char *sysfs_net
         return 0;
 }
 
+/* A disk as the configuration names it: who it is now (nothing but the name when not found). */
+static void collect_disk(const char *name, struct webhook_disk *ret) {
+        struct disk_identity id = {};
+        if (isempty(name))
+                return;
+        ret->name = strdup(name);
+        if (disk_identify(name, &id) < 0)
+                return;
+        ret->node = TAKE_PTR(id.node);
+        ret->by_id = TAKE_PTR(id.by_id);
+        ret->model = TAKE_PTR(id.model);
+        ret->serial = TAKE_PTR(id.serial);
+        ret->size = strdup_printf("%" PRIu64, id.size);
+        disk_identity_done(&id);
+}
+
+static void disk_done(struct webhook_disk *d) {
+        free((char *)d->name);
+        free((char *)d->node);
+        free((char *)d->by_id);
+        free((char *)d->model);
+        free((char *)d->serial);
+        free((char *)d->size);
+}
+
 void webhook_values_collect(const struct config *c, struct webhook_values *ret) {
         *ret = (struct webhook_values) {};
         if (c && c->os.hostname)
                 ret->hostname = strdup(c->os.hostname);
+        if (c) {
+                collect_disk(c->install.device, &ret->install_disk);
+                collect_disk(c->install.data_disk, &ret->data_disk);
+        }
 
         _cleanup_free_ char *ifname = NULL;
         if (webhook_mgmt_interface(c ? &c->install.management_interface : NULL, NULL, NULL, &ifname) < 0) {
@@ -226,6 +263,8 @@ void webhook_values_done(struct webhook_values *v) {
         free((char *)v->mac);
         free((char *)v->ipv4);
         free((char *)v->ipv6);
+        disk_done(&v->install_disk);
+        disk_done(&v->data_disk);
         *v = (struct webhook_values) {};
 }
 
