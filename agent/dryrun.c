@@ -8,6 +8,8 @@ const struct harvester_release dry_run_release = {
         .harvester_chart = (char *)CLOUDCONFIG_DEFAULT_HARVESTER_CHART,
         .kubernetes = (char *)CLOUDCONFIG_DEFAULT_KUBERNETES,
         .rancher = (char *)CLOUDCONFIG_DEFAULT_RANCHER,
+        .monitoring_chart = (char *)CLOUDCONFIG_DEFAULT_MONITORING_CHART,
+        .logging_chart = (char *)CLOUDCONFIG_DEFAULT_LOGGING_CHART,
         .os_name = (char *)"Harvester v1.1.2",
 };
 

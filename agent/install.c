@@ -34,6 +34,7 @@
 #include "cloudconfig.h"
 #include "install.h"
 #include "iso.h"
+#include "preload.h"
 #include "log.h"
 #include "validate.h"
 
@@ -876,28 +877,77 @@ static int copy_dir_files(const char *src_dir, const char *dst_dir, const char *
         return 0;
 }
 
-int install_preload_images(const char *iso_dir, const char *persistent_dir) {
-        static const struct {
-                const char *src, *dst;
-        } bundles[] = {
-                { "bundle/rancherd/images", ".state/var-lib-rancher.bind/agent/images" },
-                { "bundle/harvester/images", ".state/var-lib-rancher.bind/rke2/agent/images" },
-        };
+/* ---------------------------------------------------------------------------------------------- */
+/* Image bundles and the log */
+
+int install_preload_images(const char *iso_dir, const char *state_dir, const char *persistent_dir,
+                           const char *root) {
         uint64_t start = now_usec(), bytes = 0;
-        for (size_t i = 0; i < ELEMENTSOF(bundles); i++) {
-                _cleanup_free_ char *s = path_join(iso_dir, bundles[i].src), *t = path_join(persistent_dir, bundles[i].dst);
-                if (!s || !t)
-                        return log_oom();
-                int r = copy_dir_files(s, t, NULL, &bytes);
-                if (r < 0)
-                        return r;
-        }
-        if (bytes > 0) {
-                char b[32];
-                log_info("Copied the ISO's container image bundles (%s) to COS_PERSISTENT in %.1f s.",
+        char b[32];
+        int r;
+
+        /* The rancherd bundle is copied, as v1.1.2 does: rancherd imports it at the first boot. */
+        _cleanup_free_ char *s = path_join(iso_dir, PRELOAD_RANCHERD_BUNDLE);
+        _cleanup_free_ char *state_bind = path_join(persistent_dir, ".state/var-lib-rancher.bind");
+        _cleanup_free_ char *t = state_bind ? path_join(state_bind, "agent/images") : NULL;
+        if (!s || !t)
+                return log_oom();
+        r = copy_dir_files(s, t, NULL, &bytes);
+        if (r < 0)
+                return r;
+        if (bytes > 0)
+                log_info("Copied the ISO's rancherd image bundle (%s) to COS_PERSISTENT in %.1f s.",
                          format_bytes(b, sizeof b, bytes), seconds_since(start));
-        } else
-                log_info("The ISO has no container image bundles to preload.");
+
+        /* The Harvester bundle is imported into containerd from the ISO and not kept (preload.c). */
+        r = preload_wanted(iso_dir);
+        if (r <= 0) {
+                if (r == 0)
+                        log_info("The ISO has no Harvester image bundle to preload.");
+                return r;
+        }
+        _cleanup_free_ char *img = path_join(state_dir, "cOS/active.img"), *usr_local = path_join(root, "usr/local"),
+                            *rancher = path_join(root, "var/lib/rancher"), *images = path_join(root, PRELOAD_IMAGES_DIR + 1),
+                            *lists = path_join(root, PRELOAD_LISTS_DIR + 1), *dev = path_join(root, "dev"),
+                            *proc = path_join(root, "proc"), *bundle = path_join(iso_dir, PRELOAD_BUNDLE),
+                            *bundle_lists = path_join(iso_dir, PRELOAD_LISTS),
+                            *kept = path_join(state_bind, "rke2/agent/images");
+        if (!img || !usr_local || !rancher || !images || !lists || !dev || !proc || !bundle || !bundle_lists || !kept)
+                return log_oom();
+        r = mkdir_p(kept, 0755);
+        if (r < 0)
+                return log_error_errno(r, "Cannot make '%s': %s", kept, strerror(-r));
+
+        struct mounts m = {};
+        start = now_usec();
+        if ((r = mounts_add(&m, img, root, "ext2", "loop")) < 0 ||
+            (r = mounts_add(&m, persistent_dir, usr_local, NULL, "bind")) < 0 ||
+            (r = mounts_add(&m, state_bind, rancher, NULL, "bind")) < 0 ||
+            (r = mounts_add(&m, bundle, images, NULL, "bind")) < 0 ||
+            (r = mounts_add(&m, bundle_lists, lists, NULL, "bind")) < 0 ||
+            (r = mounts_add(&m, "/dev", dev, NULL, "bind")) < 0 ||
+            (r = mounts_add(&m, "/proc", proc, NULL, "bind")) < 0)
+                goto finish;
+        r = preload_import(root, PRELOAD_TIMEOUT_USEC);
+finish:;
+        int q = mounts_release(&m);
+        if (r == 0 && q < 0)
+                r = q;
+        if (r < 0)
+                return r;
+        /* What the bundle was bound over is COS_PERSISTENT's own directory: it must hold no tarball. */
+        _cleanup_(strv_freep) char **left = NULL;
+        _cleanup_(closedirp) DIR *d = opendir(kept);
+        if (!d)
+                return log_error_errno(errno, "Cannot read '%s': %s", kept, strerror(errno));
+        for (struct dirent *de; (de = readdir(d));)
+                if (de->d_name[0] != '.' && strv_push(&left, de->d_name) < 0)
+                        return log_oom();
+        if (left)
+                return log_error_errno(EEXIST, "After the image preload, COS_PERSISTENT's rke2/agent/images holds %s: "
+                                               "rke2 would import it again at every start.", left[0]);
+        log_info("Imported the ISO's Harvester images into containerd on COS_PERSISTENT in %.1f s (no tarball kept).",
+                 seconds_since(start));
         return 0;
 }
 
@@ -1053,7 +1103,7 @@ int install_system(const struct config *c, const struct disk_plan *p, const stru
 
         /* 2. COS_PERSISTENT: the image bundles. */
         if (img->iso_dir) { /* not mounted: os_image_open found no bundle/ in the ISO */
-                r = install_preload_images(img->iso_dir, persistent);
+                r = install_preload_images(img->iso_dir, state, persistent, INSTALL_MNT_DIR "/target");
                 if (r < 0)
                         goto finish;
         }

@@ -99,10 +99,14 @@ int install_write_grubenv(const struct config *c, const char *oem_dir);
  * path the firmware boots without an entry) last. 0 or -errno. */
 int install_write_loader(const char *rootfs_dir, const char *efi_dir);
 
-/* Copies the ISO's image bundles, where present, onto COS_PERSISTENT where the installed system
- * binds /var/lib/rancher from: bundle/rancherd/images/ to agent/images/ and bundle/harvester/images/
- * to rke2/agent/images/ (rke2 imports them when it first starts). 0 or -errno. */
-int install_preload_images(const char *iso_dir, const char *persistent_dir);
+/* The ISO's image bundles, as v1.1.2 preloads them (root: an empty directory where the new system
+ * is assembled for the import): bundle/rancherd/images/ copied to
+ * COS_PERSISTENT's agent/images/ (rancherd imports it at the first boot); bundle/harvester/images/,
+ * when present, imported into containerd by a temporary rke2 in a chroot of the new system
+ * (state_dir/cOS/active.img with persistent_dir on /usr/local; preload.c) and not kept: afterwards
+ * COS_PERSISTENT's rke2/agent/images/ must be empty. 0 or -errno (logged). */
+int install_preload_images(const char *iso_dir, const char *state_dir, const char *persistent_dir,
+                           const char *root);
 
 /* Copies log_path, redacted once more, to oem_dir/install/console.log (0600). 0 or -errno. */
 int install_copy_log(const char *log_path, const char *oem_dir);

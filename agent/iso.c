@@ -14,6 +14,7 @@
 #include "install.h"
 #include "iso.h"
 #include "log.h"
+#include "preload.h"
 
 static inline void archive_read_freep(struct archive **a) {
         if (*a)
@@ -433,6 +434,14 @@ int os_image_open(const char *iso_path, const char *mnt_dir, struct os_image *re
         r = harvester_release_read(img.rootfs_dir, &img.release);
         if (r < 0)
                 goto fail;
+        r = harvester_release_check(&img.release);
+        if (r < 0)
+                goto fail;
+        if (img.iso_dir) { /* else: the ISO has no bundle/ (checked above) */
+                r = preload_check(img.iso_dir, img.rootfs_dir);
+                if (r < 0)
+                        goto fail;
+        }
         *ret = img;
         return 0;
 fail:

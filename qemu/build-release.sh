@@ -280,6 +280,8 @@ harvesterChart: ${V#v}
 os: Harvester $V
 kubernetes: v1.24.11+rke2r1
 rancher: v2.6.11
+monitoringChart: 100.1.0+up19.0.3
+loggingChart: 100.1.3+up3.17.7
 EOF
 echo "harvester-test" > "$RF/etc/hostname"
 # The boot contract of a v1.1 image (HARVESTER-V1.1.md section 8), where SLE Micro keeps it: the
@@ -312,6 +314,14 @@ grub-mkimage -O x86_64-efi -p "" -o "$RF/usr/share/efi/x86_64/grub.efi" $IMAGE_G
 for m in loopback squash4 xzio; do
     install -m 0644 "$GRUB_DIR/$m.mod" "$RF/usr/share/grub2/x86_64-efi/$m.mod"
 done
+# The image preload's contract (qemu/release/preload/): where v1.1.2's image has wharfie and
+# ctr-check-images.sh, fakes that record how the agent runs them; the rke2 "installer image" they
+# hand out holds a fake rke2 and ctr.
+install -D -m 0755 "$RELEASE_FILES/preload/wharfie" "$RF/usr/bin/wharfie"
+install -D -m 0755 "$RELEASE_FILES/preload/ctr-check-images.sh" "$RF/usr/sbin/ctr-check-images.sh"
+mkdir -p "$RF/usr/share/preload-test" "$RF/var/lib/rancher"
+tar -czf "$RF/usr/share/preload-test/rke2.linux-amd64.tar.gz" --owner=0 --group=0 \
+    -C "$RELEASE_FILES/preload/rke2" bin || die "cannot pack the fake rke2"
 SQUASH="$WORK/out/${NAMES[2]}"
 mksquashfs "$RF" "$SQUASH" -noappend -all-root -comp xz -no-progress -quiet > /dev/null \
     || die "mksquashfs failed"
@@ -324,6 +334,18 @@ cp "$SQUASH" "$ISOT/rootfs.squashfs"
 cp "$VMLINUZ" "$ISOT/boot/kernel"
 cp "$INITRD" "$ISOT/boot/initrd"
 cp "$RF/etc/harvester-release.yaml" "$ISOT/harvester-release.yaml"
+# The image bundles where v1.1.2's ISO has them; each fake "tarball" is the list of the image
+# names the fake rke2 "imports", images-lists/ what ctr-check-images.sh waits for.
+B="$ISOT/bundle"
+mkdir -p "$B/harvester/images" "$B/harvester/images-lists" "$B/rancherd/images"
+printf '%s\n' "docker.io/rancher/harvester:$V" "docker.io/rancher/harvester-webhook:$V" \
+    > "$B/harvester/images/harvester-images-$V.tar.zst"
+printf '%s\n' "docker.io/longhornio/longhorn-manager:v1.3.2" > "$B/harvester/images/longhorn-images-$V.tar.zst"
+cp "$B/harvester/images/harvester-images-$V.tar.zst" "$B/harvester/images-lists/harvester-images-$V.txt"
+cp "$B/harvester/images/longhorn-images-$V.tar.zst" "$B/harvester/images-lists/longhorn-images-$V.txt"
+printf '%s\n' "docker.io/rancher/rancherd:v0.0.1-test" "docker.io/rancher/system-agent-installer-rke2:v1.24.11-rke2r1" \
+    > "$B/rancherd/images/rancherd-bootstrap-images-$V.txt"
+echo "rancherd bootstrap images (fake)" > "$B/rancherd/images/rancherd-bootstrap-images-$V.tar.zst"
 # The UEFI loader, every module built in, prefix /EFI/BOOT: on the installed disk it reads
 # /EFI/BOOT/grub.cfg from the ESP it was loaded from (the install writes that grub.cfg).
 GRUB_MODULES="part_gpt part_msdos fat ext2 iso9660 squash4 loopback linux normal configfile

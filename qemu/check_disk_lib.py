@@ -1147,6 +1147,7 @@ class Checker:
             if isinstance(s.get("files"), list):
                 files += [f for f in s["files"] if isinstance(f, dict)]
         self.custom_files = files
+        self.check_bootstrap(files)
         rcfg = [f for f in files if f.get("path") == "/etc/rancher/rancherd/config.yaml"]
         name = "COS_OEM: 90_custom.yaml rancherd config: %s" % (
             "role: cluster-init" if a.mode == "create" else
@@ -1188,6 +1189,76 @@ class Checker:
         token = rd.get("token")
         if isinstance(token, str) and token and token not in (v for _, v in self.secrets):
             self.secrets.append(("the rancherd token", token))
+
+    BOOTSTRAP_DIR = "/etc/rancher/rancherd/config.yaml.d/"
+    BOOTSTRAP_FILES = ("10-harvester.yaml", "11-monitoring-crd.yaml", "12-monitoring-dashboard.yaml",
+                       "13-monitoring.yaml", "14-logging-crd.yaml", "15-logging.yaml",
+                       "20-harvester-settings.yaml", "22-addons.yaml")
+
+    def check_bootstrap(self, files):
+        """The rancherd bootstrap resources of v1.1.2 (genBootstrapResources): all eight on a create
+        node, 0600 root, each a list of resources; the monitoring and logging charts with one version
+        each; 13's external URLs through 10's VIP. None on a join node."""
+        R = self.r
+        found = {f.get("path")[len(self.BOOTSTRAP_DIR):]: f for f in files
+                 if isinstance(f.get("path"), str) and f["path"].startswith(self.BOOTSTRAP_DIR)}
+        if self.a.mode != "create":
+            R.add(not found, "COS_OEM: 90_custom.yaml has no rancherd bootstrap files (join)",
+                  "it has %s" % ", ".join(sorted(found)))
+            return
+        name = "COS_OEM: 90_custom.yaml has the eight rancherd bootstrap files of v1.1.2, 0600 root"
+        problems = []
+        if sorted(found) != sorted(self.BOOTSTRAP_FILES):
+            problems.append("files: %s" % " ".join(sorted(found)))
+        docs = {}
+        for n, f in sorted(found.items()):
+            if yip_mode(f.get("permissions")) != 0o600 or str(f.get("owner")) != "0":
+                problems.append("%s: permissions %s owner %s" % (n, f.get("permissions"), f.get("owner")))
+            try:
+                d = parse_yaml(f.get("content") or "")
+            except YamlError as e:
+                problems.append("%s: not YAML (%s)" % (n, e))
+                continue
+            if not isinstance(d, dict) or not isinstance(d.get("resources"), list):
+                problems.append("%s: no resources list" % n)
+                continue
+            docs[n] = d["resources"]
+        R.add(not problems, name, "; ".join(problems))
+        if problems:
+            return
+
+        def chart(n, chart_name):
+            for res in docs.get(n, ()):
+                if isinstance(res, dict) and res.get("kind") == "ManagedChart" and \
+                        isinstance(res.get("spec"), dict) and res["spec"].get("chart") == chart_name:
+                    return res["spec"]
+            return None
+        versions, problems = {}, []
+        for n, c, key in (("11-monitoring-crd.yaml", "rancher-monitoring-crd", "monitoring"),
+                          ("13-monitoring.yaml", "rancher-monitoring", "monitoring"),
+                          ("14-logging-crd.yaml", "rancher-logging-crd", "logging"),
+                          ("15-logging.yaml", "rancher-logging", "logging")):
+            spec = chart(n, c)
+            v = spec.get("version") if spec else None
+            if not v:
+                problems.append("%s: no ManagedChart %s with a version" % (n, c))
+            versions.setdefault(key, set()).add(v)
+        for key, vs in versions.items():
+            if len(vs) != 1:
+                problems.append("%s chart versions differ: %s" % (key, sorted(map(str, vs))))
+        R.add(not problems, "COS_OEM: rancherd bootstrap: monitoring %s, logging %s (CRD and chart alike)" % (
+            "/".join(map(str, versions.get("monitoring", ()))), "/".join(map(str, versions.get("logging", ())))),
+            "; ".join(problems))
+
+        harvester = chart("10-harvester.yaml", "harvester") or {}
+        vip = (((harvester.get("values") or {}).get("service") or {}).get("vip") or {}).get("ip")
+        mon = chart("13-monitoring.yaml", "rancher-monitoring") or {}
+        values = mon.get("values") or {}
+        urls = [((values.get("alertmanager") or {}).get("alertmanagerSpec") or {}).get("externalUrl"),
+                ((values.get("prometheus") or {}).get("prometheusSpec") or {}).get("externalUrl")]
+        R.add(bool(vip) and all(isinstance(u, str) and u.startswith("https://%s/" % vip) for u in urls),
+              "COS_OEM: rancherd bootstrap: 13-monitoring.yaml's external URLs go through the VIP %s" % vip,
+              "externalUrl %s" % urls)
 
     # --- secrets everywhere ---------------------------------------------------------------------
 

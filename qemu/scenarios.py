@@ -54,8 +54,9 @@ class Scenario:
 
     def __init__(self, name, title, nodes, checks, way="user", cmdline_extra="",
                  no_automatic=False, config_404=False, config_edit=None, timeout=600, grace=3.0,
-                 listener=False, no_rootfs_iso=False):
+                 listener=False, no_rootfs_iso=False, prepare=None):
         self.name, self.title, self.nodes, self.checks = name, title, nodes, checks
+        self.prepare = prepare  # prepare(ctx): after the VMs are made, before they boot
         self.way, self.cmdline_extra = way, cmdline_extra
         self.no_automatic, self.config_404, self.config_edit = no_automatic, config_404, config_edit
         self.timeout, self.grace = timeout, grace
@@ -376,6 +377,58 @@ def test_os(node, hostname, role, server=None):
     return fn
 
 
+# The rancherd bootstrap resources v1.1.2 writes on a create node (pkg/config/cos.go
+# genBootstrapResources); a join node gets none.
+BOOTSTRAP_FILES = ("10-harvester.yaml 11-monitoring-crd.yaml 12-monitoring-dashboard.yaml "
+                   "13-monitoring.yaml 14-logging-crd.yaml 15-logging.yaml "
+                   "20-harvester-settings.yaml 22-addons.yaml")
+
+
+def bootstrap_files(node, mode):
+    """The test OS of the installed disk lists the rancherd bootstrap files of 90_custom.yaml:
+    all eight for create, none for join."""
+    want = BOOTSTRAP_FILES if mode == "create" else "none"
+    @check(f"{node}: the installed node's rancherd bootstrap files are " +
+           ("all eight of v1.1.2" if mode == "create" else "none (join)"))
+    def fn(ctx):
+        if node not in ctx.disk_boot:
+            return False, "the installed disk was not booted (no SUCCEEDED + reboot)"
+        got = [m.group(1)[len("bootstrap="):] for _, m in ctx.vm[node].disk_console.all(h.RE_TEST_OS)
+               if m.group(1).startswith("bootstrap=")]
+        if len(got) != 1:
+            return False, f"{len(got)} '[test-os] bootstrap=' lines: {got}"
+        return got[0] == want, f"bootstrap={got[0]}"
+    return fn
+
+
+def preloaded(node):
+    """The image preload ran in the chroot as v1.1.2's does (the agent's log) and, as the installed
+    disk's test OS reads COS_PERSISTENT, the test release's three images are in (fake) containerd
+    and no tarball is left where rke2 imports from."""
+    @check(f"{node}: the ISO's images were imported into containerd at install time, no tarball kept")
+    def fn(ctx):
+        con = ctx.console(node)
+        problems = []
+        for rx, what in ((r"Image preload: chroot \S+ wharfie --images-dir /var/lib/rancher/agent/images/ "
+                          r"docker\.io/rancher/system-agent-installer-rke2:v1\.24\.11-rke2r1 /usr/local/preload\.",
+                          "wharfie"),
+                         (r"Image preload: chroot \S+ /usr/local/preload\.\S+/rke2/bin/rke2 server", "rke2 server"),
+                         (r"Image preload: every image of 2 lists is in containerd", "both lists checked"),
+                         (r"Imported the ISO's Harvester images into containerd .*\(no tarball kept\)", "done")):
+            if not con.find(rx):
+                problems.append(f"no '{what}' line")
+        if node not in ctx.disk_boot:
+            problems.append("the installed disk was not booted")
+        else:
+            got = [m.group(1) for _, m in ctx.vm[node].disk_console.all(h.RE_TEST_OS)
+                   if m.group(1).startswith("preload=")]
+            want = "preload=3 images imported, 0 files in rke2/agent/images"
+            if got != [want]:
+                problems.append(f"the test OS says {got}, not [{want!r}]")
+        return not problems, "; ".join(problems)
+    return fn
+
+
 def check_disk(node, mode, hostname, server_url=None, data_disk=False, secrets=(TOKEN,),
                password=PASSWORD):
     """qemu/check-disk on the VM's disk images (after the VM stopped)."""
@@ -507,7 +560,8 @@ scenario(Scenario(
              "the kernel line's harvester.os.hostname=pxe-lab-node1 is in the plan (merged)"),
         line("node1", h.MARK + r" STAGE memory", "STAGE memory"),
         line("node1", RE_PAST_MEMORY, "the memory check passed: a later STAGE began"),
-    ] + installed("node1", "create", "pxe-lab-node1", "cluster-init", hooks=True) + [image_boot("node1")]))
+    ] + installed("node1", "create", "pxe-lab-node1", "cluster-init", hooks=True)
+    + [bootstrap_files("node1", "create"), preloaded("node1"), image_boot("node1")]))
 
 scenario(Scenario(
     "dhcpd-create-join",
@@ -563,7 +617,7 @@ scenario(Scenario(
     checks=pxe_chain("node1", "create") + agent_started("node1") + [
         served("node1", "config-create.yaml", 404),
         failed_in("node1", "configuration",
-                  r"config_url: cannot fetch http://\S+/config-create\.yaml: HTTP 404\b",
+                  r"config_url: http://\S+/config-create\.yaml answered HTTP 404\b",
                   "config_url's fetch naming the URL and HTTP 404"),
         not_requested("node1", "harvester-<version>-amd64.iso"),
         stopped_before("node1", RE_PAST_CONFIG, "no stage after configuration began"),
@@ -631,7 +685,8 @@ scenario(Scenario(
     [Node("node2", "join", "8G", boot_disk=True)],
     config_edit=with_token(), timeout=1500,
     checks=[served("node2", "config-join.yaml")]
-    + installed("node2", "join", "node2", "agent", SERVER_URL) + [image_boot("node2")]))
+    + installed("node2", "join", "node2", "agent", SERVER_URL)
+    + [bootstrap_files("node2", "join"), image_boot("node2")]))
 
 scenario(Scenario(
     "join-cmdline",
@@ -688,6 +743,77 @@ scenario(Scenario(
              "the disks that exist are listed (/dev/sda, 300 GiB)"),
     ] + failure("node1", "disk-check", r'install\.device "/dev/sdz" does not exist',
                 "a message naming install.device /dev/sdz as missing")))
+
+def failed_configuration(node, text, what):
+    """The agent's own FAILED line, anchored at its start: the configuration stage, with text."""
+    return line(node, r"^" + h.MARK + r" FAILED: configuration: .*" + text, what)
+
+
+def mac_only(mac):
+    """config_edit: the management interface given only as hwAddr (the README's form)."""
+    def edit(mode, text):
+        text, n = re.subn(rf"^(\s*)- name: {h.GUEST_IFACE}$", rf'\1- hwAddr: "{mac}"', text, flags=re.M)
+        if n != 1:
+            raise h.LabError(f"config-{mode}.yaml: no '- name: {h.GUEST_IFACE}' line to replace")
+        return text
+    return edit
+
+
+NO_SUCH_MAC = "52:54:00:00:00:99"
+
+scenario(Scenario(
+    "mac-only-interface",
+    "install.management_interface.interfaces given only as hwAddr: node1 (create, its NIC's MAC, "
+    "upper case) resolves it to enp0s3 in the configuration stage and installs; node2 (join, a MAC "
+    "no NIC has) fails in the configuration stage naming the MAC and the NICs present, its disk "
+    "byte-for-byte unchanged",
+    [Node("node1", "create", "8G"), Node("node2", "join", "8G")],
+    config_edit=with_token(lambda mode, text: mac_only(
+        h.CREATE_MAC.upper() if mode == "create" else NO_SUCH_MAC)(mode, text)),
+    timeout=1500,
+    # The agent names the MAC as it normalised it (lower case).
+    checks=[line("node1", r"^harvester-install: install\.management_interface\.interfaces\[0\]: MAC "
+                 + re.escape(h.CREATE_MAC) + r" is " + h.GUEST_IFACE + r"\.$",
+                 f"the MAC-only interface was resolved to {h.GUEST_IFACE}")]
+    + installed("node1", "create", "node1", "cluster-init", boot=False)
+    + pxe_chain("node2", "join") + agent_started("node2") + [
+        served("node2", "config-join.yaml"),
+        failed_configuration("node2", re.escape(
+            f"install.management_interface.interfaces[0]: no network interface has the MAC address "
+            f"{NO_SUCH_MAC}; this machine has {h.GUEST_IFACE} ({h.JOIN_MAC})"),
+            "FAILED: configuration: names the MAC and the NIC present with its MAC"),
+        stopped_before("node2", RE_PAST_CONFIG, "no stage after configuration began"),
+        no_line("node2", h.RE_SUCCEEDED.pattern, "no SUCCEEDED"),
+        disks_unchanged("node2"),
+    ]))
+
+
+def kernel_args(value):
+    """config_edit: os.additional_kernel_arguments set (after the os: password line)."""
+    def edit(mode, text):
+        text, n = re.subn(r"^(  password: .*)$", lambda m: m.group(1) + "\n  additional_kernel_arguments: " + value,
+                          text, count=1, flags=re.M)
+        if n != 1:
+            raise h.LabError(f"config-{mode}.yaml: no '  password:' line under os:")
+        return text
+    return edit
+
+
+scenario(Scenario(
+    "bad-kernel-args",
+    "os.additional_kernel_arguments with an unbalanced double quote (GRUB could not parse the "
+    "boot menu): FAILED in the configuration stage naming the key, disks byte-for-byte unchanged",
+    [Node("node1", "create", "8G")],
+    config_edit=with_token(kernel_args("'nomodeset rd.break=\"pre-mount'")),
+    checks=pxe_chain("node1", "create") + agent_started("node1") + [
+        served("node1", "config-create.yaml"),
+        failed_configuration("node1", re.escape('os.additional_kernel_arguments: "nomodeset rd.break=\"pre-mount" '
+                                                "has an unbalanced double quote"),
+                             "FAILED: configuration: names os.additional_kernel_arguments and the unbalanced quote"),
+        stopped_before("node1", RE_PAST_CONFIG, "no stage after configuration began"),
+        no_line("node1", h.RE_SUCCEEDED.pattern, "no SUCCEEDED"),
+        disks_unchanged("node1"),
+    ]))
 
 scenario(Scenario(
     "three-nodes",
@@ -831,6 +957,90 @@ scenario(Scenario(
     + installed("node1", "create", "node1", "cluster-init") + [image_boot("node1")]))
 
 
+# An old Harvester data disk left in the server: a small ext4 labelled HARV_LH_DEFAULT with a file,
+# made on the host (mkfs.ext4 -d, 4 KiB blocks, one block group: one superblock at 1024).
+STRAY_FILE = "old-node-data.txt"
+STRAY_TEXT = "volumes of an old Harvester node: keep me\n"
+STRAY_SB_LABEL = (1024 + 120, 1024 + 136)     # s_volume_name
+STRAY_SB_CHECKSUM = (1024 + 1020, 1024 + 1024)  # s_checksum (metadata_csum)
+# what any write of the superblock updates: s_wtime, s_kbytes_written, s_wtime_hi
+STRAY_SB_STAMPS = ((1024 + 48, 1024 + 52), (1024 + 376, 1024 + 384), (1024 + 628, 1024 + 629))
+
+
+def add_stray_disk(node):
+    """prepare: node's third disk (sdc) is the old data disk; a raw copy of it is kept."""
+    def prepare(ctx):
+        vm = ctx.vm[node]
+        work = vm.workdir
+        src = work / f"{node}-stray-src"
+        src.mkdir(exist_ok=True)
+        (src / STRAY_FILE).write_text(STRAY_TEXT)
+        raw = work / f"{node}-sdc.before.raw"
+        with open(raw, "wb") as f:
+            f.truncate(64 << 20)
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-b", "4096", "-L", "HARV_LH_DEFAULT", "-d", str(src), str(raw)],
+                       check=True)
+        disk = h.Disk(vm.tools, work / f"{node}-sdc.qcow2", "64M", pattern=False)
+        subprocess.run([vm.tools.qemu_img, "convert", "-f", "raw", "-O", "qcow2", str(raw), str(disk.path)],
+                       check=True)
+        vm.disks.append(disk)
+    return prepare
+
+
+def stray_disk_relabelled(node):
+    """From the host, after the VM ended: sdc has no label any more, its file reads back, and every
+    byte other than the superblock's label, checksum and write stamps is what it was."""
+    @check(f"{node}: sdc (an old HARV_LH_DEFAULT) lost its label and nothing else")
+    def fn(ctx):
+        vm = ctx.vm[node]
+        before = vm.workdir / f"{node}-sdc.before.raw"
+        after = vm.workdir / f"{node}-sdc.after.raw"
+        if len(vm.disks) < 3:
+            return False, "the VM had no third disk"
+        subprocess.run([vm.tools.qemu_img, "convert", "-f", "qcow2", "-O", "raw", str(vm.disks[2].path), str(after)],
+                       check=True)
+        problems = []
+        label = subprocess.run(["blkid", "-p", "-o", "value", "-s", "LABEL", str(after)],
+                               stdout=subprocess.PIPE, text=True).stdout.strip()
+        if label:
+            problems.append(f"its label is {label!r}")
+        cat = subprocess.run(["debugfs", "-R", f"cat /{STRAY_FILE}", str(after)],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
+        if cat != STRAY_TEXT:
+            problems.append(f"/{STRAY_FILE} reads {cat[:80]!r}")
+        a, b = before.read_bytes(), after.read_bytes()
+        if len(a) != len(b):
+            problems.append(f"size {len(b)}, was {len(a)}")
+        else:
+            changed = [i for blk in range(0, len(a), 4096) if a[blk:blk + 4096] != b[blk:blk + 4096]
+                       for i in range(blk, min(blk + 4096, len(a))) if a[i] != b[i]]
+            allowed = (STRAY_SB_LABEL, STRAY_SB_CHECKSUM) + STRAY_SB_STAMPS
+            outside = [i for i in changed if not any(lo <= i < hi for lo, hi in allowed)]
+            if outside:
+                problems.append(f"{len(outside)} bytes changed outside the label, first at {outside[0]}")
+            if not changed:
+                problems.append("not a byte changed")
+        return not problems, "; ".join(problems) or "label cleared, the file and every other byte unchanged"
+    return fn
+
+
+scenario(Scenario(
+    "stray-label",
+    "create with a data disk (sdb) and a third disk (sdc) left from an old node, an ext4 labelled "
+    "HARV_LH_DEFAULT holding a file: the agent clears sdc's label (logged) and nothing else, as "
+    "v1.1.2's clear_disk_label; sdb becomes the new HARV_LH_DEFAULT; checked from the host",
+    [Node("node1", "create", "8G", data_disk="300G")],
+    config_edit=with_token(set_key("data_disk", "/dev/sdb")),
+    prepare=add_stray_disk("node1"),
+    timeout=1500,
+    checks=[line("node1", r"Clearing the label HARV_LH_DEFAULT of the ext4 file system on /dev/sdc\b",
+                 "the agent logged clearing sdc's label"),
+            no_line("node1", r"Clearing the label HARV_LH_DEFAULT .* on /dev/sd[ab]",
+                    "no label cleared on the install or data disk")]
+    + installed("node1", "create", "node1", "cluster-init", boot=False, data_disk=True)
+    + [stray_disk_relabelled("node1")]))
+
+
 # --- Running one ----------------------------------------------------------------------------------
 
 def run_nodes(lab, ctx, nodes, accel, cpu, timeout, grace, live):
@@ -891,6 +1101,8 @@ def run_scenario(name, build_dir=None, verbose=False):
         for node in s.nodes:
             ctx.vm[node.name] = lab.new_vm(node.name, node.mode, node.mac, node.mem,
                                            data_disk=node.data_disk)
+        if s.prepare:
+            s.prepare(ctx)
         print(f"  kernel line: {lab.served.kernel_line(f'ipxe-{s.nodes[0].mode}-efi')}")
         with h.vm_slots(len(s.nodes)):
             t_vm = time.monotonic()

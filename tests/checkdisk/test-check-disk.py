@@ -334,7 +334,14 @@ def leftovers(work, images):
 def check_disk(work, name, args, images):
     env = dict(os.environ, TMPDIR=os.path.join(work, "tmp"))
     r = subprocess.run([CHECK] + args, capture_output=True, text=True, env=env)
+    # A loop device still open when it is detached is freed by the kernel at its last close,
+    # asynchronously: what is left is read again for up to 10 s before it counts.
     left = leftovers(work, images)
+    for _ in range(100):
+        if not left:
+            break
+        time.sleep(0.1)
+        left = leftovers(work, images)
     expect(not left, "%s: nothing left behind%s" % (name, "" if not left else ": " + ", ".join(left)))
     return r
 
@@ -395,6 +402,8 @@ def main():
                      "ok: COS_OEM: 90_custom.yaml password hash matches --password-clear",
                      "ok: COS_STATE: cOS/active.img", "ok: COS_RECOVERY: cOS/recovery.img",
                      "ok: COS_OEM: 90_custom.yaml rancherd config: role: cluster-init",
+                     "ok: COS_OEM: 90_custom.yaml has the eight rancherd bootstrap files of v1.1.2, 0600 root",
+                     "ok: COS_OEM: rancherd bootstrap: monitoring 100.1.0+up19.0.3, logging 100.1.3+up3.17.7",
                      "ok: no secret in a file others can read"):
             expect(must in r.stdout, "create: the output has %r" % must)
         qcow = os.path.join(work, "create.qcow2")
@@ -403,7 +412,8 @@ def main():
         r = expect_pass(work, "join with a data disk", ["--disk", j_img, "--data-disk", j_sdb] + join, [j_img, j_sdb])
         for must in ("ok: sdb: whole-disk ext4 HARV_LH_DEFAULT", "ok: sdb: no partition table",
                      "ok: sda: no partition 6 with a data disk", "ok: sda2: 64 MiB at 65 MiB",
-                     "ok: COS_OEM: 90_custom.yaml rancherd config: server: https://10.0.2.100:443, role: agent"):
+                     "ok: COS_OEM: 90_custom.yaml rancherd config: server: https://10.0.2.100:443, role: agent",
+                     "ok: COS_OEM: 90_custom.yaml has no rancherd bootstrap files (join)"):
             expect(must in r.stdout, "join: the output has %r" % must)
         # --token: the configured token is the one on the disk, in rancherd's config and in
         # harvester.config; --device: harvester.config names the install disk.
@@ -482,6 +492,13 @@ def main():
                                                 'token: "tok\\"en\\\\with:specials#1"', 'token: "other-Token-4321"'))
         expect_fail(work, "rancherd config with another token", ["--disk", b, "--token", CREATE_TOKEN] + create,
                     [b], r"rancherd config.*the token is not the --token value")
+
+        copy(c_img, b)
+        edit_fs(b, 2, lambda mp, node: sub_file(os.path.join(mp, "90_custom.yaml"),
+                                                "- path: /etc/rancher/rancherd/config.yaml.d/11-monitoring-crd.yaml",
+                                                "- path: /etc/rancher/rancherd/config.yaml.d/11-monitoring-crd.yml"))
+        expect_fail(work, "a bootstrap file missing", ["--disk", b] + create, [b],
+                    r"eight rancherd bootstrap files of v1.1.2.*files: 10-harvester.yaml 11-monitoring-crd.yml")
 
         copy(c_img, b)
         edit_fs(b, 2, lambda mp, node: sub_file(os.path.join(mp, "90_custom.yaml"), password_hash(), PASSWORD))

@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -144,7 +145,8 @@ def add_image_files(root, shim_bytes=b"MZ shim\n" * 100):
     src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "qemu", "release", "cos")
     files = {
         "boot/vmlinuz": b"kernel\n" * 100, "boot/initrd": b"initrd\n" * 100,
-        "etc/harvester-release.yaml": b"harvester: v1.1.2-test\nos: Harvester v1.1.2-test\n",
+        "etc/harvester-release.yaml": b"harvester: v1.1.2-test\nos: Harvester v1.1.2-test\n"
+                                      b"monitoringChart: 100.1.0+up19.0.3\nloggingChart: 100.1.3+up3.17.7\n",
         "etc/cos/grub.cfg": open(os.path.join(src, "grub.cfg"), "rb").read(),
         "etc/cos/bootargs.cfg": open(os.path.join(src, "bootargs.cfg"), "rb").read(),
         "usr/share/efi/x86_64/shim.efi": shim_bytes, "usr/share/efi/x86_64/grub.efi": b"MZ grub\n" * 100,
@@ -269,7 +271,13 @@ def case(work, res, listener, code, stage, what, pattern, device, iso_url, check
     return p
 
 
+def on_signal(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds through main's finally: loops and mounts released
+
+
 def main():
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, on_signal)
     if os.geteuid() != 0:
         skip("needs root (loop devices, mount namespaces)")
     if not AGENT or not os.access(AGENT, os.X_OK):
