@@ -430,7 +430,7 @@ def preloaded(node):
 
 
 def check_disk(node, mode, hostname, server_url=None, data_disk=False, secrets=(TOKEN,),
-               password=PASSWORD):
+               password=PASSWORD, device="/dev/sda"):
     """qemu/check-disk on the VM's disk images (after the VM stopped)."""
     @check(f"{node}: qemu/check-disk --mode {mode} --hostname {hostname} --token (the lab's)"
            + (" --data-disk" if data_disk else "") + " passes")
@@ -438,7 +438,7 @@ def check_disk(node, mode, hostname, server_url=None, data_disk=False, secrets=(
         disks = ctx.vm[node].disks
         # The token and the install disk the configs give: compared with what is on the disk.
         cmd = [str(h.QEMU_DIR / "check-disk"), "--disk", str(disks[0].path), "--mode", mode,
-               "--hostname", hostname, "--token", TOKEN, "--device", "/dev/sda"]
+               "--hostname", hostname, "--token", TOKEN, "--device", device]
         if data_disk:
             cmd += ["--data-disk", str(disks[1].path)]
         if server_url:
@@ -491,7 +491,8 @@ def rebooted(node):
     return fn
 
 
-def installed(node, mode, hostname, role, server=None, boot=True, data_disk=False, hooks=False):
+def installed(node, mode, hostname, role, server=None, boot=True, data_disk=False, hooks=False,
+              device="/dev/sda"):
     """The whole install of one node: PXE chain, SUCCEEDED, reboot, (test OS), check-disk."""
     checks = pxe_chain(node, mode) + agent_started(node) + [
         served(node, "harvester-<version>-amd64.iso"),
@@ -504,7 +505,7 @@ def installed(node, mode, hostname, role, server=None, boot=True, data_disk=Fals
     if boot:
         checks.append(test_os(node, hostname, role, server))
     checks.append(check_disk(node, mode, hostname, server, data_disk,
-                             secrets=(TOKEN, HOOK_PASSWORD) if hooks else (TOKEN,)))
+                             secrets=(TOKEN, HOOK_PASSWORD) if hooks else (TOKEN,), device=device))
     if hooks:
         checks += [webhook(node, "STARTED", hostname), webhook(node, "SUCCEEDED", hostname),
                    no_webhook(node, "FAILED")]
@@ -967,10 +968,31 @@ STRAY_SB_CHECKSUM = (1024 + 1020, 1024 + 1024)  # s_checksum (metadata_csum)
 STRAY_SB_STAMPS = ((1024 + 48, 1024 + 52), (1024 + 376, 1024 + 384), (1024 + 628, 1024 + 629))
 
 
+def stray_serial(node, i):
+    """Disk i's serial (the kernel names three AHCI disks in probe order, so the disks are named by
+    /dev/disk/by-id, as the disk engineer's harness does for every VM)."""
+    return f"{node}-sd{'abc'[i]}"
+
+
+def stray_by_id(node, i):
+    return f"/dev/disk/by-id/ata-QEMU_HARDDISK_{stray_serial(node, i)}"
+
+
 def add_stray_disk(node):
-    """prepare: node's third disk (sdc) is the old data disk; a raw copy of it is kept."""
+    """prepare: node's third disk is the old data disk; a raw copy of it is kept. Every disk gets
+    a serial (unless the harness gave it one)."""
     def prepare(ctx):
         vm = ctx.vm[node]
+        command = vm.command
+
+        def with_serials(*args, **kw):
+            cmd = command(*args, **kw)
+            for i, a in enumerate(cmd):
+                m = re.fullmatch(r"ide-hd,drive=sd([a-f]),bus=ahci\.(\d+)(.*)", a)
+                if m and ",serial=" not in a:
+                    cmd[i] = a + f",serial={stray_serial(node, int(m.group(2)))}"
+            return cmd
+        vm.command = with_serials
         work = vm.workdir
         src = work / f"{node}-stray-src"
         src.mkdir(exist_ok=True)
@@ -985,6 +1007,22 @@ def add_stray_disk(node):
                        check=True)
         vm.disks.append(disk)
     return prepare
+
+
+def stray_label_logged(node):
+    """One 'Clearing the label' line, naming neither the install nor the data disk of the plan."""
+    @check(f"{node}: the agent logged clearing one HARV_LH_DEFAULT label, on neither the install nor the data disk")
+    def fn(ctx):
+        con = ctx.console(node)
+        inst = con.find(r"^Install disk: (/dev/sd[a-z]) \(install\.device")
+        data = con.find(r"^Data disk: (/dev/sd[a-z]) \(install\.data_disk")
+        cleared = [m.group(1) for _, m in con.all(
+            r"Clearing the label HARV_LH_DEFAULT of the ext4 file system on (/dev/sd[a-z])\b")]
+        if not inst or not data:
+            return False, "the plan's Install disk / Data disk lines are missing"
+        ok = len(cleared) == 1 and cleared[0] not in (inst[1].group(1), data[1].group(1))
+        return ok, f"cleared {cleared}; install {inst[1].group(1)}, data {data[1].group(1)}"
+    return fn
 
 
 def stray_disk_relabelled(node):
@@ -1026,18 +1064,18 @@ def stray_disk_relabelled(node):
 
 scenario(Scenario(
     "stray-label",
-    "create with a data disk (sdb) and a third disk (sdc) left from an old node, an ext4 labelled "
-    "HARV_LH_DEFAULT holding a file: the agent clears sdc's label (logged) and nothing else, as "
-    "v1.1.2's clear_disk_label; sdb becomes the new HARV_LH_DEFAULT; checked from the host",
+    "create with an install disk, a data disk and a third disk left from an old node (an ext4 "
+    "labelled HARV_LH_DEFAULT holding a file), all named by /dev/disk/by-id: the agent clears the "
+    "third disk's label (logged) and nothing else, as v1.1.2's clear_disk_label; the data disk "
+    "becomes the new HARV_LH_DEFAULT; checked from the host",
     [Node("node1", "create", "8G", data_disk="300G")],
-    config_edit=with_token(set_key("data_disk", "/dev/sdb")),
+    config_edit=with_token(lambda mode, text: set_key("data_disk", stray_by_id("node1", 1))(
+        mode, set_key("device", stray_by_id("node1", 0))(mode, text))),
     prepare=add_stray_disk("node1"),
     timeout=1500,
-    checks=[line("node1", r"Clearing the label HARV_LH_DEFAULT of the ext4 file system on /dev/sdc\b",
-                 "the agent logged clearing sdc's label"),
-            no_line("node1", r"Clearing the label HARV_LH_DEFAULT .* on /dev/sd[ab]",
-                    "no label cleared on the install or data disk")]
-    + installed("node1", "create", "node1", "cluster-init", boot=False, data_disk=True)
+    checks=[stray_label_logged("node1")]
+    + installed("node1", "create", "node1", "cluster-init", boot=False, data_disk=True,
+                device=stray_by_id("node1", 0))
     + [stray_disk_relabelled("node1")]))
 
 
