@@ -825,6 +825,9 @@ class Checker:
         return dest
 
     def check_cos_grub(self, d):
+        """The image's loader (elemental's layout): EFI/elemental/{shim.efi,grub.efi,MokManager.efi,
+        grub.cfg} and the same in EFI/BOOT/ with BOOTX64.EFI = shim.efi; no file left under a
+        temporary name by the commit (install_write_loader)."""
         R = self.r
         efi = path_nocase(d, "EFI/BOOT/BOOTX64.EFI")
         try:
@@ -833,19 +836,45 @@ class Checker:
             R.add(head == b"MZ", "COS_GRUB: EFI/BOOT/BOOTX64.EFI (a PE image)", "it does not start with MZ")
         except OSError as e:
             R.fail("COS_GRUB: EFI/BOOT/BOOTX64.EFI (a PE image)", e.strerror)
-        cfg = path_nocase(d, "EFI/BOOT/grub.cfg")
-        try:
-            text = open(cfg, encoding="utf-8", errors="replace").read()
-        except OSError as e:
-            R.fail("COS_GRUB: EFI/BOOT/grub.cfg finds COS_STATE and loads grub2/grub.cfg", e.strerror)
-            return
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-        search = any(re.match(r"search\b.*(--label|-l)\b.*\bCOS_STATE\b", ln) for ln in lines)
-        load = any(re.match(r"(configfile|source|normal)\b.*/grub2/grub\.cfg", ln) for ln in lines)
-        R.add(search and load, "COS_GRUB: EFI/BOOT/grub.cfg finds COS_STATE and loads grub2/grub.cfg",
-              ("no search --label COS_STATE" if not search else "") +
-              (" " if not search and not load else "") + ("no configfile .../grub2/grub.cfg" if not load else ""))
-        self.grub_script_check("COS_GRUB: EFI/BOOT/grub.cfg", cfg)
+        for sub in ("EFI/BOOT", "EFI/elemental"):
+            cfg = path_nocase(d, sub + "/grub.cfg")
+            name = "COS_GRUB: %s/grub.cfg finds COS_STATE and loads grub2/grub.cfg" % sub
+            try:
+                lines = [ln.strip() for ln in open(cfg, encoding="utf-8", errors="replace")]
+            except OSError as e:
+                R.fail(name, e.strerror)
+                continue
+            search = any(re.match(r"search\b.*(--label|-l)\b.*\bCOS_STATE\b", ln) for ln in lines)
+            load = any(re.match(r"(configfile|source|normal)\b.*/grub2/grub\.cfg", ln) for ln in lines)
+            R.add(search and load, name,
+                  ("no search for COS_STATE" if not search else "") +
+                  (" " if not search and not load else "") + ("no configfile .../grub2/grub.cfg" if not load else ""))
+            self.grub_script_check("COS_GRUB: %s/grub.cfg" % sub, cfg)
+        problems = []
+        def data(rel):
+            try:
+                with open(path_nocase(d, rel), "rb") as f:
+                    return f.read()
+            except OSError:
+                problems.append("no " + rel)
+                return None
+        shim = data("EFI/elemental/shim.efi")
+        for rel in ("EFI/elemental/grub.efi", "EFI/elemental/MokManager.efi"):
+            other = data(rel)
+            same = data(rel.replace("EFI/elemental", "EFI/BOOT"))
+            if other is not None and same is not None and other != same:
+                problems.append("%s differs from EFI/BOOT's" % rel)
+        for rel in ("EFI/BOOT/shim.efi", "EFI/BOOT/BOOTX64.EFI"):
+            b = data(rel)
+            if shim is not None and b is not None and b != shim:
+                problems.append("%s is not EFI/elemental/shim.efi" % rel)
+        left = [os.path.relpath(os.path.join(r, f), d) for r, _, fs in os.walk(d) for f in fs
+                if f.lower().endswith(".new")]
+        if left:
+            problems.append("left under a temporary name: " + ", ".join(left))
+        R.add(not problems, "COS_GRUB: shim.efi, grub.efi, MokManager.efi in EFI/elemental/ and EFI/BOOT/, "
+              "BOOTX64.EFI = shim.efi", "; ".join(problems))
+        self.cos_grub_files = {"shim.efi": shim}
 
     def grub_script_check(self, name, path):
         if not shutil.which("grub-script-check"):
@@ -875,47 +904,110 @@ class Checker:
                     problems.append("%s is a %s of %d bytes" % (f, s[0], s[1]))
         return R.add(not problems, name, "; ".join(problems))
 
+    def debugfs_cat(self, image, path):
+        """The bytes of path inside an ext2 image (debugfs), or None."""
+        if debugfs_stat(image, path) is None:
+            return None
+        r = subprocess.run(["debugfs", "-R", "cat %s" % path, image], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, check=False)
+        return r.stdout if r.returncode == 0 else None
+
     def check_state(self, state):
+        """COS_STATE as a v1.1.2 install leaves it: the image's /etc/cos/grub.cfg with harv-install's
+        search patches (sed as the oracle), the image's loopback/squash4/xzio modules, grub_oem_env,
+        grubmenu (debug), state.yaml; active.img's bootargs.cfg with the console, passive.img's
+        untouched."""
         R = self.r
-        self.check_image(os.path.join(state, "cOS", "active.img"), "COS_STATE", "COS_ACTIVE")
-        self.check_image(os.path.join(state, "cOS", "passive.img"), "COS_STATE", "COS_PASSIVE")
+        active = os.path.join(state, "cOS", "active.img")
+        passive = os.path.join(state, "cOS", "passive.img")
+        self.check_image(active, "COS_STATE", "COS_ACTIVE")
+        self.check_image(passive, "COS_STATE", "COS_PASSIVE")
         cfg = os.path.join(state, "grub2", "grub.cfg")
-        name = "COS_STATE: grub2/grub.cfg entries cos (active), fallback (passive), recovery"
+        name = "COS_STATE: grub2/grub.cfg is the image's /etc/cos/grub.cfg with harv-install's patches"
+        image_cfg = self.debugfs_cat(passive, "/etc/cos/grub.cfg") if os.path.isfile(passive) else None
         try:
-            text = open(cfg, encoding="utf-8", errors="replace").read()
+            text = open(cfg, "rb").read()
         except OSError as e:
+            text = None
             R.fail(name, e.strerror)
-            return
-        entries = {}
-        for m in re.finditer(r"^\s*menuentry\s+(\"[^\"]*\"|'[^']*'|\S+)([^{\n]*)\{(.*?)^\s*\}", text, re.M | re.S):
-            idm = re.search(r"--id[ =](\S+)", m.group(2))
-            entries[idm.group(1).strip("\"'") if idm else m.group(1).strip("\"'")] = m.group(3)
-        want = {
-            "cos": ("COS_STATE", "/cOS/active.img", "COS_ACTIVE"),
-            "fallback": ("COS_STATE", "/cOS/passive.img", "COS_PASSIVE"),
-            "recovery": ("COS_RECOVERY", "/cOS/recovery.img", "COS_SYSTEM"),
-        }
+        if text is not None:
+            if image_cfg is None:
+                R.fail(name, "passive.img has no /etc/cos/grub.cfg")
+            else:
+                want_path = os.path.join(self.tmp, "grub.cfg.want")
+                with open(want_path, "wb") as f:
+                    f.write(image_cfg)
+                for expr in ("s/search /search --no-floppy /", "s/search.fs_label /search --no-floppy --label /",
+                             "s/search.file /search --no-floppy --file /",
+                             "s/search.fs_uuid /search --no-floppy --fs-uuid /"):
+                    run(["sed", "-i", expr, want_path])
+                run(["sed", "-i", "-E", r"s/^(\s*search\b)(.*)root$/\1 --set=root\2/", want_path])
+                want = open(want_path, "rb").read()
+                R.add(text == want, name, "it differs from the patched image file")
+            entries = set(re.findall(r"^\s*menuentry\s.*--id\s+(\w+)", text.decode("utf-8", "replace"), re.M))
+            R.add({"cos", "fallback", "recovery"} <= entries, "COS_STATE: grub2/grub.cfg entries cos, fallback, recovery",
+                  "entries: %s" % ", ".join(sorted(entries)))
+            self.grub_script_check("COS_STATE: grub2/grub.cfg", cfg)
         problems = []
-        for eid, (fs, img, lbl) in want.items():
-            body = entries.get(eid)
-            if body is None:
-                problems.append("no entry --id %s" % eid)
+        for m in ("loopback", "squash4", "xzio"):
+            p = os.path.join(state, "grub2", "x86_64-efi", m + ".mod")
+            src = self.debugfs_cat(passive, "/usr/share/grub2/x86_64-efi/%s.mod" % m) if os.path.isfile(passive) else None
+            try:
+                got = open(p, "rb").read()
+            except OSError:
+                problems.append("no %s.mod" % m)
                 continue
-            checks = [
-                (r"search\b.*(--label|-l)\b.*\b%s\b" % fs, "search %s" % fs),
-                (r"loopback\s+(\S+)\s+%s\b" % re.escape(img), "loopback %s" % img),
-                (r"linux\s+\(\S+\)/boot/vmlinuz\b.*\broot=LABEL=%s\b" % lbl, "linux .../boot/vmlinuz root=LABEL=%s" % lbl),
-                (r"linux\s.*\bcos-img/filename=%s\b" % re.escape(img), "cos-img/filename=%s" % img),
-                (r"initrd\s+\(\S+\)/boot/initrd\b", "initrd .../boot/initrd"),
-            ]
-            for rx, what in checks:
-                if not re.search(rx, body):
-                    problems.append("%s: no %s" % (eid, what))
-        R.add(not problems, name, "; ".join(problems))
-        self.grub_script_check("COS_STATE: grub2/grub.cfg", cfg)
+            if src is None or got != src:
+                problems.append("%s.mod is not the image's" % m)
+        R.add(not problems, "COS_STATE: grub2/x86_64-efi/{loopback,squash4,xzio}.mod from the image", "; ".join(problems))
+        try:
+            env = open(os.path.join(state, "grub_oem_env"), "rb").read()
+            R.add(len(env) == 1024 and re.search(rb"^default_menu_entry=\S", env, re.M) is not None,
+                  "COS_STATE: grub_oem_env (1 KiB, default_menu_entry)", "%d bytes" % len(env))
+        except OSError as e:
+            R.fail("COS_STATE: grub_oem_env (1 KiB, default_menu_entry)", e.strerror)
+        menu = os.path.join(state, "grubmenu")
+        try:
+            mt = open(menu, encoding="utf-8", errors="replace").read()
+            R.add(re.search(r"--id debug \{", mt) is not None and "${crash_kernel_params}" in mt,
+                  "COS_STATE: grubmenu (the debug entry with crash_kernel_params)", "no debug entry")
+            self.grub_script_check("COS_STATE: grubmenu", menu)
+        except OSError as e:
+            R.fail("COS_STATE: grubmenu (the debug entry with crash_kernel_params)", e.strerror)
+        self.check_state_yaml(os.path.join(state, "state.yaml"), "COS_STATE")
+        if os.path.isfile(active) and os.path.isfile(passive):
+            a = self.debugfs_cat(active, "/etc/cos/bootargs.cfg") or b""
+            p = self.debugfs_cat(passive, "/etc/cos/bootargs.cfg") or b""
+            tty = self.a.tty
+            want = p.replace(b'console_params="console=tty1"', ('console_params="console=%s console=tty1"' % tty).encode())
+            R.add(bool(p) and a == want and a != p,
+                  "active.img: etc/cos/bootargs.cfg sets console=%s console=tty1 (passive.img keeps the image's)" % tty,
+                  "active's bootargs.cfg: %r" % re.findall(rb"console_params=.*", a))
+
+    def check_state_yaml(self, path, where):
+        name = "%s: state.yaml (elemental's install state: labels and images)" % where
+        try:
+            doc = parse_yaml(open(path, encoding="utf-8").read())
+        except (OSError, ValueError) as e:
+            return self.r.fail(name, str(e))
+        problems = []
+        want = {("state", "label"): "COS_STATE", ("state", "active", "label"): "COS_ACTIVE",
+                ("state", "passive", "label"): "COS_PASSIVE", ("recovery", "label"): "COS_RECOVERY",
+                ("recovery", "recovery", "label"): "COS_SYSTEM", ("oem", "label"): "COS_OEM",
+                ("persistent", "label"): "COS_PERSISTENT", ("state", "active", "fs"): "ext2"}
+        for keys, v in want.items():
+            cur = doc
+            for k in keys:
+                cur = cur.get(k) if isinstance(cur, dict) else None
+            if cur != v:
+                problems.append("%s is %r" % (".".join(keys), cur))
+        if not isinstance(doc, dict) or not re.match(r"\d{4}-\d\d-\d\dT", str(doc.get("date", ""))):
+            problems.append("no date")
+        self.r.add(not problems, name, "; ".join(problems))
 
     def check_recovery(self, rec):
         self.check_image(os.path.join(rec, "cOS", "recovery.img"), "COS_RECOVERY", "COS_SYSTEM")
+        self.check_state_yaml(os.path.join(rec, "state.yaml"), "COS_RECOVERY")
 
     def check_mode(self, path, name, mode=0o600):
         st = os.lstat(path)
@@ -1315,6 +1407,8 @@ def parse_args(argv):
     p.add_argument("--password-clear", help="os.password as given: its hash must match, the clear text be nowhere")
     p.add_argument("--persistent-size", type=parse_size,
                    help="install.persistent_partition_size when the install had one (bytes, or 150Gi)")
+    p.add_argument("--tty", default="ttyS0,115200n8",
+                   help="the console the install gave the system (active.img's bootargs.cfg); default the lab's ttyS0,115200n8")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
     a = p.parse_args(argv)
     if a.token is not None and a.token not in a.secret:

@@ -37,11 +37,14 @@ class Node:
     """One VM of a scenario."""
 
     def __init__(self, name, mode="create", mem="8G", mac=None, data_disk=None, stop=(),
-                 boot_disk=False):
+                 boot_disk=False, flow=None):
         self.name, self.mode, self.mem, self.mac = name, mode, mem, mac
         self.data_disk = data_disk
         self.stop = list(stop)
         self.boot_disk = boot_disk  # after SUCCEEDED + reboot: boot the installed disk (issue 6)
+        # flow(ctx, node, vm, accel, cpu, timeout, grace, live): boots the VM its own way
+        # (pxe-first, power-loss) instead of "PXE install, then maybe boot the disk".
+        self.flow = flow
 
 
 class Scenario:
@@ -454,6 +457,28 @@ def check_disk(node, mode, hostname, server_url=None, data_disk=False, secrets=(
     return fn
 
 
+def image_boot(node, console="console=ttyS0,115200n8 console=tty1"):
+    """issue 9: the installed disk booted through the image's own GRUB files: the kernel line is
+    bootargs.cfg's (the test release ends it with harvester.test.bootargs=image) with the console
+    the install set in active.img; the agent made the UEFI boot entry, first in BootOrder."""
+    @check(f"{node}: the disk booted through the image's grub.cfg and active.img's bootargs.cfg "
+           f"({console}); boot entry elemental-shim first in BootOrder")
+    def fn(ctx):
+        con = ctx.vm[node].disk_console if node in ctx.disk_boot else None
+        cmdline = [m.group(1) for _, m in con.all(h.RE_TEST_OS) if m.group(1).startswith("cmdline=")] if con else []
+        problems = []
+        want = (f"{console} root=LABEL=COS_ACTIVE cos-img/filename=/cOS/active.img panic=0 net.ifnames=1 "
+                "rd.cos.oemtimeout=120 rd.cos.oemlabel=COS_OEM audit=1 audit_backlog_limit=8192 "
+                "intel_iommu=on amd_iommu=on iommu=pt harvester.test.bootargs=image")
+        if not cmdline or want not in cmdline[-1]:
+            problems.append(f"test OS {cmdline[-1] if cmdline else 'printed no cmdline'} (want {want!r})")
+        if not ctx.console(node).find(r'UEFI boot entry Boot[0-9A-F]{4} "elemental-shim" -> \\EFI\\elemental\\shim\.efi'
+                                      r'.*first in BootOrder'):
+            problems.append("no 'UEFI boot entry ... elemental-shim ... first in BootOrder' line from the agent")
+        return not problems, "; ".join(problems)
+    return fn
+
+
 def succeeded(node):
     return line(node, h.RE_SUCCEEDED.pattern, "the install SUCCEEDED")
 
@@ -537,7 +562,7 @@ scenario(Scenario(
         line("node1", h.MARK + r" STAGE memory", "STAGE memory"),
         line("node1", RE_PAST_MEMORY, "the memory check passed: a later STAGE began"),
     ] + installed("node1", "create", "pxe-lab-node1", "cluster-init", hooks=True)
-    + [bootstrap_files("node1", "create"), preloaded("node1")]))
+    + [bootstrap_files("node1", "create"), preloaded("node1"), image_boot("node1")]))
 
 scenario(Scenario(
     "dhcpd-create-join",
@@ -593,7 +618,7 @@ scenario(Scenario(
     checks=pxe_chain("node1", "create") + agent_started("node1") + [
         served("node1", "config-create.yaml", 404),
         failed_in("node1", "configuration",
-                  r"config_url: cannot fetch http://\S+/config-create\.yaml: HTTP 404\b",
+                  r"config_url: http://\S+/config-create\.yaml answered HTTP 404\b",
                   "config_url's fetch naming the URL and HTTP 404"),
         not_requested("node1", "harvester-<version>-amd64.iso"),
         stopped_before("node1", RE_PAST_CONFIG, "no stage after configuration began"),
@@ -662,7 +687,7 @@ scenario(Scenario(
     config_edit=with_token(), timeout=1500,
     checks=[served("node2", "config-join.yaml")]
     + installed("node2", "join", "node2", "agent", SERVER_URL)
-    + [bootstrap_files("node2", "join")]))
+    + [bootstrap_files("node2", "join"), image_boot("node2")]))
 
 scenario(Scenario(
     "join-cmdline",
@@ -720,6 +745,77 @@ scenario(Scenario(
     ] + failure("node1", "disk-check", r'install\.device "/dev/sdz" does not exist',
                 "a message naming install.device /dev/sdz as missing")))
 
+def failed_configuration(node, text, what):
+    """The agent's own FAILED line, anchored at its start: the configuration stage, with text."""
+    return line(node, r"^" + h.MARK + r" FAILED: configuration: .*" + text, what)
+
+
+def mac_only(mac):
+    """config_edit: the management interface given only as hwAddr (the README's form)."""
+    def edit(mode, text):
+        text, n = re.subn(rf"^(\s*)- name: {h.GUEST_IFACE}$", rf'\1- hwAddr: "{mac}"', text, flags=re.M)
+        if n != 1:
+            raise h.LabError(f"config-{mode}.yaml: no '- name: {h.GUEST_IFACE}' line to replace")
+        return text
+    return edit
+
+
+NO_SUCH_MAC = "52:54:00:00:00:99"
+
+scenario(Scenario(
+    "mac-only-interface",
+    "install.management_interface.interfaces given only as hwAddr: node1 (create, its NIC's MAC, "
+    "upper case) resolves it to enp0s3 in the configuration stage and installs; node2 (join, a MAC "
+    "no NIC has) fails in the configuration stage naming the MAC and the NICs present, its disk "
+    "byte-for-byte unchanged",
+    [Node("node1", "create", "8G"), Node("node2", "join", "8G")],
+    config_edit=with_token(lambda mode, text: mac_only(
+        h.CREATE_MAC.upper() if mode == "create" else NO_SUCH_MAC)(mode, text)),
+    timeout=1500,
+    # The agent names the MAC as it normalised it (lower case).
+    checks=[line("node1", r"^harvester-install: install\.management_interface\.interfaces\[0\]: MAC "
+                 + re.escape(h.CREATE_MAC) + r" is " + h.GUEST_IFACE + r"\.$",
+                 f"the MAC-only interface was resolved to {h.GUEST_IFACE}")]
+    + installed("node1", "create", "node1", "cluster-init", boot=False)
+    + pxe_chain("node2", "join") + agent_started("node2") + [
+        served("node2", "config-join.yaml"),
+        failed_configuration("node2", re.escape(
+            f"install.management_interface.interfaces[0]: no network interface has the MAC address "
+            f"{NO_SUCH_MAC}; this machine has {h.GUEST_IFACE} ({h.JOIN_MAC})"),
+            "FAILED: configuration: names the MAC and the NIC present with its MAC"),
+        stopped_before("node2", RE_PAST_CONFIG, "no stage after configuration began"),
+        no_line("node2", h.RE_SUCCEEDED.pattern, "no SUCCEEDED"),
+        disks_unchanged("node2"),
+    ]))
+
+
+def kernel_args(value):
+    """config_edit: os.additional_kernel_arguments set (after the os: password line)."""
+    def edit(mode, text):
+        text, n = re.subn(r"^(  password: .*)$", lambda m: m.group(1) + "\n  additional_kernel_arguments: " + value,
+                          text, count=1, flags=re.M)
+        if n != 1:
+            raise h.LabError(f"config-{mode}.yaml: no '  password:' line under os:")
+        return text
+    return edit
+
+
+scenario(Scenario(
+    "bad-kernel-args",
+    "os.additional_kernel_arguments with an unbalanced double quote (GRUB could not parse the "
+    "boot menu): FAILED in the configuration stage naming the key, disks byte-for-byte unchanged",
+    [Node("node1", "create", "8G")],
+    config_edit=with_token(kernel_args("'nomodeset rd.break=\"pre-mount'")),
+    checks=pxe_chain("node1", "create") + agent_started("node1") + [
+        served("node1", "config-create.yaml"),
+        failed_configuration("node1", re.escape('os.additional_kernel_arguments: "nomodeset rd.break=\"pre-mount" '
+                                                "has an unbalanced double quote"),
+                             "FAILED: configuration: names os.additional_kernel_arguments and the unbalanced quote"),
+        stopped_before("node1", RE_PAST_CONFIG, "no stage after configuration began"),
+        no_line("node1", h.RE_SUCCEEDED.pattern, "no SUCCEEDED"),
+        disks_unchanged("node1"),
+    ]))
+
 scenario(Scenario(
     "three-nodes",
     "three nodes at once from one nginx: node1 creates, node2 and node3 join; each installs, "
@@ -731,6 +827,135 @@ scenario(Scenario(
     checks=installed("node1", "create", "node1", "cluster-init")
     + installed("node2", "join", "node2", "agent", SERVER_URL)
     + installed("node3", "join", "node2", "agent", SERVER_URL)))
+
+
+# --- pxe-first and power-loss (issue 9 item 3, issue 14 item 4) -----------------------------------
+
+RE_PXE_TRY = r"Start PXE over IPv4|>>Start PXE|iPXE initialising|iPXE \d"
+RE_DISK_GAVE_UP = r"BdsDxe: failed to load Boot[0-9A-F]{4} \"UEFI QEMU HARDDISK"
+
+
+def pxe_first_flow(ctx, node, vm, accel, cpu, timeout, grace, live):
+    """PXE install (QEMU's boot order: network first, written into the VM's own NVRAM by OVMF),
+    then power on again with the network and the PXE server still there but no fw_cfg boot
+    order: the firmware follows its NVRAM's BootOrder, which the install must have changed."""
+    out = vm.run(accel, cpu, timeout, stop=STOP_ALWAYS, grace=grace, live=live)
+    ctx.outcome[node] = out
+    if not (ctx.console(node).find(h.RE_SUCCEEDED) and out[0] == "exited"):
+        return
+    ctx.requests_at_reboot = len(ctx.requests(node))
+    vm.bootindex = False
+    vm.disk_console = h.Console()
+    ctx.disk_boot[node] = vm.run(
+        accel, cpu, min(timeout, 600), stop=[r"\[test-os\] done", RE_PXE_TRY, h.MARK + r" STAGE"],
+        grace=grace, live=live, console=vm.disk_console,
+        label="power on again: PXE server and network still there, no fw_cfg boot order")
+
+
+def boots_own_disk_first(node):
+    @check(f"{node}: the next power-on boots Boot#### \"elemental-shim\" (the install's entry, before the "
+           "network that BootOrder listed first), not PXE: the install does not run twice")
+    def fn(ctx):
+        if node not in ctx.disk_boot:
+            return False, "no second power-on (no SUCCEEDED + reboot)"
+        con = ctx.vm[node].disk_console
+        problems = []
+        before = ctx.console(node).find(r"BootOrder before: (Boot[0-9A-F]{4} \"[^\"]*\")")
+        if not before or "PXE" not in before[1].group(1):
+            problems.append("the agent's 'BootOrder before:' does not list the network first: "
+                            + (before[1].group(1) if before else "no such line"))
+        if not con.find(r'BdsDxe: (loading|starting) Boot[0-9A-F]{4} "elemental-shim"'):
+            problems.append("the firmware did not start \"elemental-shim\"")
+        hit = con.find(RE_PXE_TRY) or con.find(h.MARK)
+        if hit:
+            problems.append(f"it booted the network / the installer again: {hit[1].string.strip()[:120]}")
+        more = ctx.requests(node)[getattr(ctx, "requests_at_reboot", 0):]
+        if more:
+            problems.append(f"nginx served {[p for _, p, _ in more]} after the reboot")
+        return not problems, "; ".join(problems)
+    return fn
+
+
+scenario(Scenario(
+    "pxe-first",
+    "the VM keeps its UEFI variables and its BootOrder lists the network first; the PXE server "
+    "keeps serving the automatic install: after the install the next power-on boots the disk "
+    "through the new elemental-shim entry, and the install does not run twice",
+    [Node("node1", "create", "8G", boot_disk=True, flow=pxe_first_flow)],
+    config_edit=with_token(), timeout=1500,
+    checks=installed("node1", "create", "node1", "cluster-init") + [image_boot("node1"),
+                                                                      boots_own_disk_first("node1")]))
+
+
+# Where power-loss kills the VM (QEMU monitor `quit`): the first line matching each pattern.
+POWER_LOSS_KILLS = [
+    ("after disk-write (STAGE install: table and empty file systems)", h.MARK + r" STAGE install"),
+    ("in the middle of the image copy (mke2fs -d writing active.img)", r"Making active\.img"),
+    ("after COS_OEM is complete and synced, before the loader (the last moment before the commit)",
+     r"COS_OEM are complete and synced"),
+]
+
+
+def power_loss_flow(ctx, node, vm, accel, cpu, timeout, grace, live):
+    """For each kill point: PXE install, killed there; then the disk alone (no network) must
+    not boot; finally a PXE install to the end, and the disk boots."""
+    vm.monitor = vm.workdir / f"{node}-monitor.sock"
+    ctx.kills = []
+    for what, pattern in POWER_LOSS_KILLS:
+        con = h.Console()
+        vm.pxe = vm.net = True
+        out = vm.run(accel, cpu, timeout, stop=STOP_ALWAYS, grace=grace, live=live, console=con,
+                     kill_on=pattern, label=f"PXE install, killed {what}")
+        killed_at = con.find(pattern)
+        vm.pxe = vm.net = False
+        disk = h.Console()
+        boot = vm.run(accel, cpu, 240, stop=[r"\[test-os\] done", r"Shell> ", RE_DISK_GAVE_UP], grace=5.0,
+                      live=live, console=disk, label=f"boot the disk alone after the kill {what}")
+        ctx.kills.append({"what": what, "outcome": out, "killed_at": killed_at, "install": con,
+                          "disk_boot": boot, "disk": disk})
+    vm.pxe = vm.net = True
+    ctx.outcome[node] = vm.run(accel, cpu, timeout, stop=STOP_ALWAYS, grace=grace, live=live,
+                               label="PXE install to the end")
+    if ctx.console(node).find(h.RE_SUCCEEDED) and ctx.outcome[node][0] == "exited":
+        ctx.disk_boot[node] = vm.boot_disk(accel, cpu, timeout, live=live)
+
+
+def kills_left_no_bootable_disk(node):
+    @check(f"{node}: each kill ({len(POWER_LOSS_KILLS)} points) left a disk the firmware does not boot "
+           "(no test OS, no GRUB; it falls through)")
+    def fn(ctx):
+        kills = getattr(ctx, "kills", [])
+        if len(kills) != len(POWER_LOSS_KILLS):
+            return False, f"{len(kills)} kill points ran"
+        problems, seen = [], []
+        for k in kills:
+            if k["outcome"][0] != "killed" or not k["killed_at"]:
+                problems.append(f"{k['what']}: not killed there ({k['outcome'][0]})")
+                continue
+            d = k["disk"]
+            booted = d.find(r"\[test-os\]") or d.find(r"GNU GRUB|grub>|Linux version \d")
+            gave_up = d.find(RE_DISK_GAVE_UP)
+            if booted:
+                problems.append(f"{k['what']}: the disk booted: {booted[1].string.strip()[:100]}")
+            elif not gave_up:
+                problems.append(f"{k['what']}: the firmware did not report giving up on the disk "
+                                f"({k['disk_boot'][0]})")
+            seen.append(f"{k['what']}: killed at {k['killed_at'][0]:.0f} s, disk boot: "
+                        + (gave_up[1].string.strip()[:80] if gave_up else "?"))
+        return not problems, "; ".join(problems) or " | ".join(seen)
+    return fn
+
+
+scenario(Scenario(
+    "power-loss",
+    "the VM killed (QEMU monitor quit, no shutdown) after STAGE install, in the middle of the "
+    "image copy and just before the loader is written; after each kill the disk alone does not "
+    "boot (the firmware falls through), and the next PXE boot installs over it; the last install "
+    "succeeds and the disk boots",
+    [Node("node1", "create", "8G", boot_disk=True, flow=power_loss_flow)],
+    config_edit=with_token(), timeout=1500,
+    checks=[kills_left_no_bootable_disk("node1")]
+    + installed("node1", "create", "node1", "cluster-init") + [image_boot("node1")]))
 
 
 # An old Harvester data disk left in the server: a small ext4 labelled HARV_LH_DEFAULT with a file,
@@ -863,6 +1088,9 @@ def run_nodes(lab, ctx, nodes, accel, cpu, timeout, grace, live):
     def boot(node):
         vm = ctx.vm[node.name]
         try:
+            if node.flow:
+                node.flow(ctx, node.name, vm, accel, cpu, timeout, grace, live and len(nodes) == 1)
+                return
             ctx.outcome[node.name] = vm.run(
                 accel, cpu, timeout, stop=STOP_ALWAYS + node.stop, grace=grace,
                 live=live and len(nodes) == 1, prefix=(f"{node.name}| " if live and len(nodes) > 1 else None))
