@@ -111,7 +111,7 @@ static bool is_word_char(unsigned char ch) {
 }
 
 /*
- * Called with log_lock held. Every registered secret is searched in the original text (overlapping
+ * Every secret of the list (for log lines: the registered ones, log_lock held) is searched in the original text (overlapping
  * occurrences included) and the bytes it covers are marked; each run of marked bytes becomes one
  * "<redacted>". The result does not depend on the order the secrets were registered in: a secret
  * that contains another (Harvester2024 in Harvester2024-hook-Xy9) is hidden whole, overlapping
@@ -120,11 +120,11 @@ static bool is_word_char(unsigned char ch) {
  * as a whole word (not preceded or followed by a letter, digit or '_'): a one-character password
  * would otherwise garble every line.
  */
-static char *redact_locked(const char *s) {
+char *log_redact_with(const char *s, char *const *list) {
         size_t n = strlen(s);
         _cleanup_free_ bool *mark = NULL;
         bool any = false;
-        STRV_FOREACH(sec, secrets) {
+        STRV_FOREACH(sec, (char **)list) {
                 size_t k = strlen(*sec);
                 for (const char *h = strstr(s, *sec); h; h = strstr(h + 1, *sec)) {
                         size_t at = (size_t)(h - s);
@@ -158,6 +158,10 @@ static char *redact_locked(const char *s) {
         }
         *w = 0;
         return out;
+}
+
+static char *redact_locked(const char *s) {
+        return log_redact_with(s, secrets);
 }
 
 char *log_redact(const char *s) {

@@ -38,6 +38,8 @@ void log_forget_secrets(void);
  * at once on the original text, overlapping ones merged into one marker; secrets shorter than
  * LOG_SECRET_MIN_WORD only as whole words. Control characters are kept (log lines escape them). */
 char *log_redact(const char *s);
+/* The same with the secrets of list instead of the registered ones (for `config` output). */
+char *log_redact_with(const char *s, char *const *list);
 
 /* Returns -abs(error) when error != 0, else 0, so that callers can `return log_...(r, ...)`. */
 int log_internal(enum log_level level, int error, const char *fmt, ...) _printf_(3, 4);

@@ -186,6 +186,68 @@ static void test_url_validation(void **state) {
         assert_int_equal(test_server_count(&srv, "/"), 0);
 }
 
+/* ---- The secret set: webhook headers, proxies, registry passwords ---- */
+
+static void test_secret_set_widened(void **state) {
+        static const char yaml[] =
+                "system_settings:\n"
+                "  containerd-registry: '{\"Mirrors\": {}, \"Configs\": {\"r.example.com\": {\"Auth\": "
+                "{\"Username\": \"reg-user\", \"Password\": \"reg-pass-9\"}}}}'\n"
+                "  http-proxy: '{\"httpProxy\": \"http://hu:hp-pass-7@proxy:3128\", \"noProxy\": \"localhost\"}'\n"
+                "  ui-source: auto\n"
+                "os:\n"
+                "  environment:\n"
+                "    http_proxy: http://pu:proxy-pass-1@proxy.example.com:3128\n"
+                "    MY_API_TOKEN: tok-env-5\n"
+                "    LANG: C.UTF-8\n"
+                "install:\n"
+                "  webhooks:\n"
+                "  - event: STARTED\n"
+                "    url: http://10.0.0.1/hook\n"
+                "    headers:\n"
+                "      Authorization: [\"Bearer bearer-tok-3\"]\n"
+                "      X-Hook-Secret: hook-secret-4\n"
+                "      Content-Type: application/json\n";
+        static const char *const secrets[] = { "reg-pass-9", "hp-pass-7", "proxy-pass-1", "tok-env-5",
+                                                "bearer-tok-3", "hook-secret-4" };
+        struct diags d = {};
+        _cleanup_config_ struct config *c = NULL;
+        assert_int_equal(config_from_text("", yaml, sizeof(yaml) - 1, "c.yaml", &d, &c), 0);
+        diags_clear(&d);
+
+        /* `config` output: hidden, the rest kept. */
+        char *out = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&out, &len);
+        assert_non_null(f);
+        assert_int_equal(config_print(c, f, false, false), 0);
+        fclose(f);
+        for (size_t i = 0; i < ELEMENTSOF(secrets); i++)
+                if (strstr(out, secrets[i]))
+                        fail_msg("config output shows %s:\n%s", secrets[i], out);
+        assert_non_null(strstr(out, "reg-user"));
+        assert_non_null(strstr(out, "application/json"));
+        assert_non_null(strstr(out, "C.UTF-8"));
+        assert_non_null(strstr(out, "http://pu:<redacted>@proxy.example.com:3128"));
+        free(out);
+
+        /* --show-secrets shows them. */
+        out = NULL;
+        f = open_memstream(&out, &len);
+        assert_int_equal(config_print(c, f, true, true), 0);
+        fclose(f);
+        for (size_t i = 0; i < ELEMENTSOF(secrets); i++)
+                assert_non_null(strstr(out, secrets[i]));
+        free(out);
+
+        /* Logs: every one registered. */
+        log_forget_secrets();
+        config_register_secrets(c);
+        _cleanup_free_ char *r = log_redact("reg-pass-9 hp-pass-7 proxy-pass-1 tok-env-5 Bearer bearer-tok-3 hook-secret-4 ok");
+        assert_string_equal(r, "<redacted> <redacted> <redacted> <redacted> <redacted> <redacted> ok");
+        log_forget_secrets();
+}
+
 /* ---- Control characters ---- */
 
 static void test_escape_controls(void **state) {
@@ -347,6 +409,7 @@ int main(void) {
                 cmocka_unit_test(test_redact_odd_characters),
                 cmocka_unit_test(test_url_unencoded_password),
                 cmocka_unit_test(test_url_validation),
+                cmocka_unit_test(test_secret_set_widened),
                 cmocka_unit_test(test_escape_controls),
                 cmocka_unit_test(test_log_lines_escaped),
                 cmocka_unit_test(test_lying_reason_phrase),
