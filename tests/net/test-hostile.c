@@ -8,11 +8,15 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <cmocka.h>
 
 #include "config.h"
 #include "http.h"
+#include "install.h"
 #include "log.h"
 #include "schema.h"
 #include "server.h"
@@ -402,6 +406,110 @@ static void test_config_100k_labels(void **state) {
         diags_clear(&d);
 }
 
+static char *path_join_test(const char *a, const char *b) {
+        return strdup_printf("%s/%s", a, b);
+}
+
+/* ---- A crafted ISO: symbolic links that leave it ---- */
+
+#define CHECK(cond) do { if (!(cond)) { fprintf(stderr, "check failed at line %d: %s\n", __LINE__, #cond); return 1; } } while (0)
+
+static int sh(const char *fmt, ...) _printf_(1, 2);
+static int sh(const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        _cleanup_free_ char *cmd = NULL;
+        int n = vasprintf(&cmd, fmt, ap);
+        va_end(ap);
+        return n < 0 ? -1 : system(cmd);
+}
+
+static bool file_is(const char *path, const char *want) {
+        _cleanup_free_ char *got = NULL;
+        return read_full_file(path, &got, NULL) == 0 && streq(got, want);
+}
+
+/* In a child with its own mount namespace: tmp/iso is a tmpfs (the ISO's own file system, as
+ * when it is loop-mounted), tmp/secret.key a file outside it, as a key of the initrd. */
+static int crafted_iso_child(const char *tmp, bool mounted) {
+        _cleanup_free_ char *iso = path_join_test(tmp, "iso"), *dst = path_join_test(tmp, "persist");
+        _cleanup_free_ char *key = path_join_test(tmp, "secret.key");
+        CHECK(iso && dst && key);
+        CHECK(mkdir(iso, 0755) == 0);
+        if (mounted)
+                CHECK(mount("iso", iso, "tmpfs", 0, "size=4m") == 0);
+        CHECK(test_write_file(tmp, "secret.key", "KEY", 3) == 0);
+        CHECK(sh("cd '%s' && mkdir -p bundle/rancherd/images bundle/harvester/images && "
+                 "printf AAAA > bundle/rancherd/images/a.tar && printf HHHH > bundle/harvester/images/h.tar && "
+                 "ln -s a.tar bundle/rancherd/images/in.tar && "
+                 "ln -s ../../harvester/images/h.tar bundle/rancherd/images/sib.tar", iso) == 0);
+        const char *out = "/.state/var-lib-rancher.bind/agent/images";
+        /* Links inside the ISO are copied as the files they name. */
+        if (mounted) {
+                CHECK(install_preload_images(iso, dst) == 0);
+                _cleanup_free_ char *a = strdup_printf("%s%s/a.tar", dst, out), *in = strdup_printf("%s%s/in.tar", dst, out),
+                                    *sib = strdup_printf("%s%s/sib.tar", dst, out);
+                CHECK(file_is(a, "AAAA") && file_is(in, "AAAA") && file_is(sib, "HHHH"));
+        }
+        CHECK(sh("rm -f '%s/bundle/rancherd/images/sib.tar'", iso) == 0);
+
+        /* An absolute link to the key, a relative one climbing out: refused, the key not copied. */
+        for (int i = 0; i < 2; i++) {
+                _cleanup_free_ char *target = strdup_printf("%s%s", i ? "../../../../../../../../../../.." : "", key);
+                CHECK(target);
+                CHECK(sh("rm -rf '%s' && ln -s '%s' '%s/bundle/rancherd/images/z.tar'", dst, target, iso) == 0);
+                CHECK(install_preload_images(iso, dst) < 0);
+                _cleanup_free_ char *z = strdup_printf("%s%s/z.tar", dst, out);
+                CHECK(access(z, F_OK) < 0);
+                CHECK(sh("grep -rqs KEY '%s'", dst) != 0);
+                CHECK(sh("rm -f '%s/bundle/rancherd/images/z.tar'", iso) == 0);
+        }
+
+        /* A bundle directory that is a link out of the ISO. */
+        CHECK(sh("mkdir -p '%s/outside' && cp '%s' '%s/outside/' && rm -rf '%s/bundle/harvester/images' && "
+                 "ln -s '%s/outside' '%s/bundle/harvester/images'", tmp, key, tmp, iso, tmp, iso) == 0);
+        CHECK(sh("rm -rf '%s'", dst) == 0);
+        CHECK(install_preload_images(iso, dst) < 0);
+        CHECK(sh("grep -rqs KEY '%s'", dst) != 0);
+
+        /* The loader itself (install_copy_file) as a link to the key. */
+        _cleanup_free_ char *loader = strdup_printf("%s/bootx64.efi", iso), *copy = strdup_printf("%s/loader", tmp);
+        CHECK(symlink(key, loader) == 0);
+        CHECK(install_copy_file(loader, copy, 0644) < 0);
+        CHECK(access(copy, F_OK) < 0);
+        if (mounted)
+                (void)umount2(iso, MNT_DETACH);
+        return 0;
+}
+
+static void test_crafted_iso_links(void **state) {
+        for (int mounted = 0; mounted < 2; mounted++) {
+                _cleanup_free_ char *tmp = NULL;
+                assert_int_equal(test_mkdtemp(&tmp), 0);
+                pid_t pid = fork();
+                assert_true(pid >= 0);
+                if (pid == 0) {
+                        if (mounted) {
+                                /* root: a mount namespace; otherwise a user namespace with one. */
+                                if (unshare(CLONE_NEWNS) < 0 && unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0) {
+                                        fprintf(stderr, "cannot make a mount namespace: %m\n");
+                                        _exit(2);
+                                }
+                                if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+                                        fprintf(stderr, "cannot make / private: %m\n");
+                                        _exit(2);
+                                }
+                        }
+                        _exit(crafted_iso_child(tmp, mounted));
+                }
+                int status = 0;
+                assert_int_equal(waitpid(pid, &status, 0), pid);
+                (void)test_rm_rf(tmp);
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                        fail_msg("the crafted-ISO checks failed (%s): status 0x%x", mounted ? "mounted" : "plain tree", status);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_redact_overlapping),
@@ -414,6 +522,7 @@ int main(void) {
                 cmocka_unit_test(test_log_lines_escaped),
                 cmocka_unit_test(test_lying_reason_phrase),
                 cmocka_unit_test(test_slow_console_loses_nothing),
+                cmocka_unit_test(test_crafted_iso_links),
                 cmocka_unit_test(test_kvmap_many),
                 cmocka_unit_test(test_config_100k_labels),
         };
