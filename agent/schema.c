@@ -114,6 +114,7 @@ static const struct schema_field install_fields[] = {
         FLD(struct install_config, config_url, "config_url", ST_STRING, .flags = SF_URL,
             .aliases = "configUrl configURL"),
         FLD(struct install_config, config_url_timeout, "config_url_timeout", ST_INT, .aliases = "configUrlTimeout"),
+        FLD(struct install_config, config_checksum, "config_checksum", ST_STRING, .aliases = "configChecksum"),
         FLD(struct install_config, tty, "tty", ST_STRING),
         FLD(struct install_config, force_efi, "force_efi", ST_BOOL, .aliases = "forceEfi forceEFI"),
         FLD(struct install_config, force_gpt, "force_gpt", ST_BOOL, .aliases = "forceGpt forceGPT"),

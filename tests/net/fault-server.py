@@ -2,7 +2,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """fault-server.py: a fault-injecting HTTP server for the agent's tests (python3 stdlib only).
 
-Usage:  fault-server.py [--exit-on-stdin-eof] [--verbose] DIR
+Usage:  fault-server.py [--exit-on-stdin-eof] [--verbose] [--tls-cert CERT --tls-key KEY] DIR
+
+With --tls-cert/--tls-key a second listener serves the same URLs over HTTPS with that certificate
+(self-signed ones are made at test time: tests/net/test-tls.c); its port is printed alone on the
+second line of stdout. Both listeners share one request log and one set of counters.
 
 Listens on 127.0.0.1, on a port chosen by the kernel, and prints that port number alone on the
 first line of stdout (flushed); nothing else is ever written to stdout. Serves the files under
@@ -524,6 +528,8 @@ def main():
     ap.add_argument("dir", help="directory to serve")
     ap.add_argument("--exit-on-stdin-eof", action="store_true", help="exit when stdin reaches EOF")
     ap.add_argument("--verbose", action="store_true", help="log requests on stderr")
+    ap.add_argument("--tls-cert", help="PEM certificate for the HTTPS listener")
+    ap.add_argument("--tls-key", help="PEM private key for the HTTPS listener")
     args = ap.parse_args()
     if not os.path.isdir(args.dir):
         sys.stderr.write("fault-server: %s is not a directory\n" % args.dir)
@@ -533,6 +539,16 @@ def main():
     srv.state = State(args.dir)
     srv.verbose = args.verbose
     sys.stdout.write("%d\n" % srv.server_address[1])
+    if args.tls_cert:
+        import ssl
+        tls = Server(("127.0.0.1", 0), Handler)
+        tls.state = srv.state
+        tls.verbose = args.verbose
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
+        sys.stdout.write("%d\n" % tls.server_address[1])
+        threading.Thread(target=lambda: tls.serve_forever(poll_interval=0.2), daemon=True).start()
     sys.stdout.flush()
 
     if args.exit_on_stdin_eof:
