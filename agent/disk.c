@@ -11,6 +11,14 @@
  * O_EXCL from the checks until the new table is written and the kernel knows the partitions; the
  * install and data disks are then released for mkfs (and for the later stages' mounts), while
  * disks that are only wiped stay held until the plan is freed.
+ *
+ * About udev (systemd's docs/BLOCK_DEVICE_LOCKING.md): when a program closes a disk it had open
+ * for writing, udev's "watch" rule re-reads the partition table, and the kernel drops and re-adds
+ * every partition node, under mkfs's feet ("mkfs.vfat: unable to open /dev/sda1"). udev leaves
+ * alone a whole disk on which someone holds a BSD flock. So before the first write every disk of
+ * the plan is locked through a second descriptor (read-only, not O_EXCL, so that closing the O_EXCL
+ * one for mkfs keeps the lock), and the lock is held until the plan is freed: through the wipe,
+ * the table, every mkfs, the install stage's mounts and a rollback's table change.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -25,6 +33,7 @@
 
 #include "disk.h"
 #include "format.h"
+#include "interrupt.h"
 #include "layout.h"
 #include "log.h"
 #include "partition.h"
@@ -59,7 +68,9 @@ struct disk {
         dev_t devnum;
         uint64_t size;
         uint32_t sector_size;
+        struct disk_identity id; /* by-id name, model, serial, WWN (printed, and compared) */
         int fd;             /* O_EXCL while held, else -1 */
+        int lock_fd;        /* read-only, not O_EXCL, holding flock(LOCK_EX) from the first write on */
         bool written;       /* something was written to it */
         struct holder *holders;
         size_t n_holders;
@@ -82,10 +93,13 @@ static void disk_done(struct disk *d) {
         free(d->reason);
         free(d->node);
         free(d->sysname);
+        disk_identity_done(&d->id);
         if (d->fd >= 0)
                 close(d->fd);
+        if (d->lock_fd >= 0)
+                close(d->lock_fd); /* udev may look at the disk again */
         holders_free(d->holders, d->n_holders);
-        *d = (struct disk) { .fd = -1 };
+        *d = (struct disk) { .fd = -1, .lock_fd = -1 };
 }
 
 void disk_plan_free(struct disk_plan *p) {
@@ -218,6 +232,83 @@ static char *by_id_name(const char *sysname) {
         return best;
 }
 
+/* The serial number the device reports: NVMe and virtio have an attribute, SCSI and ATA (libata)
+ * disks have it in VPD page 0x80 (4-byte header, then the serial, space-padded). */
+static char *sysfs_serial(const char *sysname) {
+        char *s = sysfs_read(sysname, "device/serial");
+        if (isempty(s)) {
+                free(s);
+                s = sysfs_read(sysname, "serial");
+        }
+        for (char *c = s; c && *c; c++)
+                if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+                        *s = 0; /* not printable ASCII: not a serial we can show or compare */
+        if (!isempty(s))
+                return s;
+        free(s);
+        _cleanup_free_ char *path = strdup_printf("/sys/block/%s/device/vpd_pg80", sysname);
+        _cleanup_free_ char *raw = NULL;
+        size_t n = 0;
+        if (!path || read_full_file(path, &raw, &n) < 0 || n < 4)
+                return NULL;
+        size_t len = ((size_t)(unsigned char)raw[2] << 8) | (unsigned char)raw[3];
+        if (len > n - 4)
+                len = n - 4;
+        const char *b = raw + 4;
+        while (len > 0 && (*b == ' ' || *b == 0)) {
+                b++;
+                len--;
+        }
+        while (len > 0 && (b[len - 1] == ' ' || b[len - 1] == 0))
+                len--;
+        for (size_t i = 0; i < len; i++)
+                if (b[i] < 0x20 || b[i] > 0x7e)
+                        return NULL; /* not printable ASCII: not a serial we can show or compare */
+        return len > 0 ? strndup(b, len) : NULL;
+}
+
+/* What sysfs and udev say about a whole disk; what is unknown stays NULL (printed "-", never
+ * compared). */
+static void identity_fill(const char *sysname, struct disk_identity *id) {
+        id->by_id = by_id_name(sysname);
+        id->model = sysfs_read(sysname, "device/model");
+        /* The device's own bytes reach consoles and webhooks: printable ASCII only. */
+        for (char *c = id->model; c && *c; c++)
+                if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+                        *c = '?';
+        id->serial = sysfs_serial(sysname);
+        id->wwid = sysfs_read(sysname, "wwid");
+        if (isempty(id->wwid)) {
+                free(id->wwid);
+                id->wwid = sysfs_read(sysname, "device/wwid");
+        }
+        _cleanup_free_ char *bf = sysfs_read(sysname, "loop/backing_file");
+        struct stat st;
+        if (bf && stat(bf, &st) == 0)
+                id->backing = strdup_printf("%u:%u:%ju", major(st.st_dev), minor(st.st_dev), (uintmax_t)st.st_ino);
+}
+
+void disk_identity_done(struct disk_identity *id) {
+        free(id->node);
+        free(id->by_id);
+        free(id->model);
+        free(id->serial);
+        free(id->wwid);
+        free(id->backing);
+        *id = (struct disk_identity) {};
+}
+
+/* Two names of one disk: one WWN, or one serial number (two paths to one LUN). */
+static const char *identity_shared(const struct disk_identity *a, const struct disk_identity *b) {
+        if (!isempty(a->wwid) && !isempty(b->wwid) && streq(a->wwid, b->wwid))
+                return "WWN";
+        if (!isempty(a->serial) && !isempty(b->serial) && streq(a->serial, b->serial))
+                return "serial number";
+        if (!isempty(a->backing) && !isempty(b->backing) && streq(a->backing, b->backing))
+                return "backing file";
+        return NULL;
+}
+
 static bool listable(const char *name) {
         static const char *const skip[] = { "ram", "zram", "fd", "sr", "mtdblock" };
         for (size_t i = 0; i < ELEMENTSOF(skip); i++)
@@ -244,9 +335,7 @@ static void log_available_disks(void) {
                         continue;
                 char b[32];
                 _cleanup_free_ char *model = sysfs_read(de->d_name, "device/model");
-                _cleanup_free_ char *serial = sysfs_read(de->d_name, "device/serial");
-                if (!serial)
-                        serial = sysfs_read(de->d_name, "serial");
+                _cleanup_free_ char *serial = sysfs_serial(de->d_name);
                 _cleanup_free_ char *byid = by_id_name(de->d_name);
                 log_error("  /dev/%-10s %10s  model %s  serial %s  %s", de->d_name, format_bytes(b, sizeof b, size),
                           isempty(model) ? "-" : model, isempty(serial) ? "-" : serial, byid ? byid : "(no /dev/disk/by-id name)");
@@ -292,7 +381,7 @@ static int disk_resolve(struct disk *d, const char *key, const char *name, uint6
         unsigned partno;
         int r;
 
-        d->fd = -1;
+        d->fd = d->lock_fd = -1;
         if (isempty(name))
                 return log_error_errno(EINVAL, "%s is empty.", key);
         path = name[0] == '/' ? strdup(name) : strdup_printf("/dev/%s", name);
@@ -334,11 +423,39 @@ static int disk_resolve(struct disk *d, const char *key, const char *name, uint6
         d->config_name = strdup(name);
         if (!d->key || !d->config_name)
                 return log_oom();
+        identity_fill(sysname, &d->id);
         d->node = TAKE_PTR(node);
         d->sysname = TAKE_PTR(sysname);
         d->devnum = st.st_rdev;
         d->size = size;
         d->sector_size = (uint32_t)ss;
+        return 0;
+}
+
+int disk_identify(const char *name, struct disk_identity *ret) {
+        _cleanup_free_ char *path = NULL, *sysname = NULL, *parent = NULL;
+        struct disk_identity id = {};
+        struct stat st;
+        unsigned partno;
+
+        if (isempty(name))
+                return -EINVAL;
+        path = name[0] == '/' ? strdup(name) : strdup_printf("/dev/%s", name);
+        if (!path)
+                return -ENOMEM;
+        if (stat(path, &st) < 0)
+                return -errno;
+        if (!S_ISBLK(st.st_mode))
+                return -ENOTBLK;
+        int r = sysfs_name_of(st.st_rdev, &sysname, &parent, &partno);
+        if (r < 0)
+                return r;
+        id.node = strdup_printf("/dev/%s", parent ? parent : sysname);
+        if (!id.node)
+                return -ENOMEM;
+        identity_fill(parent ? parent : sysname, &id);
+        id.size = sysfs_size(parent ? parent : sysname);
+        *ret = id;
         return 0;
 }
 
@@ -472,6 +589,19 @@ static int disk_open_excl(struct disk *d, bool readonly) {
                                                d->node, d->key);
                 return log_error_errno(e, "Cannot open %s (%s): %s", d->node, d->key, strerror(e));
         }
+        /* The name may have been re-pointed since the checks (a disk unplugged and another taking its
+         * name, a udev symlink changed): what is open must be the device that was checked. */
+        struct stat st;
+        if (fstat(fd, &st) < 0) {
+                int e = errno;
+                close(fd);
+                return log_error_errno(e, "Cannot check %s (%s): %s", d->node, d->key, strerror(e));
+        }
+        if (!S_ISBLK(st.st_mode) || st.st_rdev != d->devnum) {
+                close(fd);
+                return log_error_errno(ENXIO, "%s (%s) is no longer the device that was checked (%u:%u, now %u:%u): the disks changed meanwhile. PXE-boot again.",
+                                       d->node, d->key, major(d->devnum), minor(d->devnum), major(st.st_rdev), minor(st.st_rdev));
+        }
         /* O_NONBLOCK only for the open (a tray without medium must not block). */
         (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
         uint64_t size = 0;
@@ -520,7 +650,7 @@ static int plan_add_wipe(struct disk_plan *p, struct disk *d) {
                 return log_oom();
         p->wipe = m;
         p->wipe[p->n_wipe++] = *d;
-        *d = (struct disk) { .fd = -1 };
+        *d = (struct disk) { .fd = -1, .lock_fd = -1 };
         return 0;
 }
 
@@ -554,7 +684,7 @@ static int find_old_installs(struct disk_plan *p, char *const *media) {
                         log_info("%s carries the label %s but the installer runs from it: not wiped.", node, label);
                         continue;
                 }
-                struct disk d = { .fd = -1 };
+                struct disk d = { .fd = -1, .lock_fd = -1 };
                 r = disk_resolve(&d, "install.wipe_all_disks", node, 0);
                 if (r >= 0) {
                         d.reason = strdup_printf("an old install's label %s (install.wipe_all_disks)", label);
@@ -589,6 +719,7 @@ int disks_prepare_flags(const struct config *c, unsigned flags, struct disk_plan
                 return log_oom();
         p->dry_run = dry_run;
         p->install.fd = p->data.fd = -1;
+        p->install.lock_fd = p->data.lock_fd = -1;
 
         r = installer_media(&media);
         if (r < 0)
@@ -608,9 +739,16 @@ int disks_prepare_flags(const struct config *c, unsigned flags, struct disk_plan
                                             c->install.device, c->install.data_disk, p->install.node);
                         goto fail;
                 }
+                const char *shared = identity_shared(&p->install.id, &p->data.id);
+                if (shared) {
+                        r = log_error_errno(EINVAL, "install.device \"%s\" (%s) and install.data_disk \"%s\" (%s) have the same %s (%s): two paths to one disk (multipath?). The data disk must be another disk, or leave install.data_disk unset.",
+                                            c->install.device, p->install.node, c->install.data_disk, p->data.node, shared,
+                                            streq(shared, "WWN") ? p->install.id.wwid : streq(shared, "serial number") ? p->install.id.serial : "loop devices");
+                        goto fail;
+                }
         }
         STRV_FOREACH(w, c->install.wipe_disks_list) {
-                struct disk d = { .fd = -1 };
+                struct disk d = { .fd = -1, .lock_fd = -1 };
                 r = disk_resolve(&d, "install.wipe_disks_list", *w, deadline);
                 if (r >= 0 && plan_has_devnum(p, d.devnum))
                         log_debug("%s (%s) is wiped anyway.", d.node, *w);
@@ -700,6 +838,11 @@ const char *disk_plan_node(const struct disk_plan *p, enum part_id id) {
         return p->nodes[id];
 }
 
+static void print_identity(const struct disk *d) {
+        printf("  by-id %s, model %s, serial %s\n", d->id.by_id ? d->id.by_id : "- (no /dev/disk/by-id name)",
+               isempty(d->id.model) ? "-" : d->id.model, isempty(d->id.serial) ? "-" : d->id.serial);
+}
+
 void disk_plan_print(const struct disk_plan *p) {
         const struct layout *l = &p->layout;
         char b[32], b2[32];
@@ -707,6 +850,7 @@ void disk_plan_print(const struct disk_plan *p) {
         printf("Install disk: %s (install.device \"%s\"), %s (%" PRIu64 " bytes), logical sectors of %u bytes\n",
                p->install.node, p->install.config_name, format_bytes(b, sizeof b, p->install.size), p->install.size,
                p->install.sector_size);
+        print_identity(&p->install);
         printf("  every old signature is wiped; a new GPT is written:\n");
         printf("  %-2s %-11s %-16s %-5s %15s %15s  %s\n", "#", "GPT name", "label", "fs", "start (bytes)", "size (bytes)", "size");
         for (size_t i = 0; i < l->n_parts; i++) {
@@ -716,11 +860,12 @@ void disk_plan_print(const struct disk_plan *p) {
                        q->id == PART_EFI ? " (EFI System)" :
                        q->id == PART_PERSISTENT && l->persistent_shrunk ? " (shrunk to fit: install.skipchecks)" : "");
         }
-        if (p->has_data)
-                printf("Data disk: %s (install.data_disk \"%s\"), %s (%" PRIu64 " bytes)\n"
-                       "  every old signature is wiped; one whole-disk ext4 labelled HARV_LH_DEFAULT, no partition table\n",
+        if (p->has_data) {
+                printf("Data disk: %s (install.data_disk \"%s\"), %s (%" PRIu64 " bytes)\n",
                        p->data.node, p->data.config_name, format_bytes(b2, sizeof b2, p->data.size), p->data.size);
-        else
+                print_identity(&p->data);
+                printf("  every old signature is wiped; one whole-disk ext4 labelled HARV_LH_DEFAULT, no partition table\n");
+        } else
                 printf("Data disk: none (HARV_LH_DEFAULT is partition 6 of the install disk)\n");
         for (size_t i = 0; i < p->n_wipe; i++)
                 printf("Wiped, not partitioned: %s, %s (%" PRIu64 " bytes): %s\n", p->wipe[i].node,
@@ -734,6 +879,31 @@ void disk_plan_print(const struct disk_plan *p) {
                         printf("Stopped first: the %s holding %s\n", p->wipe[i].holders[j].what, p->wipe[i].node);
 }
 
+/* Takes flock(LOCK_EX) on the whole disk through d->lock_fd (kept until the plan is freed). udev
+ * holds the lock for moments while it probes; waits for it, not forever. */
+static int disk_lock(struct disk *d) {
+        if (d->lock_fd >= 0)
+                return 0;
+        int fd = open(d->node, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
+                return log_error_errno(errno, "Cannot open %s to lock it: %s", d->node, strerror(errno));
+        uint64_t deadline = now_usec() + wait_timeout();
+        while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                int e = errno;
+                if (e == EINTR)
+                        continue;
+                if (e != EWOULDBLOCK || now_usec() >= deadline) {
+                        close(fd);
+                        return log_error_errno(e, "Cannot lock %s (flock): %s", d->node,
+                                               e == EWOULDBLOCK ? "another program keeps it locked" : strerror(e));
+                }
+                struct timespec ts = { 0, 50 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+        }
+        d->lock_fd = fd;
+        return 0;
+}
+
 /* Wipes a disk that was written to, and makes the kernel forget its partitions. */
 static int disk_unwrite(struct disk *d) {
         _cleanup_close_ int own = -1;
@@ -744,8 +914,10 @@ static int disk_unwrite(struct disk *d) {
                         return log_error_errno(errno, "Cannot open %s: %s", d->node, strerror(errno));
                 fd = own;
         }
-        (void)flock(fd, LOCK_EX);
-        int r = wipe_signatures(fd, d->node, NULL);
+        int r = disk_lock(d);
+        if (r < 0)
+                log_warning("Wiping %s without the lock that keeps udev off.", d->node);
+        r = wipe_signatures(fd, d->node, NULL);
         if (r < 0)
                 return r;
         /* The table is gone from the disk; the kernel's stale view only matters until reboot. */
@@ -793,11 +965,13 @@ int disks_write(struct disk_plan *p) {
         /* Lock every disk (udev and others keep off while it is rewritten), then wipe it. */
         for (size_t i = 0; i < plan_n_disks(p); i++) {
                 struct disk *d = plan_disk(p, i);
-                if (d->fd < 0 || flock(d->fd, LOCK_EX) < 0) {
-                        r = log_error_errno(d->fd < 0 ? EBADF : errno, "Cannot lock %s: %s", d->node,
-                                            strerror(d->fd < 0 ? EBADF : errno));
+                if (d->fd < 0) {
+                        r = log_error_errno(EBADF, "Internal error: %s is not held.", d->node);
                         goto fail;
                 }
+                r = disk_lock(d);
+                if (r < 0)
+                        goto fail;
         }
         for (size_t i = 0; i < plan_n_disks(p); i++) {
                 struct disk *d = plan_disk(p, i);
@@ -811,6 +985,9 @@ int disks_write(struct disk_plan *p) {
                         goto fail;
         }
         log_info("Wiped %u old signatures.", count);
+        r = interrupt_check("before writing the partition table");
+        if (r < 0)
+                goto fail;
 
         /* The new table, read back, and the kernel told. */
         log_info("Writing the GPT on %s: %zu partitions.", p->install.node, p->layout.n_parts);
@@ -834,7 +1011,7 @@ int disks_write(struct disk_plan *p) {
                 }
         }
 
-        /* mkfs opens partitions exclusively: release the install and data disks. */
+        /* mkfs opens partitions exclusively: release the install and data disks (the lock stays). */
         close(p->install.fd);
         p->install.fd = -1;
         if (p->has_data) {
@@ -843,6 +1020,9 @@ int disks_write(struct disk_plan *p) {
         }
         for (size_t i = 0; i < p->layout.n_parts; i++) {
                 const struct layout_part *q = &p->layout.parts[i];
+                r = interrupt_check("before formatting the partitions");
+                if (r < 0)
+                        goto fail;
                 log_info("Formatting %s (%s, %s) as %s \"%s\".", p->nodes[q->id], q->name,
                          format_bytes(b, sizeof b, q->size), q->fstype, q->label);
                 r = format_device(p->nodes[q->id], q->fstype, q->label);
@@ -850,6 +1030,9 @@ int disks_write(struct disk_plan *p) {
                         goto fail;
         }
         if (p->has_data) {
+                r = interrupt_check("before formatting the data disk");
+                if (r < 0)
+                        goto fail;
                 log_info("Formatting the data disk %s (%s) as ext4 \"HARV_LH_DEFAULT\".", p->data.node,
                          format_bytes(b, sizeof b, p->data.size));
                 r = format_device(p->data.node, "ext4", "HARV_LH_DEFAULT");

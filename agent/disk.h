@@ -16,7 +16,8 @@ struct disk_plan; /* opaque: owns the O_EXCL file descriptors of every disk invo
  * Writes nothing. Messages printed here. 0 or -errno (-ENODEV missing, -EBUSY in use, -ENOSPC too
  * small, -EINVAL a partition or device == data_disk). */
 int disks_prepare(const struct config *c, struct disk_plan **ret);
-/* Prints the layout (sizes in bytes and human form) to stdout. */
+/* Prints each disk's identity (the name given, by-id name, model, serial, size) and the layout
+ * (sizes in bytes and human form) to stdout. */
 void disk_plan_print(const struct disk_plan *p);
 /* Wipes signatures, writes the GPT, waits for the partition nodes, formats. On failure it removes
  * the partition table it wrote and says so. 0 or -errno. */
@@ -43,6 +44,22 @@ int disks_prepare_flags(const struct config *c, unsigned flags, struct disk_plan
  * nodes. Default 60 s; the environment variable HARVESTER_INSTALL_DISK_WAIT (seconds) overrides
  * the default; this call overrides both (tests). */
 void disks_set_wait_timeout(uint64_t usec);
+
+/* Who a disk is, so that a swapped name shows: the whole-disk node, the /dev/disk/by-id name udev
+ * made, the model, serial number and WWN the device reports, its size. Unknown fields are NULL. */
+struct disk_identity {
+        char *node;   /* "/dev/sda" */
+        char *by_id;  /* "/dev/disk/by-id/ata-QEMU_HARDDISK_disk0" */
+        char *model;
+        char *serial;
+        char *wwid;
+        char *backing; /* a loop device's backing file, as "dev:inode" (compared, not shown) */
+        uint64_t size; /* bytes */
+};
+/* The identity of the disk name (or the disk of a partition) denotes now, without waiting.
+ * 0, -ENOENT, -ENOTBLK, -ENOMEM. */
+int disk_identify(const char *name, struct disk_identity *ret);
+void disk_identity_done(struct disk_identity *id);
 
 /* The whole-disk nodes chosen ("/dev/sda"); NULL when there is no data disk. */
 const char *disk_plan_install_disk(const struct disk_plan *p);

@@ -16,6 +16,7 @@
 #include "checksum.h"
 #include "cli.h"
 #include "download.h"
+#include "interrupt.h"
 #include "hashpipe.h"
 #include "http.h"
 #include "iso.h"
@@ -357,6 +358,8 @@ static void format_duration(char *buf, size_t len, double sec) {
 static int progress_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
         struct download *d = userdata;
         uint64_t now = now_usec();
+        if (interrupt_pending())
+                return 1; /* a stop of the install (interrupt.h): the transfer ends now */
         /* libcurl's own low-speed check averages over several seconds; this one is exact. */
         if (now - d->last_activity_usec >= d->stall_usec) {
                 d->stalled = true;

@@ -12,7 +12,6 @@
 #include <libfdisk/libfdisk.h>
 #include <linux/blkpg.h>
 #include <linux/fs.h>
-#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -53,9 +52,6 @@ int partition_write_table(int fd, const char *path, const struct layout *l) {
         _cleanup_fdisk_context_ struct fdisk_context *cxt = NULL;
         char b1[32], b2[32];
         int r;
-
-        if (flock(fd, LOCK_EX) < 0)
-                return log_error_errno(errno, "Cannot lock %s (flock): %s", path, strerror(errno));
 
         r = context_new(fd, path, false, &cxt);
         if (r < 0)
@@ -317,6 +313,38 @@ static int node_create(const char *sysname, const char *pname) {
         return 0;
 }
 
+/* The kernel has partitions k (named knames); l is what it must have: stale ones deleted, missing
+ * ones added, one BLKPG ioctl each. */
+static int kernel_sync_blkpg(int fd, const char *node, const struct layout *l, const struct part_info *k, size_t nk,
+                             char *const *knames) {
+        int r;
+        for (size_t i = 0; i < nk; i++) {
+                const struct layout_part *p = layout_find_partno(l, k[i].partno);
+                if (p && p->start == k[i].start && p->size == k[i].size)
+                        continue;
+                r = blkpg(fd, BLKPG_DEL_PARTITION, k[i].partno, 0, 0);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot remove the stale partition /dev/%s from the kernel's view of %s: %s%s",
+                                               knames[i], node, strerror(-r),
+                                               r == -EBUSY ? " (it is in use: mounted, swap or held by another device)" : "");
+                log_debug("Removed stale partition /dev/%s from the kernel's view.", knames[i]);
+        }
+        for (size_t i = 0; l && i < l->n_parts; i++) {
+                const struct layout_part *p = &l->parts[i];
+                bool have = false;
+                for (size_t j = 0; j < nk; j++)
+                        if (k[j].partno == p->partno && k[j].start == p->start && k[j].size == p->size)
+                                have = true;
+                if (have)
+                        continue;
+                r = blkpg(fd, BLKPG_ADD_PARTITION, p->partno, p->start, p->size);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot tell the kernel about partition %u of %s (BLKPG): %s",
+                                               p->partno, node, strerror(-r));
+        }
+        return 0;
+}
+
 int partition_kernel_sync(int fd, const char *node, const char *sysname, const struct layout *l,
                           uint64_t timeout_usec, char *ret_nodes[_PART_MAX]) {
         _cleanup_free_ struct part_info *k = NULL;
@@ -325,39 +353,25 @@ int partition_kernel_sync(int fd, const char *node, const char *sysname, const s
         int r;
 
         (void)fsync(fd);
-        if (ioctl(fd, BLKRRPART) == 0)
+        int rr = ioctl(fd, BLKRRPART) < 0 ? -errno : 0;
+        r = partition_kernel_list(sysname, &k, &nk, &knames);
+        if (r < 0)
+                return log_error_errno(r, "Cannot list the partitions the kernel has for %s: %s", node, strerror(-r));
+        /* Success does not mean the kernel sees the table: without a parser for it (a kernel without
+         * CONFIG_EFI_PARTITION, or a loop device with partition scanning on such a kernel) it
+         * re-reads and finds nothing. So compare at once, and tell it by BLKPG when it differs. */
+        if (rr == 0 && kernel_matches(k, nk, l))
                 log_debug("The kernel re-read the partition table of %s.", node);
         else {
-                int e = errno;
-                log_debug("Re-reading the partition table of %s failed (%s); telling the kernel partition by partition (BLKPG).",
-                          node, strerror(e));
-                r = partition_kernel_list(sysname, &k, &nk, &knames);
+                if (rr < 0)
+                        log_debug("Re-reading the partition table of %s failed (%s); telling the kernel partition by partition (BLKPG).",
+                                  node, strerror(-rr));
+                else
+                        log_debug("The kernel re-read the partition table of %s but sees %zu partitions, not the %zu written; telling it partition by partition (BLKPG).",
+                                  node, nk, l ? l->n_parts : 0);
+                r = kernel_sync_blkpg(fd, node, l, k, nk, knames);
                 if (r < 0)
-                        return log_error_errno(r, "Cannot list the partitions the kernel has for %s: %s", node, strerror(-r));
-                for (size_t i = 0; i < nk; i++) {
-                        const struct layout_part *p = layout_find_partno(l, k[i].partno);
-                        if (p && p->start == k[i].start && p->size == k[i].size)
-                                continue;
-                        r = blkpg(fd, BLKPG_DEL_PARTITION, k[i].partno, 0, 0);
-                        if (r < 0)
-                                return log_error_errno(r, "Cannot remove the stale partition /dev/%s from the kernel's view of %s: %s%s",
-                                                       knames[i], node, strerror(-r),
-                                                       r == -EBUSY ? " (it is in use: mounted, swap or held by another device)" : "");
-                        log_debug("Removed stale partition /dev/%s from the kernel's view.", knames[i]);
-                }
-                for (size_t i = 0; l && i < l->n_parts; i++) {
-                        const struct layout_part *p = &l->parts[i];
-                        bool have = false;
-                        for (size_t j = 0; j < nk; j++)
-                                if (k[j].partno == p->partno && k[j].start == p->start && k[j].size == p->size)
-                                        have = true;
-                        if (have)
-                                continue;
-                        r = blkpg(fd, BLKPG_ADD_PARTITION, p->partno, p->start, p->size);
-                        if (r < 0)
-                                return log_error_errno(r, "Cannot tell the kernel about partition %u of %s (BLKPG): %s",
-                                                       p->partno, node, strerror(-r));
-                }
+                        return r;
         }
 
         /* Wait for the kernel's view to match, and for every node in /dev. */

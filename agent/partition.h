@@ -20,7 +20,8 @@ struct part_info {
 
 /*
  * Writes a new GPT holding l's partitions to fd, a whole disk or an image file (path is used in
- * messages), under flock(LOCK_EX) on fd; fsyncs. Whatever table was there is replaced.
+ * messages); fsyncs. Whatever table was there is replaced. A whole disk must be locked by the
+ * caller (flock(LOCK_EX) on it, see disk.c) so that udev keeps off.
  * The disk's size and sector size must be those l was computed for. 0 or -errno (logged).
  */
 int partition_write_table(int fd, const char *path, const struct layout *l);
@@ -39,8 +40,8 @@ int partition_kernel_list(const char *sysname, struct part_info **ret, size_t *r
 
 /*
  * Makes the kernel's view of disk fd match l (NULL: no partitions, after a wipe): BLKRRPART, and
- * when that fails (busy, or no parser for the table), BLKPG: stale partitions deleted, missing ones
- * added. With l, waits up to timeout_usec for every partition node in /dev and stores
+ * when that fails (busy) or the kernel's view differs from l right after it (no parser for the
+ * table), BLKPG: stale partitions deleted, missing ones added. With l, waits up to timeout_usec for every partition node in /dev and stores
  * "/dev/<name>" for l->parts[i] in ret_nodes[i] (malloc'ed; ret_nodes may be NULL).
  */
 int partition_kernel_sync(int fd, const char *node, const char *sysname, const struct layout *l,

@@ -14,8 +14,10 @@
 #include "cloudconfig.h"
 #include "config.h"
 #include "disk.h"
+#include "dryrun.h"
 #include "download.h"
 #include "install.h"
+#include "interrupt.h"
 #include "log.h"
 #include "memory.h"
 #include "webhook.h"
@@ -40,10 +42,12 @@ struct install_run {
         size_t n_times;
 };
 
-static void stage_begin(struct install_run *r, const char *name) {
+/* Starts a stage; -EINTR (logged) when a signal asked the install to stop before it. */
+static int stage_begin(struct install_run *r, const char *name) {
         r->stage = name;
         r->stage_start = now_usec();
         log_marker("STAGE %s", name);
+        return interrupt_check("before this stage");
 }
 
 static void stage_end(struct install_run *r) {
@@ -53,7 +57,8 @@ static void stage_end(struct install_run *r) {
 
 /* The one place that turns a failed stage into the end of the install. */
 static int run_failed(struct install_run *r, int exit_code) {
-        const char *why = log_last_error();
+        /* A signal is the cause even when it surfaced as a failing step (a killed mkfs). */
+        const char *why = interrupt_reason() ? interrupt_reason() : log_last_error();
         const char *disk_state = "Nothing was written to any disk.";
 
         if (r->write_failed)
@@ -141,13 +146,17 @@ int cmd_run(const struct global_opts *g, int argc, char **argv) {
         _cleanup_(disk_plan_freep) struct disk_plan *disks = NULL;
 
         log_open_consoles(NULL);
+        /* From here on SIGTERM, SIGINT and SIGHUP end the install through run_failed(). */
+        if (interrupt_setup() < 0)
+                log_warning_errno(errno, "Cannot install the signal handlers: a stop of the unit ends the install without rollback.");
         if (mkdir(RUN_DIR, 0700) < 0 && errno != EEXIST)
                 log_warning_errno(errno, "Cannot create %s: %s; the install log is not kept.", RUN_DIR, strerror(errno));
         else
                 (void)log_set_capture_file(RUN_DIR "/console.log");
         log_marker("STAGE start");
 
-        stage_begin(&run, "configuration");
+        if (stage_begin(&run, "configuration") < 0)
+                return run_failed(&run, EXIT_INTERNAL);
         struct config_source src = { .cmdline_file = g->cmdline_file, .config_file = g->config_file };
         r = config_load(&src, &cfg);
         if (r < 0)
@@ -159,32 +168,36 @@ int cmd_run(const struct global_opts *g, int argc, char **argv) {
                 run.config = NULL; /* not an install: no FAILED webhook */
                 return run_failed(&run, EXIT_INVALID);
         }
-        /* What the node configuration cannot express must stop the install before any write. */
-        if (cloudconfig_check(cfg) < 0)
-                return run_failed(&run, EXIT_INVALID);
+        /* Interfaces given only by MAC get their names from this machine's NICs; then everything the
+         * install writes from the configuration is rendered in memory: what cannot be, stops here. */
+        r = config_resolve_interfaces(cfg, "/sys/class/net");
+        if (r >= 0)
+                r = dry_run_render(cfg, false);
+        if (r < 0)
+                return run_failed(&run, r == -ENOMEM ? EXIT_INTERNAL : EXIT_INVALID);
         print_summary(cfg);
         stage_end(&run);
         webhook_send(cfg, "STARTED");
 
-        stage_begin(&run, "memory");
-        if (memory_check(cfg, NULL) < 0)
+        if (stage_begin(&run, "memory") < 0 || memory_check(cfg, NULL) < 0)
                 return run_failed(&run, EXIT_PREFLIGHT);
         stage_end(&run);
 
-        stage_begin(&run, "iso");
-        r = iso_fetch(cfg, &run.iso);
+        r = stage_begin(&run, "iso");
+        if (r >= 0)
+                r = iso_fetch(cfg, &run.iso);
         if (r < 0)
                 return run_failed(&run, r == -ENOSPC ? EXIT_PREFLIGHT : EXIT_ISO);
         stage_end(&run);
 
-        stage_begin(&run, "disk-check");
-        if (disks_prepare(cfg, &disks) < 0)
+        if (stage_begin(&run, "disk-check") < 0 || disks_prepare(cfg, &disks) < 0)
                 return run_failed(&run, EXIT_DISK);
         run.disks = disks;
         disk_plan_print(disks);
         stage_end(&run);
 
-        stage_begin(&run, "disk-write");
+        if (stage_begin(&run, "disk-write") < 0)
+                return run_failed(&run, EXIT_DISK_WRITE);
         if (disks_write(disks) < 0) {
                 run.write_failed = true;
                 return run_failed(&run, EXIT_DISK_WRITE);
@@ -192,8 +205,10 @@ int cmd_run(const struct global_opts *g, int argc, char **argv) {
         run.disks_written = true; /* from here on a failure removes the table */
         stage_end(&run);
 
-        stage_begin(&run, "install");
-        if (install_system(cfg, disks, &run.iso) < 0)
+        if (stage_begin(&run, "install") < 0 || install_system(cfg, disks, &run.iso) < 0)
+                return run_failed(&run, EXIT_INSTALL);
+        /* A stop asked for during the last step still wins: the machine is going down. */
+        if (interrupt_check("at the end of the install") < 0)
                 return run_failed(&run, EXIT_INSTALL);
         stage_end(&run);
 

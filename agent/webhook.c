@@ -3,12 +3,14 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <ifaddrs.h>
+#include <inttypes.h>
 #include <net/if.h>
 #include <net/route.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 
+#include "disk.h"
 #include "http.h"
 #include "log.h"
 #include "retry.h"
@@ -56,6 +58,16 @@ static const char *field_value(const struct webhook_values *v, const char *name,
                 { "MACAddr", offsetof(struct webhook_values, mac) },
                 { "IPAddrV4", offsetof(struct webhook_values, ipv4) },
                 { "IPAddrV6", offsetof(struct webhook_values, ipv6) },
+#define DISK_FIELDS(prefix, member)                                                                   \
+                { prefix, offsetof(struct webhook_values, member.name) },                             \
+                { prefix "Node", offsetof(struct webhook_values, member.node) },                      \
+                { prefix "ByID", offsetof(struct webhook_values, member.by_id) },                     \
+                { prefix "Model", offsetof(struct webhook_values, member.model) },                    \
+                { prefix "Serial", offsetof(struct webhook_values, member.serial) },                  \
+                { prefix "Size", offsetof(struct webhook_values, member.size) }
+                DISK_FIELDS("InstallDisk", install_disk),
+                DISK_FIELDS("DataDisk", data_disk),
+#undef DISK_FIELDS
         };
         for (size_t i = 0; i < ELEMENTSOF(fields); i++)
                 if (strlen(fields[i].name) == len && memcmp(fields[i].name, name, len) == 0)
@@ -121,14 +133,14 @@ int webhook_render(const char *tmpl, const struct webhook_values *v, char **ret,
                         while (q < e && (isalnum((unsigned char)*q) || *q == '_'))
                                 q++;
                         if (q != e) {
-                                err = "only {{.Hostname}}, {{.MACAddr}}, {{.IPAddrV4}} and {{.IPAddrV6}} are supported";
+                                err = "only field actions such as {{.Hostname}} are supported (see the README for the fields)";
                                 goto invalid;
                         }
                         const char *val = field_value(v, a + 1, (size_t)(e - a - 1));
                         if (val && buf_add(&b, val, strlen(val)) < 0)
                                 goto oom;
                 } else {
-                        err = "only {{.Hostname}}, {{.MACAddr}}, {{.IPAddrV4}} and {{.IPAddrV6}} are supported";
+                        err = "only field actions such as {{.Hostname}} are supported (see the README for the fields)";
                         goto invalid;
                 }
                 p = close + 2;
@@ -286,10 +298,39 @@ int webhook_mgmt_interface(const struct mgmt_interface *m, const char *sysfs_net
         return 0;
 }
 
+/* A disk as the configuration names it: who it is now (nothing but the name when not found). */
+static void collect_disk(const char *name, struct webhook_disk *ret) {
+        struct disk_identity id = {};
+        if (isempty(name))
+                return;
+        ret->name = strdup(name);
+        if (disk_identify(name, &id) < 0)
+                return;
+        ret->node = TAKE_PTR(id.node);
+        ret->by_id = TAKE_PTR(id.by_id);
+        ret->model = TAKE_PTR(id.model);
+        ret->serial = TAKE_PTR(id.serial);
+        ret->size = strdup_printf("%" PRIu64, id.size);
+        disk_identity_done(&id);
+}
+
+static void disk_done(struct webhook_disk *d) {
+        free((char *)d->name);
+        free((char *)d->node);
+        free((char *)d->by_id);
+        free((char *)d->model);
+        free((char *)d->serial);
+        free((char *)d->size);
+}
+
 void webhook_values_collect(const struct config *c, struct webhook_values *ret) {
         *ret = (struct webhook_values) {};
         if (c && c->os.hostname)
                 ret->hostname = strdup(c->os.hostname);
+        if (c) {
+                collect_disk(c->install.device, &ret->install_disk);
+                collect_disk(c->install.data_disk, &ret->data_disk);
+        }
 
         _cleanup_free_ char *ifname = NULL;
         if (webhook_mgmt_interface(c ? &c->install.management_interface : NULL, NULL, NULL, &ifname) < 0) {
@@ -336,6 +377,8 @@ void webhook_values_done(struct webhook_values *v) {
         free((char *)v->mac);
         free((char *)v->ipv4);
         free((char *)v->ipv6);
+        disk_done(&v->install_disk);
+        disk_done(&v->data_disk);
         *v = (struct webhook_values) {};
 }
 

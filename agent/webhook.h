@@ -6,7 +6,7 @@
 
 /* Sends every webhook of c for event ("STARTED" | "SUCCEEDED" | "FAILED"), URL and payload
  * templated with {{.Hostname}} {{.MACAddr}} {{.IPAddrV4}} {{.IPAddrV6}} of the management
- * interface. Short timeout, bounded retries. Never fails the caller. */
+ * interface and the disks' identity (struct webhook_values). Short timeout, bounded retries. Never fails the caller. */
 void webhook_send(const struct config *c, const char *event);
 
 /* ---- Parts of webhook_send(), exposed for validation and tests ---- */
@@ -17,13 +17,20 @@ struct webhook_values {
         const char *mac;      /* {{.MACAddr}} */
         const char *ipv4;     /* {{.IPAddrV4}} */
         const char *ipv6;     /* {{.IPAddrV6}} */
+        /* The disks as the configuration names them, resolved now (empty when not found):
+         * {{.InstallDisk}} the name given, {{.InstallDiskNode}} /dev/sdX, {{.InstallDiskByID}},
+         * {{.InstallDiskModel}}, {{.InstallDiskSerial}}, {{.InstallDiskSize}} (bytes); the same
+         * with DataDisk for install.data_disk. */
+        struct webhook_disk {
+                const char *name, *node, *by_id, *model, *serial, *size;
+        } install_disk, data_disk;
 };
 
 /*
  * Renders the Go text/template subset Harvester's webhooks use: actions {{.Field}} with optional
  * spaces inside the braces, trim markers ("{{- " and " -}}") and comments (a C-style comment
  * right inside the braces, as in Go).
- * Fields other than the four above render empty (Go's missingkey=zero on a string map). Any
+ * Fields other than those above render empty (Go's missingkey=zero on a string map). Any
  * other action ({{if}}, pipelines, a bare {{.}}) or a "{{" without "}}" is -EINVAL, with
  * *ret_error (if given) set to a static description. 0, -EINVAL or -ENOMEM.
  */
@@ -40,7 +47,8 @@ int webhook_render(const char *tmpl, const struct webhook_values *v, char **ret,
 int webhook_mgmt_interface(const struct mgmt_interface *m, const char *sysfs_net, const char *proc_net, char **ret);
 
 /* The values of the live system for c: hostname from os.hostname, MAC from sysfs, first IPv4 and
- * first global (else link-local) IPv6 address of the management interface (getifaddrs). Fields
+ * first global (else link-local) IPv6 address of the management interface (getifaddrs), the
+ * install and data disks' identity (disk_identify()). Fields
  * that cannot be found are NULL. Free with webhook_values_done(). */
 void webhook_values_collect(const struct config *c, struct webhook_values *ret);
 void webhook_values_done(struct webhook_values *v);

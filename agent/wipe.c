@@ -175,8 +175,16 @@ int wipe_signatures(int fd, const char *node, unsigned *count) {
         return 0;
 }
 
+/* The labels an installed v1.1 disk carries: its five partitions and the data disk, plus the
+ * labels of the images inside them (should one be found bare). Never another COS_ label: COS_LIVE
+ * is a Harvester USB stick or CD left in the server, not an old install. */
 static bool is_install_label(const char *label) {
-        return label && (strncmp(label, "COS_", 4) == 0 || streq(label, "HARV_LH_DEFAULT"));
+        static const char *const labels[] = { "COS_GRUB", "COS_OEM", "COS_RECOVERY", "COS_STATE", "COS_PERSISTENT",
+                                               "HARV_LH_DEFAULT", "COS_ACTIVE", "COS_PASSIVE", "COS_SYSTEM" };
+        for (size_t i = 0; label && i < ELEMENTSOF(labels); i++)
+                if (streq(label, labels[i]))
+                        return true;
+        return false;
 }
 
 static int area_label(int fd, const struct area *ar, char **ret) {

@@ -134,6 +134,13 @@ static void test_whole_disk_labels(void **state) {
         /* Another system's filesystem: not an old install of ours. */
         run_ok((const char *[]) { "mkfs.ext4", "-q", "-F", "-L", "OTHER", "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", path, NULL });
         assert_int_equal(wipe_find_old_install(fd, path, &label), 0);
+        /* A Harvester USB stick (COS_LIVE) or any other COS_ label: left alone. */
+        run_ok((const char *[]) { "mkfs.ext4", "-q", "-F", "-L", "COS_LIVE", "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", path, NULL });
+        assert_int_equal(wipe_find_old_install(fd, path, &label), 0);
+        run_ok((const char *[]) { "mkfs.vfat", "-n", "COS_LIVE", path, NULL });
+        assert_int_equal(wipe_find_old_install(fd, path, &label), 0);
+        run_ok((const char *[]) { "mkfs.ext4", "-q", "-F", "-L", "COS_OTHER", "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", path, NULL });
+        assert_int_equal(wipe_find_old_install(fd, path, &label), 0);
         /* An old data disk. */
         run_ok((const char *[]) { "mkfs.ext4", "-q", "-F", "-L", "HARV_LH_DEFAULT", "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", path, NULL });
         assert_int_equal(wipe_find_old_install(fd, path, &label), 1);

@@ -13,6 +13,9 @@
 
 static const struct webhook_values vals = {
         .hostname = "node1", .mac = "52:54:00:12:34:56", .ipv4 = "10.0.0.5", .ipv6 = "fd00::5",
+        .install_disk = { "/dev/disk/by-id/ata-QEMU_HARDDISK_disk0", "/dev/sda", "/dev/disk/by-id/ata-QEMU_HARDDISK_disk0",
+                          "QEMU HARDDISK", "disk0", "322122547200" },
+        .data_disk = { "sdb", "/dev/sdb", NULL, "QEMU HARDDISK", "data0", "64424509440" },
 };
 
 static void check(const char *tmpl, const char *want) {
@@ -35,6 +38,11 @@ static void test_render(void **state) {
         check("{{.Hostname}}{{.Hostname}}", "node1node1");
         check("{ not an action } }}", "{ not an action } }}");
         check("{{.hostname}}", ""); /* field names are case-sensitive: unknown, so empty */
+        /* The disks' identity. */
+        check("{{.InstallDisk}}|{{.InstallDiskNode}}|{{.InstallDiskByID}}|{{.InstallDiskModel}}|{{.InstallDiskSerial}}|{{.InstallDiskSize}}",
+              "/dev/disk/by-id/ata-QEMU_HARDDISK_disk0|/dev/sda|/dev/disk/by-id/ata-QEMU_HARDDISK_disk0|QEMU HARDDISK|disk0|322122547200");
+        check("{{.DataDisk}}|{{.DataDiskNode}}|{{.DataDiskByID}}|{{.DataDiskModel}}|{{.DataDiskSerial}}|{{.DataDiskSize}}",
+              "sdb|/dev/sdb||QEMU HARDDISK|data0|64424509440");
 
         /* NULL values and a NULL template render empty */
         _cleanup_free_ char *out = NULL;
