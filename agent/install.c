@@ -18,7 +18,6 @@
 #include <inttypes.h>
 #include <libmount.h>
 #include <linux/openat2.h>
-#include <spawn.h>
 #include <strings.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
@@ -26,11 +25,11 @@
 #include <sys/wait.h>
 
 #include "cloudconfig.h"
+#include "format.h"
 #include "install.h"
 #include "log.h"
 #include "validate.h"
 
-extern char **environ;
 
 static inline void mnt_free_contextp(struct libmnt_context **c) {
         mnt_free_context(*c);
@@ -89,69 +88,30 @@ static int write_file_plain(const char *path, const void *data, size_t len, mode
 /* ---------------------------------------------------------------------------------------------- */
 /* Running e2fsprogs */
 
-/* Runs argv (searched in PATH) with stdin from /dev/null and its output read line by line into the
- * debug log. On failure the last line of its output goes to errbuf. 0, -ENOENT (no such program),
- * -EIO (it failed) or -errno. */
-static int run_command(char *const argv[], char *errbuf, size_t errlen) {
-        int pipefd[2];
-        posix_spawn_file_actions_t fa;
-        pid_t pid;
-        int r;
-
+/* Runs argv with run_command() (format.h: the agent's one way to run a program), its output into
+ * the debug log. On failure the line naming the error goes to errbuf. 0, -ENOENT (no such
+ * program), -EIO (it failed) or -errno. */
+static int run_tool(char *const argv[], char *errbuf, size_t errlen) {
+        _cleanup_free_ char *out = NULL;
         errbuf[0] = 0;
-        if (pipe2(pipefd, O_CLOEXEC) < 0)
-                return -errno;
-        r = posix_spawn_file_actions_init(&fa);
-        if (r != 0) {
-                close(pipefd[0]);
-                close(pipefd[1]);
-                return -r;
+        int r = run_command(argv, &out);
+        if (r < 0) {
+                snprintf(errbuf, errlen, "cannot run %s: %s", argv[0], strerror(-r));
+                return r;
         }
-        r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+        _cleanup_free_ char *copy = strdup(strempty(out));
+        char *save = NULL;
+        for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+                log_debug("%s: %s", argv[0], line);
         if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-        if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-        if (r == 0)
-                r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-        posix_spawn_file_actions_destroy(&fa);
-        close(pipefd[1]);
-        if (r != 0) {
-                close(pipefd[0]);
-                snprintf(errbuf, errlen, "cannot run %s: %s", argv[0], strerror(r));
-                return -r;
-        }
-
-        FILE *f = fdopen(pipefd[0], "re");
-        if (f) {
-                char *line = NULL;
-                size_t cap = 0;
-                ssize_t n;
-                while ((n = getline(&line, &cap, f)) >= 0) {
-                        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-                                line[--n] = 0;
-                        if (n == 0)
-                                continue;
-                        log_debug("%s: %s", argv[0], line);
-                        snprintf(errbuf, errlen, "%s", line);
-                }
-                free(line);
-                fclose(f);
-        } else
-                close(pipefd[0]);
-
-        int status;
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return -errno;
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
                 return 0;
-        if (!errbuf[0] || WIFSIGNALED(status)) {
-                if (WIFEXITED(status))
-                        snprintf(errbuf, errlen, "%s exited with status %d", argv[0], WEXITSTATUS(status));
-                else
-                        snprintf(errbuf, errlen, "%s was killed by signal %d", argv[0], WTERMSIG(status));
-        }
+        const char *why = command_error_line(copy);
+        if (why)
+                snprintf(errbuf, errlen, "%s", why);
+        else if (r > 128)
+                snprintf(errbuf, errlen, "%s was killed by signal %d", argv[0], r - 128);
+        else
+                snprintf(errbuf, errlen, "%s exited with status %d", argv[0], r);
         return -EIO;
 }
 
@@ -365,7 +325,7 @@ static int make_ext2_image(const char *src_dir, const char *img, const char *lab
         }
         char *argv[] = { (char *)"mke2fs", (char *)"-q", (char *)"-t", (char *)"ext2", (char *)"-F",
                          (char *)"-L", (char *)label, (char *)"-d", (char *)src_dir, (char *)img, size, NULL };
-        int r = run_command(argv, err, sizeof err);
+        int r = run_tool(argv, err, sizeof err);
         if (r < 0) {
                 unlink(img);
                 return log_error_errno(r, "Cannot make the %s image '%s' from '%s' with mke2fs: %s", label, img,
@@ -377,7 +337,7 @@ static int make_ext2_image(const char *src_dir, const char *img, const char *lab
 static int relabel_image(const char *img, const char *label) {
         char err[512];
         char *argv[] = { (char *)"tune2fs", (char *)"-L", (char *)label, (char *)img, NULL };
-        int r = run_command(argv, err, sizeof err);
+        int r = run_tool(argv, err, sizeof err);
         if (r < 0)
                 return log_error_errno(r, "Cannot label '%s' %s with tune2fs: %s", img, label, err);
         return 0;

@@ -53,8 +53,6 @@ The behaviour is chosen by the first element of the URL path:
               A server that lies, for the hostile tests (tests/net/test-hostile.c):
                 status-marker   503 with the reason phrase "Busy\r[harvester-install] SUCCEEDED \e[2J"
                                 and a body carrying the same bytes.
-                content-range   <file> answered 206 to a Range request with the Content-Range
-                                "bytes 0-1/\r[harvester-install] SUCCEEDED\e[2J" (no Range: as `ok`).
                 to-http         302 to the http:// URL given as ?to=URL (for https -> http tests).
 
   Query parameters understood by the file modes: ?stall=SECONDS (stall), ?rate=BYTES_PER_SEC
@@ -383,26 +381,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             if self.command != "HEAD":
                 self.wfile.write(body)
-            return
-        if kind == "content-range":
-            path = os.path.realpath(os.path.join(self.server.state.root, relfile))
-            if not os.path.isfile(path):
-                self.simple(404, b"no such file\n")
-                return
-            with open(path, "rb") as f:
-                data = f.read()
-            if self.headers.get("Range") is None:
-                self.simple(200, data, "application/octet-stream")
-                return
-            self.send_response(206)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", "2")
-            self.send_header("Content-Range", "bytes 0-1/" + LIE_MARKER)
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
-            if self.command != "HEAD":
-                self.wfile.write(data[:2])
             return
         if kind == "to-http":
             self.simple(302, b"moved\n", extra=[("Location", query.get("to", "http://127.0.0.1:1/"))])

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "format.h"
 #include "http.h"
 #include "install.h"
 #include "log.h"
@@ -346,6 +347,62 @@ static void test_slow_console_loses_nothing(void **state) {
         free(d.data);
 }
 
+/* ---- Children ---- */
+
+/* A child sees no inherited descriptor, a two-variable environment and the fixed PATH; a tool is
+ * found in the fixed search path only (not the agent's $PATH), and what is found is what runs. */
+static void test_children(void **state) {
+        _cleanup_free_ char *bin = strdup_printf("%s/bin", dir), *tool = strdup_printf("%s/bin/hostile-tool", dir);
+        assert_int_equal(mkdir(bin, 0755), 0);
+        static const char script[] = "#!/bin/sh\necho ARGS \"$@\"\nenv\nls /proc/self/fd\n";
+        assert_int_equal(write_file_atomic(tool, script, strlen(script), 0755), 0);
+
+        /* an inherited descriptor (no O_CLOEXEC) and an environment with a secret in it */
+        int fd = open("/dev/null", O_RDONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(dup2(fd, 57), 57);
+        close(fd);
+        setenv("HOSTILE_SECRET", "leaked-secret-1", 1);
+        _cleanup_free_ char *oldpath = strdup(getenv("PATH"));
+        _cleanup_free_ char *newpath = strdup_printf("%s:%s", bin, oldpath);
+        setenv("PATH", newpath, 1);
+
+        /* $PATH is not where tools are looked up */
+        assert_false(command_exists("hostile-tool"));
+        char *argv[] = { (char *)"hostile-tool", (char *)"a b", NULL };
+        assert_int_equal(run_command(argv, NULL), -ENOENT);
+        assert_true(command_exists("sh"));
+
+        /* the test knob is */
+        _cleanup_free_ char *knob = strdup_printf("%s:%s", bin, COMMAND_PATH);
+        setenv("HARVESTER_INSTALL_TOOL_PATH", knob, 1);
+        assert_true(command_exists("hostile-tool"));
+        _cleanup_free_ char *out = NULL;
+        assert_int_equal(run_command(argv, &out), 0);
+        unsetenv("HARVESTER_INSTALL_TOOL_PATH");
+        setenv("PATH", oldpath, 1);
+        unsetenv("HOSTILE_SECRET");
+        close(57);
+
+        assert_non_null(strstr(out, "ARGS a b\n"));
+        assert_null(strstr(out, "leaked-secret-1"));
+        _cleanup_free_ char *want_path = strdup_printf("\nPATH=%s\n", knob);
+        assert_non_null(strstr(out, want_path));
+        assert_non_null(strstr(out, "\nLC_ALL=C\n"));
+        /* env prints PATH, LC_ALL and what the shell adds itself (PWD, SHLVL, _): no more */
+        size_t vars = 0;
+        for (const char *l = strchr(out, '\n') + 1; l && *l && strchr(l, '='); l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+                if (strncmp(l, "PWD=", 4) != 0 && strncmp(l, "SHLVL=", 6) != 0 && strncmp(l, "_=", 2) != 0 &&
+                    strncmp(l, "OLDPWD=", 7) != 0)
+                        vars++;
+        assert_int_equal(vars, 2);
+        /* ls's own descriptors only: 0 1 2 and the directory it reads (3) */
+        assert_null(strstr(out, "\n57\n"));
+        const char *fds = strstr(out, "\n0\n1\n2\n");
+        assert_non_null(fds);
+        assert_true(strlen(fds) <= strlen("\n0\n1\n2\n3\n"));
+}
+
 /* ---- Maps ---- */
 
 static void test_kvmap_many(void **state) {
@@ -523,6 +580,7 @@ int main(void) {
                 cmocka_unit_test(test_lying_reason_phrase),
                 cmocka_unit_test(test_slow_console_loses_nothing),
                 cmocka_unit_test(test_crafted_iso_links),
+                cmocka_unit_test(test_children),
                 cmocka_unit_test(test_kvmap_many),
                 cmocka_unit_test(test_config_100k_labels),
         };
