@@ -30,6 +30,8 @@ const char *log_capture_file(void);
 #define LOG_SECRET_MIN_WORD 4
 /* A console that does not take a line within this time loses that line (the others still get it). */
 #define LOG_CONSOLE_LINE_TIMEOUT_MSEC 10000
+/* ... and, once stalled, waits only this long per line (markers: the full time) until it drains. */
+#define LOG_CONSOLE_STALLED_MSEC 100
 
 /* Registers a secret to scrub from all output (copied; empty strings and NULL are ignored). */
 void log_add_secret(const char *secret);

@@ -403,6 +403,31 @@ static void test_children(void **state) {
         assert_true(strlen(fds) <= strlen("\n0\n1\n2\n3\n"));
 }
 
+/* A console that takes nothing (a pipe nobody reads) costs one full timeout, then at most
+ * LOG_CONSOLE_STALLED_MSEC per line: 60 lines finish in about 10 + 2.5 s here. Without the stalled
+ * state each line would wait 10 s (about 4 minutes): the suite's timeout (180 s) fails the test. */
+static void test_dead_console(void **state) {
+        int p[2];
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        (void)fcntl(p[1], F_SETPIPE_SZ, 4096);
+        char name[32];
+        snprintf(name, sizeof(name), "fd/%d", p[1]);
+        assert_int_equal(log_open_consoles(name), 1);
+        close(p[1]);
+        for (int i = 0; i < 60; i++)
+                log_info("dead console line %03d: %s", i,
+                         "..............................................................................");
+        log_close_consoles();
+        /* What it took arrived in order, from the first line on. */
+        char buf[8192];
+        ssize_t n = read(p[0], buf, sizeof(buf) - 1);
+        close(p[0]);
+        assert_true(n > 0);
+        buf[n] = 0;
+        assert_non_null(strstr(buf, "dead console line 000: "));
+        assert_non_null(strstr(buf, "dead console line 030: "));
+}
+
 /* ---- Maps ---- */
 
 static void test_kvmap_many(void **state) {
@@ -580,6 +605,7 @@ int main(void) {
                 cmocka_unit_test(test_lying_reason_phrase),
                 cmocka_unit_test(test_slow_console_loses_nothing),
                 cmocka_unit_test(test_crafted_iso_links),
+                cmocka_unit_test(test_dead_console),
                 cmocka_unit_test(test_children),
                 cmocka_unit_test(test_kvmap_many),
                 cmocka_unit_test(test_config_100k_labels),
