@@ -13,7 +13,7 @@
  * run with argv: no shell, stdin from /dev/null, stdout and stderr captured together into
  * *ret_output (malloc'ed, NUL-terminated; may be NULL when not wanted), every other inherited
  * descriptor closed, a fixed environment of two variables (PATH=command_search_path(),
- * LC_ALL=C), no blocked signal and default signal handling. Returns the exit status (>= 0;
+ * LC_ALL=C; and MKE2FS_CONFIG when set, for tests), no blocked signal and default signal handling. Returns the exit status (>= 0;
  * 128 + signal when killed), or -errno when it could not be run (-ENOENT: not found).
  */
 int run_command(char *const argv[], char **ret_output);

@@ -515,20 +515,23 @@ static bool file_is(const char *path, const char *want) {
  * when it is loop-mounted), tmp/secret.key a file outside it, as a key of the initrd. */
 static int crafted_iso_child(const char *tmp, bool mounted) {
         _cleanup_free_ char *iso = path_join_test(tmp, "iso"), *dst = path_join_test(tmp, "persist");
-        _cleanup_free_ char *key = path_join_test(tmp, "secret.key");
-        CHECK(iso && dst && key);
+        _cleanup_free_ char *key = path_join_test(tmp, "secret.key"), *state = path_join_test(tmp, "state");
+        _cleanup_free_ char *root = path_join_test(tmp, "root");
+        CHECK(iso && dst && key && state && root);
         CHECK(mkdir(iso, 0755) == 0);
         if (mounted)
                 CHECK(mount("iso", iso, "tmpfs", 0, "size=4m") == 0);
         CHECK(test_write_file(tmp, "secret.key", "KEY", 3) == 0);
-        CHECK(sh("cd '%s' && mkdir -p bundle/rancherd/images bundle/harvester/images && "
-                 "printf AAAA > bundle/rancherd/images/a.tar && printf HHHH > bundle/harvester/images/h.tar && "
+        /* bundle/rancherd/images is what install_preload_images() copies (the Harvester bundle is
+         * bind-mounted, not copied: there is none here). */
+        CHECK(sh("cd '%s' && mkdir -p bundle/rancherd/images other && "
+                 "printf AAAA > bundle/rancherd/images/a.tar && printf HHHH > other/h.tar && "
                  "ln -s a.tar bundle/rancherd/images/in.tar && "
-                 "ln -s ../../harvester/images/h.tar bundle/rancherd/images/sib.tar", iso) == 0);
+                 "ln -s ../../../other/h.tar bundle/rancherd/images/sib.tar", iso) == 0);
         const char *out = "/.state/var-lib-rancher.bind/agent/images";
         /* Links inside the ISO are copied as the files they name. */
         if (mounted) {
-                CHECK(install_preload_images(iso, dst) == 0);
+                CHECK(install_preload_images(iso, state, dst, root) == 0);
                 _cleanup_free_ char *a = strdup_printf("%s%s/a.tar", dst, out), *in = strdup_printf("%s%s/in.tar", dst, out),
                                     *sib = strdup_printf("%s%s/sib.tar", dst, out);
                 CHECK(file_is(a, "AAAA") && file_is(in, "AAAA") && file_is(sib, "HHHH"));
@@ -540,7 +543,7 @@ static int crafted_iso_child(const char *tmp, bool mounted) {
                 _cleanup_free_ char *target = strdup_printf("%s%s", i ? "../../../../../../../../../../.." : "", key);
                 CHECK(target);
                 CHECK(sh("rm -rf '%s' && ln -s '%s' '%s/bundle/rancherd/images/z.tar'", dst, target, iso) == 0);
-                CHECK(install_preload_images(iso, dst) < 0);
+                CHECK(install_preload_images(iso, state, dst, root) < 0);
                 _cleanup_free_ char *z = strdup_printf("%s%s/z.tar", dst, out);
                 CHECK(access(z, F_OK) < 0);
                 CHECK(sh("grep -rqs KEY '%s'", dst) != 0);
@@ -548,10 +551,10 @@ static int crafted_iso_child(const char *tmp, bool mounted) {
         }
 
         /* A bundle directory that is a link out of the ISO. */
-        CHECK(sh("mkdir -p '%s/outside' && cp '%s' '%s/outside/' && rm -rf '%s/bundle/harvester/images' && "
-                 "ln -s '%s/outside' '%s/bundle/harvester/images'", tmp, key, tmp, iso, tmp, iso) == 0);
+        CHECK(sh("mkdir -p '%s/outside' && cp '%s' '%s/outside/' && rm -rf '%s/bundle/rancherd/images' && "
+                 "ln -s '%s/outside' '%s/bundle/rancherd/images'", tmp, key, tmp, iso, tmp, iso) == 0);
         CHECK(sh("rm -rf '%s'", dst) == 0);
-        CHECK(install_preload_images(iso, dst) < 0);
+        CHECK(install_preload_images(iso, state, dst, root) < 0);
         CHECK(sh("grep -rqs KEY '%s'", dst) != 0);
 
         /* The loader itself (install_copy_file) as a link to the key. */
