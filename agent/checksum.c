@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <ctype.h>
 #include <curl/curl.h>
+#include <openssl/evp.h>
 #include <strings.h>
 
 #include "checksum.h"
@@ -202,5 +203,17 @@ int checksum_url_filename(const char *url, char **ret) {
         if (e < 0)
                 return e;
         *ret = r;
+        return 0;
+}
+
+int checksum_compute(enum checksum_algo algo, const void *data, size_t len, struct checksum *ret) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int n = 0;
+        const EVP_MD *type = algo == CHECKSUM_SHA256 ? EVP_sha256() : EVP_sha512();
+        if (EVP_Digest(data, len, md, &n, type, NULL) != 1)
+                return -EIO;
+        ret->algo = algo;
+        for (unsigned i = 0; i < n; i++)
+                snprintf(ret->hex + 2 * i, 3, "%02x", md[i]);
         return 0;
 }

@@ -39,6 +39,8 @@ int checksum_list_find(const char *text, const char *filename, struct checksum *
 
 /* "sha512:<hex>" in a new string, NULL on allocation failure. */
 char *checksum_format(const struct checksum *c);
+/* The digest of a buffer in memory (the configuration pinned by install.config_checksum). 0 or -EIO. */
+int checksum_compute(enum checksum_algo algo, const void *data, size_t len, struct checksum *ret);
 bool checksum_equal(const struct checksum *a, const struct checksum *b);
 
 /* The file name a URL points at: the last component of its path, percent-decoded, without query or

@@ -12,6 +12,7 @@
 #include <sys/random.h>
 
 #include "cli.h"
+#include "checksum.h"
 #include "cmdline.h"
 #include "config.h"
 #include "dryrun.h"
@@ -217,14 +218,37 @@ static int fetch_config_url(struct config *c, const struct node *ctree, const ch
         struct http_options o = {
                 .what = "config_url",
                 .insecure = c->boot.noverifyssl,
+                .tls_switch = "rd.noverifyssl on the kernel command line",
                 .deadline_sec = timeout,
                 .hint = "Check install.config_url on the kernel command line and that the server serves the file.",
         };
+        /* An optional pin of the content (README, "TLS"): whatever the transport, only this file. */
+        const char *pin = scalar_of(node_lookup(ctree, "install.config_checksum"));
+        struct checksum want;
+        if (pin && checksum_parse(pin, &want) < 0)
+                return diags_add(d, false, "install.config_checksum", "kernel command line",
+                                 "expected sha256:<64 hex digits> or sha512:<128 hex digits>; config_url was not "
+                                 "fetched") ?: -EINVAL;
         int r = http_get(url, &o, ret_body, ret_len);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
                 return -EREMOTEIO; /* http_get() said why */
+        if (pin) {
+                struct checksum got = {};
+                if (checksum_compute(want.algo, *ret_body, ret_len ? *ret_len : strlen(*ret_body), &got) < 0 ||
+                    !checksum_equal(&got, &want)) {
+                        _cleanup_free_ char *g = checksum_format(&got);
+                        free(*ret_body);
+                        *ret_body = NULL;
+                        log_error("config_url: the configuration fetched from %s has the digest %s, not the one "
+                                  "install.config_checksum pins on the kernel command line (%s): it was changed, "
+                                  "or the pin is out of date. Nothing was installed.",
+                                  c->source_name, g ? g : "?", pin);
+                        return -EREMOTEIO;
+                }
+                log_info("config_url: the configuration matches install.config_checksum.");
+        }
         return 0;
 }
 

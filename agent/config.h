@@ -91,6 +91,8 @@ struct install_config {
         char *iso_checksum_url; /* a "<hex>  <filename>" list, as Harvester releases publish */
         char *config_url;
         int64_t config_url_timeout; /* seconds; default 600 */
+        char *config_checksum;      /* "sha256:<hex>"/"sha512:<hex>": the pinned content of config_url
+                                     * (kernel command line only) */
         char *tty;
         bool force_efi, force_gpt, force_mbr, silent, poweroff, no_format, debug, skipchecks;
         char *role; /* default | management | worker | witness */

@@ -41,6 +41,7 @@ struct download {
         const struct download_options *o;
         const char *what;
         char *shown_url;                /* userinfo redacted */
+        const char *tls_switch;         /* o->tls_switch */
         CURL *curl;
         char errbuf[CURL_ERROR_SIZE];
         struct curl_slist *headers;     /* If-Range */
@@ -484,13 +485,13 @@ static int fail_curl(struct download *d, CURLcode cc, const char *reason) {
                 return log_error_errno(EINVAL, "%s: %s is not a valid URL: %s.", d->what, d->shown_url, reason);
         case CURLE_UNSUPPORTED_PROTOCOL:
                 return log_error_errno(EPROTO, "%s: %s: %s. Only http://, https:// and file:// URLs are supported "
-                                               "(redirects only to http:// and https://).", d->what, d->shown_url, reason);
+                                               "(redirects only to http:// and https://, and from https:// only to "
+                                               "https://).", d->what, d->shown_url, reason);
         case CURLE_PEER_FAILED_VERIFICATION:
         case CURLE_SSL_CACERT_BADFILE:
         case CURLE_SSL_CERTPROBLEM:
                 return log_error_errno(EIO, "%s: the TLS certificate of %s cannot be verified against the system's CAs: "
-                                            "%s. Give the server a trusted certificate, or (at your own risk) turn verification "
-                                            "off: rd.noverifyssl on the kernel command line, --insecure for fetch.", d->what, d->shown_url, reason);
+                                            "%s. %s", d->what, d->shown_url, reason, http_tls_advice(d->tls_switch));
         default:
                 return log_error_errno(EIO, "%s: cannot fetch %s: %s.", d->what, d->shown_url, reason);
         }
@@ -528,6 +529,7 @@ int download_file(const struct download_options *o, struct download_result *ret)
         _cleanup_(download_done) struct download d = {
                 .o = o,
                 .what = o->what ? o->what : "download",
+                .tls_switch = o->tls_switch,
                 .fd = -1,
                 .total = SIZE_UNKNOWN,
                 .algo = o->expected ? o->expected->algo : CHECKSUM_SHA512,
@@ -552,7 +554,7 @@ int download_file(const struct download_options *o, struct download_result *ret)
                 return log_oom();
         if (r < 0)
                 return log_error_errno(r, "%s: cannot set up libcurl.", d.what);
-        if (curl_easy_setopt(d.curl, CURLOPT_URL, o->url) != CURLE_OK ||
+        if (http_set_url(d.curl, o->url) < 0 ||
             curl_easy_setopt(d.curl, CURLOPT_ERRORBUFFER, d.errbuf) != CURLE_OK ||
             curl_easy_setopt(d.curl, CURLOPT_FAILONERROR, 1L) != CURLE_OK ||
             curl_easy_setopt(d.curl, CURLOPT_BUFFERSIZE, RECEIVE_BUFFER_SIZE) != CURLE_OK ||
@@ -715,7 +717,8 @@ int download_file(const struct download_options *o, struct download_result *ret)
 
 int download_resolve_checksum(const char *url, const char *checksum, const char *checksum_url,
                               const char *what_checksum, const char *what_checksum_url, bool insecure,
-                              int64_t deadline_sec, struct checksum *ret, bool *ret_have) {
+                              const char *insecure_switch, int64_t deadline_sec, struct checksum *ret,
+                              bool *ret_have) {
         struct checksum c;
         int r;
 
@@ -746,6 +749,7 @@ int download_resolve_checksum(const char *url, const char *checksum, const char 
         const struct http_options ho = {
                 .what = what_checksum_url,
                 .insecure = insecure,
+                .tls_switch = insecure_switch,
                 .deadline_sec = deadline_sec,
                 .max_body = 1024 * 1024,
         };
@@ -836,15 +840,30 @@ int iso_fetch(const struct config *c, struct iso_image *ret) {
                 return log_error_errno(r, "Cannot read the memory size from /proc/meminfo: %s", strerror(-r));
 
         int64_t deadline = env_long("HARVESTER_INSTALL_DOWNLOAD_DEADLINE", DEFAULT_DEADLINE_SEC);
+        /* TLS (README, "TLS"): the checksum list is always verified (rd.noverifyssl would let whoever
+         * sits in the path choose the ISO's digest); the ISO only when its digest is not pinned by
+         * install.iso_checksum, so rd.noverifyssl covers it only then. */
+        if (isempty(c->install.iso_checksum) && isempty(c->install.iso_checksum_url)) {
+                if (!c->install.skipchecks)
+                        return log_error_errno(EINVAL, "ISO: neither install.iso_checksum nor install.iso_checksum_url "
+                                                       "is set, so the ISO cannot be verified. Set install.iso_checksum_url "
+                                                       "to the release's SHA-512 list (or install.iso_checksum), or set "
+                                                       "install.skipchecks on a test rig to install an unverified ISO.");
+                log_warning("ISO: THE ISO WILL NOT BE VERIFIED: neither install.iso_checksum nor "
+                            "install.iso_checksum_url is set; going on because install.skipchecks is set.");
+        }
         r = download_resolve_checksum(url, c->install.iso_checksum, c->install.iso_checksum_url,
-                                      "install.iso_checksum", "install.iso_checksum_url", c->boot.noverifyssl,
+                                      "install.iso_checksum", "install.iso_checksum_url", false, NULL,
                                       deadline, &expected, &have);
         if (r < 0)
                 return r;
-        if (!have)
-                log_warning("ISO: THE ISO WILL NOT BE VERIFIED: neither install.iso_checksum nor "
-                            "install.iso_checksum_url is set. A corrupt or tampered ISO would go unnoticed; set "
-                            "install.iso_checksum_url to the release's SHA-512 list.");
+        bool iso_insecure = c->boot.noverifyssl && !isempty(c->install.iso_checksum);
+        if (iso_insecure && strncasecmp(url, "https://", 8) == 0)
+                log_warning("ISO: rd.noverifyssl is on the kernel command line: the TLS certificate of the ISO's "
+                            "server is NOT verified; the ISO's content is checked against install.iso_checksum.");
+        else if (c->boot.noverifyssl && strncasecmp(url, "https://", 8) == 0)
+                log_info("ISO: rd.noverifyssl does not cover the ISO without install.iso_checksum: its server's "
+                         "certificate is verified.");
 
         _cleanup_free_ char *path = strdup_printf("%s/harvester.iso", room.dir);
         _cleanup_free_ char *dir = strdup(room.dir);
@@ -855,7 +874,8 @@ int iso_fetch(const struct config *c, struct iso_image *ret) {
                 .dest = path,
                 .what = "ISO",
                 .expected = have ? &expected : NULL,
-                .insecure = c->boot.noverifyssl,
+                .insecure = iso_insecure,
+                .tls_switch = "rd.noverifyssl on the kernel command line together with install.iso_checksum",
                 .deadline_sec = deadline,
                 .on_size = iso_on_size,
                 .userdata = &room,
@@ -975,7 +995,7 @@ int cmd_fetch(const struct global_opts *g, int argc, char **argv) {
 
         struct checksum expected;
         bool have = false;
-        r = download_resolve_checksum(url, checksum, checksum_url, "--checksum", "--checksum-url", insecure,
+        r = download_resolve_checksum(url, checksum, checksum_url, "--checksum", "--checksum-url", insecure, "--insecure",
                                       deadline > 0 ? deadline : env_long("HARVESTER_INSTALL_DOWNLOAD_DEADLINE",
                                                                          DEFAULT_DEADLINE_SEC),
                                       &expected, &have);
@@ -1008,6 +1028,7 @@ int cmd_fetch(const struct global_opts *g, int argc, char **argv) {
                 .what = "fetch",
                 .expected = have ? &expected : NULL,
                 .insecure = insecure,
+                .tls_switch = "--insecure",
                 .stall_timeout_sec = (long)stall,
                 .deadline_sec = deadline,
         };

@@ -38,6 +38,7 @@ struct download_options {
         const char *what;               /* for messages: "ISO"; NULL: "download" */
         const struct checksum *expected; /* NULL: not verified (the caller warns); SHA-512 is computed then */
         bool insecure;                  /* skip TLS verification */
+        const char *tls_switch;         /* what turns verification off, for messages (http_options) */
         long stall_timeout_sec;         /* no byte for this long: the attempt is dropped and resumed; 0: 30 */
         long connect_timeout_sec;       /* 0: 10 */
         int64_t deadline_sec;           /* failing attempts in a row (without progress) are retried for this
@@ -79,6 +80,7 @@ int download_file(const struct download_options *o, struct download_result *ret)
  * Messages printed here; 0 or -errno (-EINVAL bad value, -ENOENT file not listed, fetch errors). */
 int download_resolve_checksum(const char *url, const char *checksum, const char *checksum_url,
                               const char *what_checksum, const char *what_checksum_url, bool insecure,
+                              const char *insecure_switch,
                               int64_t deadline_sec, struct checksum *ret, bool *ret_have);
 
 /* How a finished attempt goes on, from the curl result and the HTTP status (0 for file://). */

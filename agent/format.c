@@ -2,6 +2,7 @@
 /* Filesystems for the new partitions (see format.h). */
 #include <blkid/blkid.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -10,21 +11,73 @@
 #include "log.h"
 #include "util.h"
 
-extern char **environ;
 
 static inline void blkid_free_probep(blkid_probe *p) { if (*p) blkid_free_probe(*p); }
 #define _cleanup_blkid_probe_ _cleanup_(blkid_free_probep)
 
 static inline void file_actions_destroyp(posix_spawn_file_actions_t **a) { if (*a) posix_spawn_file_actions_destroy(*a); }
 
+static inline void spawnattr_destroyp(posix_spawnattr_t **a) { if (*a) posix_spawnattr_destroy(*a); }
+
+const char *command_search_path(void) {
+        const char *p = getenv("HARVESTER_INSTALL_TOOL_PATH");
+        return isempty(p) ? COMMAND_PATH : p;
+}
+
+int command_find(const char *name, char **ret) {
+        if (isempty(name))
+                return -ENOENT;
+        if (strchr(name, '/')) {
+                if (access(name, X_OK) < 0)
+                        return -errno;
+                *ret = strdup(name);
+                return *ret ? 0 : -ENOMEM;
+        }
+        _cleanup_free_ char *copy = strdup(command_search_path());
+        if (!copy)
+                return -ENOMEM;
+        char *save = NULL;
+        for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+                _cleanup_free_ char *p = strdup_printf("%s/%s", d, name);
+                struct stat st;
+                if (!p)
+                        return -ENOMEM;
+                if (stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0) {
+                        *ret = TAKE_PTR(p);
+                        return 0;
+                }
+        }
+        return -ENOENT;
+}
+
 int run_command(char *const argv[], char **ret_output) {
         posix_spawn_file_actions_t fa;
+        posix_spawnattr_t attr;
+        _cleanup_(spawnattr_destroyp) posix_spawnattr_t *attrp = NULL;
         _cleanup_(file_actions_destroyp) posix_spawn_file_actions_t *fap = NULL;
         _cleanup_close_ int rfd = -1, wfd = -1;
         _cleanup_free_ char *out = NULL;
         size_t len = 0, cap = 0;
         int pipefd[2], r;
         pid_t pid;
+
+        /* One lookup, in the fixed search path: what runs is what was found. */
+        _cleanup_free_ char *path = NULL, *path_env = NULL;
+        r = command_find(argv[0], &path);
+        if (r < 0)
+                return r;
+        path_env = strdup_printf("PATH=%s", command_search_path());
+        if (!path_env)
+                return -ENOMEM;
+        /* A fixed, minimal environment: nothing of the agent's (proxy settings, credentials ...)
+         * reaches a tool, and its messages are in English for the error line. */
+        char *envp[] = { path_env, (char *)"LC_ALL=C", NULL, NULL };
+        /* The one pass-through: tests of the pinned ext4 features stand in a hostile mke2fs.conf
+         * with it (it is not set on a node). */
+        _cleanup_free_ char *mke2fs_env = NULL;
+        const char *mke2fs = getenv("MKE2FS_CONFIG");
+        if (!isempty(mke2fs) && !(envp[2] = mke2fs_env = strdup_printf("MKE2FS_CONFIG=%s", mke2fs)))
+                return -ENOMEM;
 
         if (pipe2(pipefd, O_CLOEXEC) < 0)
                 return -errno;
@@ -34,12 +87,25 @@ int run_command(char *const argv[], char **ret_output) {
         if (r != 0)
                 return -r;
         fap = &fa;
+        r = posix_spawnattr_init(&attr);
+        if (r != 0)
+                return -r;
+        attrp = &attr;
+        /* Default signal handling and no blocked signal in the child, whatever the agent set. */
+        sigset_t none, all;
+        sigemptyset(&none);
+        sigfillset(&all);
+        if ((r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0 ||
+            (r = posix_spawnattr_setsigmask(&attr, &none)) != 0 ||
+            (r = posix_spawnattr_setsigdefault(&attr, &all)) != 0)
+                return -r;
         if ((r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)) != 0 ||
             (r = posix_spawn_file_actions_adddup2(&fa, wfd, 1)) != 0 ||
             (r = posix_spawn_file_actions_adddup2(&fa, wfd, 2)) != 0 ||
             (r = posix_spawn_file_actions_addclosefrom_np(&fa, 3)) != 0)
                 return -r;
-        r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+        /* The inherited descriptors are closed (closefrom 3) whatever their O_CLOEXEC. */
+        r = posix_spawn(&pid, path, &fa, &attr, argv, envp);
         if (r != 0)
                 return -r;
         close(wfd);
@@ -118,18 +184,8 @@ const char *command_error_line(char *output) {
 }
 
 bool command_exists(const char *name) {
-        const char *path = getenv("PATH") ?: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-        _cleanup_free_ char *copy = strdup(path);
-        if (!copy)
-                return false;
-        char *save = NULL;
-        for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-                _cleanup_free_ char *p = strdup_printf("%s/%s", d, name);
-                struct stat st;
-                if (p && stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0)
-                        return true;
-        }
-        return false;
+        _cleanup_free_ char *p = NULL;
+        return command_find(name, &p) == 0;
 }
 
 int format_verify(const char *node, const char *fstype, const char *label) {

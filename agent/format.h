@@ -4,13 +4,24 @@
 
 #include <stdbool.h>
 
+/* Where tools are looked up, and the PATH they get: fixed, not the agent's $PATH. */
+#define COMMAND_PATH "/usr/sbin:/usr/bin:/sbin:/bin"
+
 /*
- * Runs argv[0], searched in PATH, with argv: no shell, stdin from /dev/null, stdout and stderr
- * captured together into *ret_output (malloc'ed, NUL-terminated; may be NULL when not wanted).
- * Returns the exit status (>= 0; 128 + signal when killed), or -errno when it could not be run
- * (-ENOENT: not found).
+ * The one way the agent runs a program. argv[0] is looked up once (a name with a '/' is used as
+ * it is; else the first executable file of that name in command_search_path()) and that file is
+ * run with argv: no shell, stdin from /dev/null, stdout and stderr captured together into
+ * *ret_output (malloc'ed, NUL-terminated; may be NULL when not wanted), every other inherited
+ * descriptor closed, a fixed environment of two variables (PATH=command_search_path(),
+ * LC_ALL=C; and MKE2FS_CONFIG when set, for tests), no blocked signal and default signal handling. Returns the exit status (>= 0;
+ * 128 + signal when killed), or -errno when it could not be run (-ENOENT: not found).
  */
 int run_command(char *const argv[], char **ret_output);
+
+/* COMMAND_PATH, or $HARVESTER_INSTALL_TOOL_PATH when set (tests put fake tools first with it). */
+const char *command_search_path(void);
+/* The file run_command() would run for name. 0 (*ret malloc'ed), -ENOENT or -errno. */
+int command_find(const char *name, char **ret);
 
 /*
  * The line of a failed tool's output that says what went wrong, for the error message (and so the
@@ -21,7 +32,7 @@ int run_command(char *const argv[], char **ret_output);
  */
 const char *command_error_line(char *output);
 
-/* Whether an executable of that name is in PATH. */
+/* Whether run_command() finds name (command_find()). */
 bool command_exists(const char *name);
 
 /* The ext4 features format_device() gives every ext4 file system, whatever the build host's

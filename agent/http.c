@@ -159,6 +159,24 @@ int http_easy_new(bool insecure, long connect_timeout_sec, long stall_timeout_se
         return 0;
 }
 
+int http_set_url(CURL *c, const char *url) {
+        bool tls = url && strncasecmp(url, "https://", 8) == 0;
+        if (curl_easy_setopt(c, CURLOPT_URL, url) != CURLE_OK ||
+            curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, tls ? "https" : "http,https") != CURLE_OK)
+                return -EIO;
+        return 0;
+}
+
+const char *http_tls_advice(const char *tls_switch) {
+        static __thread char buf[256];
+        if (isempty(tls_switch))
+                return "Give the server a certificate the system's CAs trust: no switch turns verification off "
+                       "for this fetch (README, \"TLS\").";
+        snprintf(buf, sizeof(buf), "Give the server a trusted certificate, or (at your own risk) turn verification off: %s.",
+                 tls_switch);
+        return buf;
+}
+
 bool http_curl_retryable(CURLcode code) {
         switch (code) {
         case CURLE_COULDNT_RESOLVE_PROXY:
@@ -324,7 +342,7 @@ int http_get(const char *url, const struct http_options *o, char **ret_body, siz
 
         char errbuf[CURL_ERROR_SIZE];
         _cleanup_(body_freep) struct body b = { .curl = c, .max = max_body };
-        if (curl_easy_setopt(c, CURLOPT_URL, url) != CURLE_OK ||
+        if (http_set_url(c, url) < 0 ||
             curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_WRITEDATA, &b) != CURLE_OK ||
@@ -412,7 +430,8 @@ int http_get(const char *url, const struct http_options *o, char **ret_body, siz
                                 return log_error_errno(EINVAL, "%s: %s is not a valid URL: %s.", what, shown, reason);
                         case CURLE_UNSUPPORTED_PROTOCOL:
                                 return log_error_errno(EPROTO, "%s: %s: %s. Only http://, https:// and file:// URLs are "
-                                                       "supported (redirects only to http:// and https://).",
+                                                       "supported (redirects only to http:// and https://, and from "
+                                                       "https:// only to https://).",
                                                        what, shown, reason);
                         case CURLE_TOO_MANY_REDIRECTS:
                                 return log_error_errno(EPROTO, "%s: %s: %s. Check the server's redirects.", what, shown, reason);
@@ -420,9 +439,8 @@ int http_get(const char *url, const struct http_options *o, char **ret_body, siz
                         case CURLE_SSL_CACERT_BADFILE:
                         case CURLE_SSL_CERTPROBLEM:
                                 return log_error_errno(EIO, "%s: the TLS certificate of %s cannot be verified against "
-                                                       "the system's CAs: %s. Give the server a trusted certificate, or "
-                                                       "(at your own risk) add rd.noverifyssl to the kernel command line.",
-                                                       what, shown, reason);
+                                                       "the system's CAs: %s. %s",
+                                                       what, shown, reason, http_tls_advice(o->tls_switch));
                         default:
                                 err = -EIO;
                         }

@@ -10,7 +10,10 @@
 
 struct http_options {
         const char *what;          /* what is fetched, for messages: "config_url" */
-        bool insecure;             /* skip TLS verification (rd.noverifyssl) */
+        bool insecure;             /* skip TLS verification (rd.noverifyssl, --insecure) */
+        const char *tls_switch;    /* the switch that turns verification off for this fetch, named when a
+                                    * certificate fails: "rd.noverifyssl on the kernel command line";
+                                    * NULL: none does (README, "TLS") */
         int64_t deadline_sec;      /* overall deadline for all attempts; 0: one attempt only */
         long connect_timeout_sec;  /* per attempt; 0: 10 s */
         long stall_timeout_sec;    /* abort an attempt with no byte received for this long; 0: 30 s */
@@ -66,6 +69,13 @@ int http_global_init(void);
  * 0, -ENOMEM or -EIO.
  */
 int http_easy_new(bool insecure, long connect_timeout_sec, long stall_timeout_sec, CURL **ret);
+
+/* Sets url on c, and the protocols its redirects may use: from an https:// URL only https:// (a
+ * redirect to http:// fails with CURLE_UNSUPPORTED_PROTOCOL: TLS is never given up on the way),
+ * from http:// both. 0 or -EIO. */
+int http_set_url(CURL *c, const char *url);
+/* The sentence that ends a certificate error: what turns verification off, or that nothing does. */
+const char *http_tls_advice(const char *tls_switch);
 
 /* Whether a failed transfer is worth another attempt: connection refused/reset, DNS, timeouts,
  * stalls, partial bodies, TLS handshake failures. */

@@ -24,21 +24,22 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libmount.h>
-#include <spawn.h>
+#include <linux/openat2.h>
 #include <strings.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "bootentry.h"
 #include "cloudconfig.h"
+#include "format.h"
 #include "install.h"
 #include "iso.h"
 #include "preload.h"
 #include "log.h"
 #include "validate.h"
 
-extern char **environ;
 
 static inline void mnt_free_contextp(struct libmnt_context **c) {
         mnt_free_context(*c);
@@ -97,69 +98,30 @@ static int write_file_plain(const char *path, const void *data, size_t len, mode
 /* ---------------------------------------------------------------------------------------------- */
 /* Running e2fsprogs */
 
-/* Runs argv (searched in PATH) with stdin from /dev/null and its output read line by line into the
- * debug log. On failure the last line of its output goes to errbuf. 0, -ENOENT (no such program),
- * -EIO (it failed) or -errno. */
-static int run_command(char *const argv[], char *errbuf, size_t errlen) {
-        int pipefd[2];
-        posix_spawn_file_actions_t fa;
-        pid_t pid;
-        int r;
-
+/* Runs argv with run_command() (format.h: the agent's one way to run a program), its output into
+ * the debug log. On failure the line naming the error goes to errbuf. 0, -ENOENT (no such
+ * program), -EIO (it failed) or -errno. */
+static int run_tool(char *const argv[], char *errbuf, size_t errlen) {
+        _cleanup_free_ char *out = NULL;
         errbuf[0] = 0;
-        if (pipe2(pipefd, O_CLOEXEC) < 0)
-                return -errno;
-        r = posix_spawn_file_actions_init(&fa);
-        if (r != 0) {
-                close(pipefd[0]);
-                close(pipefd[1]);
-                return -r;
+        int r = run_command(argv, &out);
+        if (r < 0) {
+                snprintf(errbuf, errlen, "cannot run %s: %s", argv[0], strerror(-r));
+                return r;
         }
-        r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+        _cleanup_free_ char *copy = strdup(strempty(out));
+        char *save = NULL;
+        for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+                log_debug("%s: %s", argv[0], line);
         if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-        if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-        if (r == 0)
-                r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-        posix_spawn_file_actions_destroy(&fa);
-        close(pipefd[1]);
-        if (r != 0) {
-                close(pipefd[0]);
-                snprintf(errbuf, errlen, "cannot run %s: %s", argv[0], strerror(r));
-                return -r;
-        }
-
-        FILE *f = fdopen(pipefd[0], "re");
-        if (f) {
-                char *line = NULL;
-                size_t cap = 0;
-                ssize_t n;
-                while ((n = getline(&line, &cap, f)) >= 0) {
-                        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-                                line[--n] = 0;
-                        if (n == 0)
-                                continue;
-                        log_debug("%s: %s", argv[0], line);
-                        snprintf(errbuf, errlen, "%s", line);
-                }
-                free(line);
-                fclose(f);
-        } else
-                close(pipefd[0]);
-
-        int status;
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return -errno;
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
                 return 0;
-        if (!errbuf[0] || WIFSIGNALED(status)) {
-                if (WIFEXITED(status))
-                        snprintf(errbuf, errlen, "%s exited with status %d", argv[0], WEXITSTATUS(status));
-                else
-                        snprintf(errbuf, errlen, "%s was killed by signal %d", argv[0], WTERMSIG(status));
-        }
+        const char *why = command_error_line(copy);
+        if (why)
+                snprintf(errbuf, errlen, "%s", why);
+        else if (r > 128)
+                snprintf(errbuf, errlen, "%s was killed by signal %d", argv[0], r - 128);
+        else
+                snprintf(errbuf, errlen, "%s exited with status %d", argv[0], r);
         return -EIO;
 }
 
@@ -289,10 +251,22 @@ static int copy_range(int in, int out, off_t off, off_t len, bool *use_sendfile)
         return 0;
 }
 
+/* Copies the open regular file in (src names it in messages) to dst. */
+static int copy_fd_to(int in, const char *src, const char *dst, mode_t mode);
+
 int install_copy_file(const char *src, const char *dst, mode_t mode) {
-        _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC);
+        /* O_NOFOLLOW: a file of the ISO (the loader) that is a symbolic link is not followed to
+         * whatever it names (a key of the initrd, say). */
+        _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (in < 0 && errno == ELOOP)
+                return log_error_errno(ELOOP, "'%s' is a symbolic link; only regular files are copied from the ISO. "
+                                       "Check the ISO.", src);
         if (in < 0)
                 return log_error_errno(errno, "Cannot open '%s': %s", src, strerror(errno));
+        return copy_fd_to(in, src, dst, mode);
+}
+
+static int copy_fd_to(int in, const char *src, const char *dst, mode_t mode) {
         struct stat st;
         if (fstat(in, &st) < 0)
                 return log_error_errno(errno, "Cannot stat '%s': %s", src, strerror(errno));
@@ -361,7 +335,7 @@ static int make_ext2_image(const char *src_dir, const char *img, const char *lab
         }
         char *argv[] = { (char *)"mke2fs", (char *)"-q", (char *)"-t", (char *)"ext2", (char *)"-F",
                          (char *)"-L", (char *)label, (char *)"-d", (char *)src_dir, (char *)img, size, NULL };
-        int r = run_command(argv, err, sizeof err);
+        int r = run_tool(argv, err, sizeof err);
         if (r < 0) {
                 unlink(img);
                 return log_error_errno(r, "Cannot make the %s image '%s' from '%s' with mke2fs: %s", label, img,
@@ -373,7 +347,7 @@ static int make_ext2_image(const char *src_dir, const char *img, const char *lab
 static int relabel_image(const char *img, const char *label) {
         char err[512];
         char *argv[] = { (char *)"tune2fs", (char *)"-L", (char *)label, (char *)img, NULL };
-        int r = run_command(argv, err, sizeof err);
+        int r = run_tool(argv, err, sizeof err);
         if (r < 0)
                 return log_error_errno(r, "Cannot label '%s' %s with tune2fs: %s", img, label, err);
         return 0;
@@ -840,17 +814,95 @@ int install_write_loader(const char *rootfs_dir, const char *efi_dir) {
 /* ---------------------------------------------------------------------------------------------- */
 /* Image bundles and the log */
 
-/* Copies the regular files of src_dir (none when it does not exist) into dst_dir, made if needed,
- * except dot files and the names in skip (compared without case, as on FAT). Adds the bytes copied
- * to *ret_bytes when given. */
-static int copy_dir_files(const char *src_dir, const char *dst_dir, const char *const *skip, uint64_t *ret_bytes) {
-        _cleanup_closedir_ DIR *d = opendir(src_dir);
-        if (!d) {
-                if (errno == ENOENT)
-                        return 0;
-                return log_error_errno(errno, "Cannot read the directory '%s': %s", src_dir, strerror(errno));
+/*
+ * Opens the directory src_dir without following a symbolic link anywhere on its path (ELOOP then),
+ * and returns in *ret_root the deepest mount point crossed on the way below "/" (the ISO's root:
+ * it is mounted), or src_dir itself when there is none, and in *ret_rel src_dir relative to it.
+ */
+static int open_dir_nofollow(const char *src_dir, int *ret_dir, int *ret_root, char **ret_rel) {
+        if (src_dir[0] != '/')
+                return -EINVAL;
+        _cleanup_close_ int cur = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_close_ int root = -1;
+        if (cur < 0)
+                return -errno;
+        struct stat st;
+        if (fstat(cur, &st) < 0)
+                return -errno;
+        dev_t dev = st.st_dev;
+        const char *rel = NULL;
+        for (const char *p = src_dir; *p;) {
+                p += strspn(p, "/");
+                size_t k = strcspn(p, "/");
+                if (k == 0)
+                        break;
+                _cleanup_free_ char *name = strndup(p, k);
+                if (!name)
+                        return -ENOMEM;
+                if (streq(name, ".."))
+                        return -EINVAL;
+                if (fstatat(cur, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        return -errno;
+                if (S_ISLNK(st.st_mode))
+                        return -ELOOP;
+                int fd = openat(cur, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (fd < 0)
+                        return -errno;
+                close(cur);
+                cur = fd;
+                if (fstat(cur, &st) < 0)
+                        return -errno;
+                p += k;
+                if (st.st_dev != dev) {
+                        /* A mount point: the directories below are the mounted file system's. */
+                        if (root >= 0)
+                                close(root);
+                        root = fcntl(cur, F_DUPFD_CLOEXEC, 3);
+                        if (root < 0)
+                                return -errno;
+                        dev = st.st_dev;
+                        rel = p;
+                }
         }
-        int r = mkdir_p(dst_dir, 0755);
+        _cleanup_free_ char *r = strdup(rel ? rel + strspn(rel, "/") : "");
+        if (!r)
+                return -ENOMEM;
+        _cleanup_close_ int dir = openat(cur, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dir < 0)
+                return -errno;
+        if (root < 0 && (root = fcntl(dir, F_DUPFD_CLOEXEC, 3)) < 0)
+                return -errno;
+        *ret_dir = dir;
+        *ret_root = root;
+        dir = root = -1;
+        *ret_rel = TAKE_PTR(r);
+        return 0;
+}
+
+/*
+ * Copies the regular files of src_dir (none when it does not exist) into dst_dir, made if needed,
+ * except dot files and the names in skip (compared without case, as on FAT). Adds the bytes copied
+ * to *ret_bytes when given. src_dir is inside the mounted ISO, which is not trusted: no symbolic
+ * link on the way to src_dir is followed, and an entry that is a link is followed only while it
+ * stays inside the ISO's file system (openat2 RESOLVE_BENEATH from the ISO's root, no mount
+ * crossed): a link to an initrd file (a key) or out through ".." fails the copy.
+ */
+static int copy_dir_files(const char *src_dir, const char *dst_dir, const char *const *skip, uint64_t *ret_bytes) {
+        _cleanup_close_ int dfd = -1, root = -1;
+        _cleanup_free_ char *rel = NULL;
+        int r = open_dir_nofollow(src_dir, &dfd, &root, &rel);
+        if (r == -ENOENT)
+                return 0;
+        if (r == -ELOOP)
+                return log_error_errno(r, "The ISO's directory '%s' is reached through a symbolic link; refusing "
+                                       "to copy from it. Check the ISO.", src_dir);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read the directory '%s': %s", src_dir, strerror(-r));
+        _cleanup_closedir_ DIR *d = fdopendir(dfd);
+        if (!d)
+                return log_error_errno(errno, "Cannot read the directory '%s': %s", src_dir, strerror(errno));
+        dfd = -1; /* owned by d */
+        r = mkdir_p(dst_dir, 0755);
         if (r < 0)
                 return log_error_errno(r, "Cannot make '%s': %s", dst_dir, strerror(-r));
         struct dirent *de;
@@ -861,12 +913,25 @@ static int copy_dir_files(const char *src_dir, const char *dst_dir, const char *
                 if (skipped)
                         continue;
                 _cleanup_free_ char *s = path_join(src_dir, de->d_name), *t = path_join(dst_dir, de->d_name);
-                if (!s || !t)
+                _cleanup_free_ char *below = isempty(rel) ? strdup(de->d_name) : path_join(rel, de->d_name);
+                if (!s || !t || !below)
                         return log_oom();
+                struct open_how how = {
+                        .flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+                        .resolve = RESOLVE_BENEATH | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS,
+                };
+                _cleanup_close_ int in = (int)syscall(SYS_openat2, root, below, &how, sizeof(how));
+                if (in < 0 && (errno == EXDEV || errno == ELOOP))
+                        return log_error_errno(EXDEV, "The ISO's '%s' is a symbolic link that leads out of the ISO; "
+                                               "refusing to copy it. Check the ISO.", s);
+                if (in < 0)
+                        return log_error_errno(errno, "Cannot open '%s': %s", s, strerror(errno));
                 struct stat st;
-                if (stat(s, &st) < 0 || !S_ISREG(st.st_mode))
+                if (fstat(in, &st) < 0)
+                        return log_error_errno(errno, "Cannot stat '%s': %s", s, strerror(errno));
+                if (!S_ISREG(st.st_mode))
                         continue;
-                r = install_copy_file(s, t, 0644);
+                r = copy_fd_to(in, s, t, 0644);
                 if (r < 0)
                         return r;
                 if (ret_bytes)

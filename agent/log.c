@@ -13,6 +13,7 @@
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static enum log_level max_level = LOG_LEVEL_INFO;
 static int console_fds[MAX_CONSOLES];
+static bool console_stalled[MAX_CONSOLES];
 static size_t n_consoles;
 static int capture_fd = -1;
 static char *capture_path;
@@ -32,6 +33,7 @@ static void add_console(const char *name) {
         int fd = open(dev, O_WRONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
         if (fd < 0)
                 return;
+        console_stalled[n_consoles] = false;
         console_fds[n_consoles++] = fd;
 }
 
@@ -111,7 +113,7 @@ static bool is_word_char(unsigned char ch) {
 }
 
 /*
- * Called with log_lock held. Every registered secret is searched in the original text (overlapping
+ * Every secret of the list (for log lines: the registered ones, log_lock held) is searched in the original text (overlapping
  * occurrences included) and the bytes it covers are marked; each run of marked bytes becomes one
  * "<redacted>". The result does not depend on the order the secrets were registered in: a secret
  * that contains another (Harvester2024 in Harvester2024-hook-Xy9) is hidden whole, overlapping
@@ -120,11 +122,11 @@ static bool is_word_char(unsigned char ch) {
  * as a whole word (not preceded or followed by a letter, digit or '_'): a one-character password
  * would otherwise garble every line.
  */
-static char *redact_locked(const char *s) {
+char *log_redact_with(const char *s, char *const *list) {
         size_t n = strlen(s);
         _cleanup_free_ bool *mark = NULL;
         bool any = false;
-        STRV_FOREACH(sec, secrets) {
+        STRV_FOREACH(sec, (char **)list) {
                 size_t k = strlen(*sec);
                 for (const char *h = strstr(s, *sec); h; h = strstr(h + 1, *sec)) {
                         size_t at = (size_t)(h - s);
@@ -160,6 +162,10 @@ static char *redact_locked(const char *s) {
         return out;
 }
 
+static char *redact_locked(const char *s) {
+        return log_redact_with(s, secrets);
+}
+
 char *log_redact(const char *s) {
         pthread_mutex_lock(&log_lock);
         char *r = redact_locked(s);
@@ -168,10 +174,10 @@ char *log_redact(const char *s) {
 }
 
 /* Writes the whole buffer. A console is non-blocking (a stuck one must not hang the install
- * forever), so EAGAIN waits for it to drain, for at most LOG_CONSOLE_LINE_TIMEOUT_MSEC per line:
- * a slow serial console gets every line, the FAILED line included. */
-static void write_all(int fd, const char *buf, size_t len) {
-        uint64_t deadline = now_usec() + (uint64_t)LOG_CONSOLE_LINE_TIMEOUT_MSEC * 1000;
+ * forever), so EAGAIN waits for it to drain, for at most timeout_msec: a slow serial console gets
+ * every line, the FAILED line included. False when the line did not go out whole. */
+static bool write_all(int fd, const char *buf, size_t len, unsigned timeout_msec) {
+        uint64_t deadline = now_usec() + (uint64_t)timeout_msec * 1000;
         while (len > 0) {
                 ssize_t k = write(fd, buf, len);
                 if (k < 0 && errno == EINTR)
@@ -179,36 +185,42 @@ static void write_all(int fd, const char *buf, size_t len) {
                 if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
                         uint64_t now = now_usec();
                         if (now >= deadline)
-                                return;
+                                return false;
                         struct pollfd p = { .fd = fd, .events = POLLOUT };
                         uint64_t left_ms = (deadline - now + 999) / 1000;
                         if (poll(&p, 1, (int)left_ms) < 0 && errno != EINTR)
-                                return;
+                                return false;
                         continue;
                 }
                 if (k <= 0)
-                        return;
+                        return false;
                 buf += k;
                 len -= (size_t)k;
         }
+        return true;
 }
 
 /* Called with log_lock held: one line (text without its newline) to every output, with the
  * secrets hidden and every control character escaped, so that nothing that came from outside
  * (a server's reason phrase, a header, an ISO's file name) can start a line of its own, move the
  * cursor or fake a marker. */
-static void write_line_locked(const char *text) {
+static void write_line_locked(const char *text, bool marker) {
         _cleanup_free_ char *clean = redact_locked(text);
         _cleanup_free_ char *escaped = clean ? escape_controls(clean) : NULL;
         _cleanup_free_ char *line = strdup_printf("%s\n", escaped ? escaped : "harvester-install: (message lost: out of memory)");
         if (!line)
                 return;
         size_t len = strlen(line);
-        write_all(STDERR_FILENO, line, len);
+        (void)write_all(STDERR_FILENO, line, len, LOG_CONSOLE_LINE_TIMEOUT_MSEC);
+        /* A console that let a line time out waits at most LOG_CONSOLE_STALLED_MSEC for the next
+         * ones (markers excepted) until it takes a line whole again: a dead console cannot slow
+         * the install to one line per timeout. */
         for (size_t i = 0; i < n_consoles; i++)
-                write_all(console_fds[i], line, len);
+                console_stalled[i] = !write_all(console_fds[i], line, len,
+                                                console_stalled[i] && !marker ? LOG_CONSOLE_STALLED_MSEC
+                                                                              : LOG_CONSOLE_LINE_TIMEOUT_MSEC);
         if (capture_fd >= 0)
-                write_all(capture_fd, line, len);
+                (void)write_all(capture_fd, line, len, LOG_CONSOLE_LINE_TIMEOUT_MSEC);
 }
 
 static void emit(enum log_level level, const char *text) {
@@ -226,7 +238,7 @@ static void emit(enum log_level level, const char *text) {
                 last_error = clean ? escape_controls(clean) : NULL;
         }
         _cleanup_free_ char *line = strdup_printf("harvester-install: %s%s", prefix[level], text);
-        write_line_locked(line ? line : "harvester-install: (message lost: out of memory)");
+        write_line_locked(line ? line : "harvester-install: (message lost: out of memory)", false);
         pthread_mutex_unlock(&log_lock);
 }
 
@@ -261,6 +273,6 @@ void log_marker(const char *fmt, ...) {
         va_end(ap);
         _cleanup_free_ char *line = strdup_printf("[harvester-install] %s", text ? text : fmt);
         pthread_mutex_lock(&log_lock);
-        write_line_locked(line ? line : "[harvester-install] ?");
+        write_line_locked(line ? line : "[harvester-install] ?", true);
         pthread_mutex_unlock(&log_lock);
 }

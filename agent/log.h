@@ -30,6 +30,8 @@ const char *log_capture_file(void);
 #define LOG_SECRET_MIN_WORD 4
 /* A console that does not take a line within this time loses that line (the others still get it). */
 #define LOG_CONSOLE_LINE_TIMEOUT_MSEC 10000
+/* ... and, once stalled, waits only this long per line (markers: the full time) until it drains. */
+#define LOG_CONSOLE_STALLED_MSEC 100
 
 /* Registers a secret to scrub from all output (copied; empty strings and NULL are ignored). */
 void log_add_secret(const char *secret);
@@ -38,6 +40,8 @@ void log_forget_secrets(void);
  * at once on the original text, overlapping ones merged into one marker; secrets shorter than
  * LOG_SECRET_MIN_WORD only as whole words. Control characters are kept (log lines escape them). */
 char *log_redact(const char *s);
+/* The same with the secrets of list instead of the registered ones (for `config` output). */
+char *log_redact_with(const char *s, char *const *list);
 
 /* Returns -abs(error) when error != 0, else 0, so that callers can `return log_...(r, ...)`. */
 int log_internal(enum log_level level, int error, const char *fmt, ...) _printf_(3, 4);

@@ -81,7 +81,7 @@ static const struct schema_field os_fields[] = {
         FLD(struct os_config, labels, "labels", ST_KVMAP, .aliases = "label"),
         FLD(struct os_config, modules, "modules", ST_STRV, .aliases = "module"),
         FLD(struct os_config, sysctls, "sysctls", ST_KVMAP, .aliases = "sysctl"),
-        FLD(struct os_config, environment, "environment", ST_KVMAP),
+        FLD(struct os_config, environment, "environment", ST_KVMAP, .flags = SF_SECRET_VALUES),
         FLD(struct os_config, write_files, "write_files", ST_LIST, .aliases = "writeFiles write_file writeFile",
             .fields = write_file_fields, .elem_size = sizeof(struct write_file),
             .count_offset = offsetof(struct os_config, n_write_files)),
@@ -114,6 +114,7 @@ static const struct schema_field install_fields[] = {
         FLD(struct install_config, config_url, "config_url", ST_STRING, .flags = SF_URL,
             .aliases = "configUrl configURL"),
         FLD(struct install_config, config_url_timeout, "config_url_timeout", ST_INT, .aliases = "configUrlTimeout"),
+        FLD(struct install_config, config_checksum, "config_checksum", ST_STRING, .aliases = "configChecksum"),
         FLD(struct install_config, tty, "tty", ST_STRING),
         FLD(struct install_config, force_efi, "force_efi", ST_BOOL, .aliases = "forceEfi forceEFI"),
         FLD(struct install_config, force_gpt, "force_gpt", ST_BOOL, .aliases = "forceGpt forceGPT"),
@@ -147,7 +148,8 @@ static const struct schema_field top_fields[] = {
         FLD(struct config, server_url, "server_url", ST_STRING, .flags = SF_URL, .aliases = "serverUrl serverURL"),
         FLD(struct config, token, "token", ST_STRING, .flags = SF_SECRET),
         FLD(struct config, sans, "sans", ST_STRV, .aliases = "san"),
-        FLD(struct config, system_settings, "system_settings", ST_KVMAP, .aliases = "systemSettings"),
+        FLD(struct config, system_settings, "system_settings", ST_KVMAP, .flags = SF_SECRET_VALUES,
+            .aliases = "systemSettings"),
         FLD(struct config, runtime_version, "runtime_version", ST_STRING, .aliases = "runtimeVersion"),
         FLD(struct config, rancher_version, "rancher_version", ST_STRING, .aliases = "rancherVersion"),
         IGN("harvester_chart_version", .aliases = "harvesterChartVersion"),
@@ -1098,6 +1100,82 @@ void schema_free_fields(struct config *c) {
  * URLs
  * ====================================================================================== */
 
+bool schema_name_is_secret(const char *name) {
+        static const char *const words[] = { "password", "passwd", "token", "secret", "credential" };
+        if (!name)
+                return false;
+        if (strcasecmp(name, "authorization") == 0 || strcasecmp(name, "auth") == 0 ||
+            strcasecmp(name, "proxy-authorization") == 0)
+                return true;
+        for (size_t i = 0; i < ELEMENTSOF(words); i++)
+                if (strcasestr(name, words[i]))
+                        return true;
+        return false;
+}
+
+static bool url_char(char ch) {
+        return ch && !isspace((unsigned char)ch) && !strchr("\"'`,;<>{}[]()|\\", ch);
+}
+
+int schema_value_secrets(const char *name, const char *value, char ***l) {
+        int r;
+        if (isempty(value))
+                return 0;
+        if (schema_name_is_secret(name))
+                return strv_push(l, value);
+        /* URLs with a password anywhere in the value: "http://u:p@proxy:3128", "a=http://..." */
+        for (const char *m = strstr(value, "://"); m; m = strstr(m + 3, "://")) {
+                const char *b = m;
+                while (b > value && (isalnum((unsigned char)b[-1]) || strchr("+.-", b[-1])))
+                        b--;
+                const char *e = m + 3;
+                while (url_char(*e))
+                        e++;
+                _cleanup_free_ char *url = strndup(b, (size_t)(e - b));
+                if (!url)
+                        return -ENOMEM;
+                _cleanup_free_ char *pw = url_password(url);
+                if (pw && (r = strv_push(l, pw)) < 0)
+                        return r;
+        }
+        /* JSON inside a setting (containerd-registry: {"Configs": {"r": {"Auth": {"Password": "p"}}}}):
+         * every string whose key looks secret. */
+        for (const char *q = strchr(value, '"'); q; q = strchr(q + 1, '"')) {
+                const char *ke = strchr(q + 1, '"');
+                if (!ke)
+                        break;
+                _cleanup_free_ char *key = strndup(q + 1, (size_t)(ke - q - 1));
+                if (!key)
+                        return -ENOMEM;
+                const char *v = ke + 1;
+                while (isspace((unsigned char)*v))
+                        v++;
+                if (*v != ':' || !schema_name_is_secret(key)) {
+                        q = ke; /* the next string starts after this one */
+                        continue;
+                }
+                v++;
+                while (isspace((unsigned char)*v))
+                        v++;
+                if (*v != '"') { /* "Auth": {...}: the strings inside are looked at in turn */
+                        q = ke;
+                        continue;
+                }
+                const char *ve = v + 1;
+                while (*ve && *ve != '"')
+                        ve += ve[0] == '\\' && ve[1] ? 2 : 1;
+                if (ve > v + 1) {
+                        _cleanup_free_ char *sec = strndup(v + 1, (size_t)(ve - v - 1));
+                        if (!sec || (r = strv_push(l, sec)) < 0)
+                                return -ENOMEM;
+                }
+                if (!*ve)
+                        break;
+                q = ve;
+        }
+        return 0;
+}
+
 char *url_userinfo_password(const char *url) {
         return url_password(url);
 }
@@ -1175,22 +1253,47 @@ static struct node *field_to_node(const struct schema_field *f, const char *base
         case ST_KVMAP: {
                 const struct kvmap *m = p;
                 struct node *n = node_new(NODE_MAP, ORIGIN_FILE);
-                for (size_t i = 0; n && i < m->n; i++)
-                        if (add_entry(n, m->items[i].key, scalar_node(m->items[i].value, true)) < 0) {
+                for (size_t i = 0; n && i < m->n; i++) {
+                        _cleanup_strv_free_ char **secrets = NULL;
+                        _cleanup_free_ char *shown = NULL;
+                        const char *v = m->items[i].value;
+                        if (!show && (f->flags & SF_SECRET_VALUES)) {
+                                if (schema_value_secrets(m->items[i].key, v, &secrets) < 0 ||
+                                    !(shown = log_redact_with(v, secrets))) {
+                                        node_free(n);
+                                        return NULL;
+                                }
+                                v = shown;
+                        }
+                        if (add_entry(n, m->items[i].key, scalar_node(v, true)) < 0) {
                                 node_free(n);
                                 return NULL;
                         }
+                }
                 return n;
         }
         case ST_HEADERS: {
                 const struct header *h = *(struct header *const *)p;
                 size_t count = *(const size_t *)(base + f->count_offset);
                 struct node *n = node_new(NODE_MAP, ORIGIN_FILE);
-                for (size_t i = 0; n && i < count; i++)
-                        if (add_entry(n, h[i].key, strv_node(h[i].values)) < 0) {
+                for (size_t i = 0; n && i < count; i++) {
+                        struct node *values = strv_node(h[i].values);
+                        /* Authorization, X-Auth-Token ...: each value shown as "<redacted>". */
+                        for (size_t j = 0; values && !show && schema_name_is_secret(h[i].key) && j < values->n_items; j++) {
+                                char *red = strdup("<redacted>");
+                                if (!red) {
+                                        node_free(values);
+                                        values = NULL;
+                                        break;
+                                }
+                                free(values->items[j]->value);
+                                values->items[j]->value = red;
+                        }
+                        if (add_entry(n, h[i].key, values) < 0) {
                                 node_free(n);
                                 return NULL;
                         }
+                }
                 return n;
         }
         case ST_LIST: {
@@ -1426,6 +1529,29 @@ static void foreach_secret(const struct schema_field *fields, const char *base,
                                 _cleanup_free_ char *pw = url_userinfo_password(v);
                                 if (pw)
                                         fn(pw, userdata);
+                        }
+                } else if (f->type == ST_KVMAP && (f->flags & SF_SECRET_VALUES)) {
+                        const struct kvmap *m = p;
+                        for (size_t i = 0; i < m->n; i++) {
+                                _cleanup_strv_free_ char **secrets = NULL;
+                                /* On allocation failure the secrets found so far are registered. */
+                                (void)schema_value_secrets(m->items[i].key, m->items[i].value, &secrets);
+                                STRV_FOREACH(sec, secrets)
+                                        fn(*sec, userdata);
+                        }
+                } else if (f->type == ST_HEADERS) {
+                        const struct header *h = *(struct header *const *)p;
+                        size_t count = *(const size_t *)(base + f->count_offset);
+                        for (size_t i = 0; i < count; i++) {
+                                if (!schema_name_is_secret(h[i].key))
+                                        continue;
+                                STRV_FOREACH(v, h[i].values) {
+                                        fn(*v, userdata);
+                                        /* "Bearer abc", "Basic dXNlcjpwdw==": the credential alone too */
+                                        const char *sp = strchr(*v, ' ');
+                                        if (sp && sp[1])
+                                                fn(sp + 1, userdata);
+                                }
                         }
                 } else if (f->type == ST_STRUCT)
                         foreach_secret(f->fields, base + f->offset, fn, userdata);

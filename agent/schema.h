@@ -89,6 +89,9 @@ enum schema_type {
 enum {
         SF_SECRET = 1 << 0, /* never printed or logged */
         SF_URL = 1 << 1,    /* a URL: the password of any userinfo is a secret */
+        SF_SECRET_VALUES = 1 << 2, /* a map (os.environment, system_settings): a value whose name looks
+                                    * secret (schema_name_is_secret()), URL passwords and JSON
+                                    * "password"/"auth"/"token"... strings inside values are secrets */
         SF_IFACE = 1 << 2,  /* list items may use the interface short forms (cmdline_parse_interface) */
 };
 
@@ -141,7 +144,14 @@ int schema_to_tree(const struct config *c, bool show_secrets, struct node **ret)
 /* Prints a tree as YAML (block style, strings double-quoted) or as JSON. 0 or -errno. */
 int tree_print(const struct node *n, FILE *f, bool json);
 
-/* Calls fn for every secret value held by c (SF_SECRET fields, URL passwords). */
+/* Whether a header, variable or setting of this name holds a credential: Authorization, Auth,
+ * or a name containing password, passwd, token, secret or credential (any case). */
+bool schema_name_is_secret(const char *name);
+/* Appends to *l the secrets inside one value of an SF_SECRET_VALUES map. 0 or -ENOMEM. */
+int schema_value_secrets(const char *name, const char *value, char ***l);
+
+/* Calls fn for every secret value held by c (SF_SECRET fields, URL passwords, secret webhook
+ * headers, secrets inside os.environment and system_settings values). */
 void schema_foreach_secret(const struct config *c, void (*fn)(const char *secret, void *userdata),
                            void *userdata);
 

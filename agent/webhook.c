@@ -334,7 +334,7 @@ static bool deliver(const struct webhook *w, const char *method, const char *url
                 hdrs = n;
         }
 
-        bool ok = curl_easy_setopt(c, CURLOPT_URL, url) == CURLE_OK &&
+        bool ok = http_set_url(c, url) == 0 &&
                   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf) == CURLE_OK &&
                   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_cb) == CURLE_OK &&
                   curl_easy_setopt(c, CURLOPT_TIMEOUT, WEBHOOK_TIMEOUT_SEC) == CURLE_OK &&

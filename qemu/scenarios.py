@@ -720,11 +720,12 @@ scenario(Scenario(
     "the served ISO lacks rootfs.squashfs: FAILED naming it, FAILED webhook, disks unchanged",
     [Node("node1", "create", "8G")],
     listener=True, no_rootfs_iso=True,
-    # The release's SHA-512 list has no entry for this ISO: the lab's iso_checksum_url goes, so
-    # the download passes (unverified, with its warning) and the contents check must catch it.
-    config_edit=with_webhooks(then=lambda mode, text: re.sub(
+    # The release's SHA-512 list has no entry for this ISO: the lab's iso_checksum_url goes, and
+    # install.skipchecks lets an ISO without any checksum through (refused otherwise), so the
+    # download passes (unverified, with its warning) and the contents check must catch it.
+    config_edit=with_webhooks(then=lambda mode, text: set_key("skipchecks", "true")(mode, re.sub(
         r"harvester-[^/\s]*-amd64\.iso", NO_ROOTFS_ISO,
-        re.sub(r"(?m)^  iso_checksum_url: .*\n", "", text))),
+        re.sub(r"(?m)^  iso_checksum_url: .*\n", "", text)))),
     checks=pxe_chain("node1", "create") + agent_started("node1") + [
         served("node1", NO_ROOTFS_ISO),
         no_line("node1", h.MARK + r" STAGE disk-write", "no STAGE disk-write"),

@@ -243,15 +243,16 @@ static void test_failure_rolls_back(void **state) {
         assert_int_equal(mkdir(bin, 0755), 0);
         static const char script[] = "#!/bin/sh\necho 'fake mkfs.ext4: no space left' >&2\nexit 1\n";
         assert_int_equal(write_file_atomic(fake, script, strlen(script), 0755), 0);
-        char *oldpath = strdup(getenv("PATH"));
-        char *newpath = strdup_printf("%s:%s", bin, oldpath);
+        /* Tools are looked up in the agent's fixed search path (format.h); the test knob puts the
+         * fake first. */
+        char *newpath = strdup_printf("%s:%s", bin, command_search_path());
         struct config *c = config_new(d1, NULL);
         struct disk_plan *p = NULL;
 
         assert_int_equal(disks_prepare(c, &p), 0);
-        setenv("PATH", newpath, 1);
+        setenv("HARVESTER_INSTALL_TOOL_PATH", newpath, 1);
         assert_true(disks_write(p) < 0);
-        setenv("PATH", oldpath, 1);
+        unsetenv("HARVESTER_INSTALL_TOOL_PATH");
         assert_null(disk_plan_node(p, PART_EFI));
         disk_plan_free(p);
         assert_blank(d1);
@@ -266,7 +267,6 @@ static void test_failure_rolls_back(void **state) {
         free(d1);
         free(bin);
         free(fake);
-        free(oldpath);
         free(newpath);
 }
 

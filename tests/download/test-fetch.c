@@ -335,18 +335,18 @@ static void test_checksum_url(void **state) {
         _cleanup_free_ char *gone = test_server_url(&srv, "/404/SHA512SUMS");
         struct checksum c;
         bool have = true;
-        assert_int_equal(download_resolve_checksum(url, NULL, NULL, "k", "ku", false, 5, &c, &have), 0);
+        assert_int_equal(download_resolve_checksum(url, NULL, NULL, "k", "ku", false, NULL, 5, &c, &have), 0);
         assert_false(have);
-        assert_int_equal(download_resolve_checksum(url, NULL, list, "k", "ku", false, 5, &c, &have), 0);
+        assert_int_equal(download_resolve_checksum(url, NULL, list, "k", "ku", false, NULL, 5, &c, &have), 0);
         assert_true(have);
         assert_true(checksum_equal(&c, &sum_a));
-        assert_int_equal(download_resolve_checksum(missing, NULL, list, "k", "ku", false, 5, &c, &have), -ENOENT);
-        assert_int_equal(download_resolve_checksum(url, NULL, gone, "k", "ku", false, 5, &c, &have), -ENOENT);
+        assert_int_equal(download_resolve_checksum(missing, NULL, list, "k", "ku", false, NULL, 5, &c, &have), -ENOENT);
+        assert_int_equal(download_resolve_checksum(url, NULL, gone, "k", "ku", false, NULL, 5, &c, &have), -ENOENT);
         /* the literal checksum wins over the list */
         _cleanup_free_ char *lit = strdup_printf("sha512:%s", sum_b.hex);
-        assert_int_equal(download_resolve_checksum(url, lit, list, "k", "ku", false, 5, &c, &have), 0);
+        assert_int_equal(download_resolve_checksum(url, lit, list, "k", "ku", false, NULL, 5, &c, &have), 0);
         assert_true(checksum_equal(&c, &sum_b));
-        assert_int_equal(download_resolve_checksum(url, "sha512:abc", NULL, "k", "ku", false, 5, &c, &have), -EINVAL);
+        assert_int_equal(download_resolve_checksum(url, "sha512:abc", NULL, "k", "ku", false, NULL, 5, &c, &have), -EINVAL);
 }
 
 /* A password in the URL appears in no message. */

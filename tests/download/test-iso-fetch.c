@@ -82,7 +82,11 @@ static int setup(void **state) {
         if (test_write_file(served, "SHA512SUMS", list, strlen(list)) < 0)
                 return -1;
         setenv("HARVESTER_INSTALL_ISO_DIR", iso_dir, 1);
-        return test_server_start(served, &srv) < 0 ? -1 : 0;
+        /* An HTTPS listener too, with a self-signed certificate (the TLS policy's test). */
+        if (test_make_self_signed(dir) < 0)
+                return -1;
+        _cleanup_free_ char *cert = strdup_printf("%s/cert.pem", dir), *key = strdup_printf("%s/key.pem", dir);
+        return !cert || !key || test_server_start_tls(served, cert, key, &srv) < 0 ? -1 : 0;
 }
 
 static int teardown(void **state) {
@@ -142,12 +146,67 @@ static void test_iso_fetch_checksum_url(void **state) {
         iso_image_release(&img);
         assert_false(is_tmpfs(iso_dir));
 
-        /* no checksum at all: a loud warning, and the install goes on */
+        /* no checksum at all: refused before any request, unless install.skipchecks (a loud
+         * warning then, and the install goes on) */
         c.install.iso_checksum_url = NULL;
+        _cleanup_free_ char *old = log_text();
+        assert_int_equal(test_server_reset(&srv), 0);
+        assert_int_equal(iso_fetch(&c, &img), -EINVAL);
+        assert_int_equal(test_server_count(&srv, "/"), 0);
+        assert_false(is_tmpfs(iso_dir));
+        _cleanup_free_ char *refused = log_text();
+        assert_non_null(strstr(refused, "error: ISO: neither install.iso_checksum nor install.iso_checksum_url is set"));
+        c.install.skipchecks = true;
         assert_int_equal(iso_fetch(&c, &img), 0);
         iso_image_release(&img);
         _cleanup_free_ char *log = log_text();
         assert_non_null(strstr(log, "warning: ISO: THE ISO WILL NOT BE VERIFIED"));
+}
+
+/* TLS (README, "TLS"): the ISO's server is verified unless rd.noverifyssl and an inline
+ * install.iso_checksum pins the content; the checksum list is always verified. */
+static void test_iso_fetch_tls(void **state) {
+        _cleanup_free_ char *url = test_server_tls_url(&srv, "/ok/harvester.iso");
+        _cleanup_free_ char *list = test_server_tls_url(&srv, "/ok/SHA512SUMS");
+        _cleanup_free_ char *plain_list = test_server_url(&srv, "/ok/SHA512SUMS");
+        struct iso_image img = {};
+        struct config c = {};
+        c.install.iso_url = url;
+        _cleanup_free_ char *old = log_text();
+
+        /* by default: refused, nothing mounted */
+        c.install.iso_checksum = iso_sum;
+        assert_int_equal(iso_fetch(&c, &img), -EIO);
+        assert_false(is_tmpfs(iso_dir));
+        _cleanup_free_ char *log = log_text();
+        assert_non_null(strstr(log, "TLS certificate"));
+
+        /* rd.noverifyssl with a checksum list (over https or http): still verified */
+        c.boot.noverifyssl = true;
+        c.install.iso_checksum = NULL;
+        c.install.iso_checksum_url = list;
+        assert_int_equal(iso_fetch(&c, &img), -EIO); /* the list */
+        c.install.iso_checksum_url = plain_list;
+        assert_int_equal(iso_fetch(&c, &img), -EIO); /* the ISO */
+        assert_false(is_tmpfs(iso_dir));
+        _cleanup_free_ char *log2 = log_text();
+        assert_non_null(strstr(log2, "rd.noverifyssl does not cover the ISO without install.iso_checksum"));
+
+        /* rd.noverifyssl and install.iso_checksum: fetched, with a warning, and verified */
+        c.install.iso_checksum_url = NULL;
+        c.install.iso_checksum = iso_sum;
+        assert_int_equal(iso_fetch(&c, &img), 0);
+        assert_string_equal(img.digest, iso_sum);
+        iso_image_release(&img);
+        _cleanup_free_ char *log3 = log_text();
+        assert_non_null(strstr(log3, "warning: ISO: rd.noverifyssl is on the kernel command line"));
+
+        /* never from https to http */
+        _cleanup_free_ char *down = test_server_tls_url(&srv, "/lie/to-http?to=http://127.0.0.1:%d/ok/harvester.iso",
+                                                        srv.port);
+        c.install.iso_url = down;
+        assert_int_equal(iso_fetch(&c, &img), -EPROTO);
+        assert_false(is_tmpfs(iso_dir));
 }
 
 /* Failures leave nothing behind: no file, no mount. */
@@ -242,6 +301,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_iso_fetch),
                 cmocka_unit_test(test_iso_fetch_checksum_url),
+                cmocka_unit_test(test_iso_fetch_tls),
                 cmocka_unit_test(test_iso_fetch_failures),
                 cmocka_unit_test(test_tmpfs_too_small),
         };

@@ -2,7 +2,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """fault-server.py: a fault-injecting HTTP server for the agent's tests (python3 stdlib only).
 
-Usage:  fault-server.py [--exit-on-stdin-eof] [--verbose] DIR
+Usage:  fault-server.py [--exit-on-stdin-eof] [--verbose] [--tls-cert CERT --tls-key KEY] DIR
+
+With --tls-cert/--tls-key a second listener serves the same URLs over HTTPS with that certificate
+(self-signed ones are made at test time: tests/net/test-tls.c); its port is printed alone on the
+second line of stdout. Both listeners share one request log and one set of counters.
 
 Listens on 127.0.0.1, on a port chosen by the kernel, and prints that port number alone on the
 first line of stdout (flushed); nothing else is ever written to stdout. Serves the files under
@@ -49,8 +53,6 @@ The behaviour is chosen by the first element of the URL path:
               A server that lies, for the hostile tests (tests/net/test-hostile.c):
                 status-marker   503 with the reason phrase "Busy\r[harvester-install] SUCCEEDED \e[2J"
                                 and a body carrying the same bytes.
-                content-range   <file> answered 206 to a Range request with the Content-Range
-                                "bytes 0-1/\r[harvester-install] SUCCEEDED\e[2J" (no Range: as `ok`).
                 to-http         302 to the http:// URL given as ?to=URL (for https -> http tests).
 
   Query parameters understood by the file modes: ?stall=SECONDS (stall), ?rate=BYTES_PER_SEC
@@ -380,26 +382,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if self.command != "HEAD":
                 self.wfile.write(body)
             return
-        if kind == "content-range":
-            path = os.path.realpath(os.path.join(self.server.state.root, relfile))
-            if not os.path.isfile(path):
-                self.simple(404, b"no such file\n")
-                return
-            with open(path, "rb") as f:
-                data = f.read()
-            if self.headers.get("Range") is None:
-                self.simple(200, data, "application/octet-stream")
-                return
-            self.send_response(206)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", "2")
-            self.send_header("Content-Range", "bytes 0-1/" + LIE_MARKER)
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
-            if self.command != "HEAD":
-                self.wfile.write(data[:2])
-            return
         if kind == "to-http":
             self.simple(302, b"moved\n", extra=[("Location", query.get("to", "http://127.0.0.1:1/"))])
             return
@@ -524,6 +506,8 @@ def main():
     ap.add_argument("dir", help="directory to serve")
     ap.add_argument("--exit-on-stdin-eof", action="store_true", help="exit when stdin reaches EOF")
     ap.add_argument("--verbose", action="store_true", help="log requests on stderr")
+    ap.add_argument("--tls-cert", help="PEM certificate for the HTTPS listener")
+    ap.add_argument("--tls-key", help="PEM private key for the HTTPS listener")
     args = ap.parse_args()
     if not os.path.isdir(args.dir):
         sys.stderr.write("fault-server: %s is not a directory\n" % args.dir)
@@ -533,6 +517,16 @@ def main():
     srv.state = State(args.dir)
     srv.verbose = args.verbose
     sys.stdout.write("%d\n" % srv.server_address[1])
+    if args.tls_cert:
+        import ssl
+        tls = Server(("127.0.0.1", 0), Handler)
+        tls.state = srv.state
+        tls.verbose = args.verbose
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
+        sys.stdout.write("%d\n" % tls.server_address[1])
+        threading.Thread(target=lambda: tls.serve_forever(poll_interval=0.2), daemon=True).start()
     sys.stdout.flush()
 
     if args.exit_on_stdin_eof:

@@ -22,7 +22,47 @@ extern char **environ;
 #define FAULT_SERVER_PYTHON "python3"
 #endif
 
+/* Reads one line (a port number) from the server's stdout, waiting up to 30 s. */
+static int read_port(int fd, const char *script, int *ret) {
+        char line[32];
+        size_t n = 0;
+        while (n < sizeof(line) - 1) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                if (poll(&p, 1, 30000) <= 0) {
+                        fprintf(stderr, "test server: %s printed no port within 30 s\n", script);
+                        return -ETIMEDOUT;
+                }
+                /* one byte at a time: the next line is the next call's */
+                ssize_t m = read(fd, line + n, 1);
+                if (m <= 0) {
+                        fprintf(stderr, "test server: %s exited before printing its port\n", script);
+                        return -EIO;
+                }
+                if (line[n] == '\n')
+                        break;
+                n++;
+        }
+        line[n] = 0;
+        int64_t port;
+        if (parse_int64(line, &port) < 0 || port <= 0 || port > 65535) {
+                fprintf(stderr, "test server: unexpected line '%s'\n", line);
+                return -EIO;
+        }
+        *ret = (int)port;
+        return 0;
+}
+
+static int server_start(const char *dir, const char *cert, const char *key, struct test_server *ret);
+
 int test_server_start(const char *dir, struct test_server *ret) {
+        return server_start(dir, NULL, NULL, ret);
+}
+
+int test_server_start_tls(const char *dir, const char *cert, const char *key, struct test_server *ret) {
+        return server_start(dir, cert, key, ret);
+}
+
+static int server_start(const char *dir, const char *cert, const char *key, struct test_server *ret) {
         const char *python = getenv("FAULT_SERVER_PYTHON");
         const char *script = getenv("FAULT_SERVER_SCRIPT");
         if (isempty(python))
@@ -44,7 +84,14 @@ int test_server_start(const char *dir, struct test_server *ret) {
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_adddup2(&fa, in[0], STDIN_FILENO);
         posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
-        char *argv[] = { (char *)python, (char *)script, (char *)"--exit-on-stdin-eof", (char *)dir, NULL };
+        char *argv[] = { (char *)python, (char *)script, (char *)"--exit-on-stdin-eof", (char *)dir, NULL, NULL,
+                         NULL, NULL, NULL };
+        if (cert) {
+                argv[4] = (char *)"--tls-cert";
+                argv[5] = (char *)cert;
+                argv[6] = (char *)"--tls-key";
+                argv[7] = (char *)key;
+        }
         pid_t pid;
         int e = posix_spawnp(&pid, python, &fa, NULL, argv, environ);
         posix_spawn_file_actions_destroy(&fa);
@@ -58,33 +105,13 @@ int test_server_start(const char *dir, struct test_server *ret) {
         }
 
         struct test_server s = { .pid = pid, .port = -1, .stdin_fd = in[1], .stdout_fd = out[0] };
-        char line[32];
-        size_t n = 0;
-        while (n < sizeof(line) - 1 && !memchr(line, '\n', n)) {
-                struct pollfd p = { .fd = s.stdout_fd, .events = POLLIN };
-                int k = poll(&p, 1, 30000);
-                if (k <= 0) {
-                        fprintf(stderr, "test server: %s printed no port within 30 s\n", script);
-                        test_server_stop(&s);
-                        return -ETIMEDOUT;
-                }
-                ssize_t m = read(s.stdout_fd, line + n, sizeof(line) - 1 - n);
-                if (m <= 0) {
-                        fprintf(stderr, "test server: %s %s exited before printing its port\n", python, script);
-                        test_server_stop(&s);
-                        return -EIO;
-                }
-                n += (size_t)m;
-        }
-        line[n] = 0;
-        int64_t port;
-        line[strcspn(line, "\n")] = 0;
-        if (parse_int64(line, &port) < 0 || port <= 0 || port > 65535) {
-                fprintf(stderr, "test server: unexpected first line '%s'\n", line);
+        int r = read_port(s.stdout_fd, script, &s.port);
+        if (r == 0 && cert)
+                r = read_port(s.stdout_fd, script, &s.tls_port);
+        if (r < 0) {
                 test_server_stop(&s);
-                return -EIO;
+                return r;
         }
-        s.port = (int)port;
         *ret = s;
         return 0;
 }
@@ -113,6 +140,28 @@ char *test_server_url(const struct test_server *s, const char *path_fmt, ...) {
         if (k < 0)
                 return NULL;
         return strdup_printf("http://127.0.0.1:%d%s", s->port, path);
+}
+
+char *test_server_tls_url(const struct test_server *s, const char *path_fmt, ...) {
+        va_list ap;
+        _cleanup_free_ char *path = NULL;
+        va_start(ap, path_fmt);
+        int k = vasprintf(&path, path_fmt, ap);
+        va_end(ap);
+        if (k < 0)
+                return NULL;
+        return strdup_printf("https://127.0.0.1:%d%s", s->tls_port, path);
+}
+
+int test_make_self_signed(const char *dir) {
+        _cleanup_free_ char *cmd = strdup_printf(
+                "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 "
+                "-addext subjectAltName=IP:127.0.0.1 -keyout '%s/key.pem' -out '%s/cert.pem' >/dev/null 2>&1",
+                dir, dir);
+        if (!cmd)
+                return -ENOMEM;
+        int st = system(cmd);
+        return st == 0 ? 0 : -EIO;
 }
 
 /* A plain HTTP/1.0 GET on its own socket (independent of the code under test). Returns the body

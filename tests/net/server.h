@@ -16,6 +16,7 @@
 struct test_server {
         pid_t pid;
         int port;
+        int tls_port;  /* the HTTPS listener's, test_server_start_tls() only; else 0 */
         int stdin_fd;  /* our end of the server's stdin: closing it stops the server */
         int stdout_fd;
 };
@@ -24,6 +25,14 @@ struct test_server {
  * $FAULT_SERVER_SCRIPT override). Waits up to 30 s for its port. 0 or -errno; on failure the
  * reason is printed on stderr. */
 int test_server_start(const char *dir, struct test_server *ret);
+/* The same with an HTTPS listener too, with the PEM certificate and key given. */
+int test_server_start_tls(const char *dir, const char *cert, const char *key, struct test_server *ret);
+/* "https://127.0.0.1:TLS_PORT" followed by the formatted path. NULL on OOM. */
+char *test_server_tls_url(const struct test_server *s, const char *path_fmt, ...) _printf_(2, 3);
+/* Makes a self-signed certificate for 127.0.0.1 (CN and IP SAN) with openssl into dir/cert.pem and
+ * dir/key.pem. 0 or -errno (openssl's output on stderr). */
+int test_make_self_signed(const char *dir);
+
 /* Stops it and reaps it. Safe to call twice. */
 void test_server_stop(struct test_server *s);
 
