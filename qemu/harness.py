@@ -742,6 +742,17 @@ class Disk:
 
 # --- The VM ---------------------------------------------------------------------------------------
 
+def disk_serial(vm_name, i):
+    """The serial number of a VM's disk i (ATA: at most 20 characters)."""
+    return f"{vm_name}-sd{'abcdef'[i]}"[-20:]
+
+
+def disk_by_id(vm_name, i):
+    """The name the guest's udev gives disk i, whatever order the kernel finds the disks in
+    (several disks on one AHCI controller come up as sda or sdb by probe order)."""
+    return f"/dev/disk/by-id/ata-QEMU_HARDDISK_{disk_serial(vm_name, i)}"
+
+
 class Console:
     """The cleaned lines of a serial console, with the time each arrived (s since start)."""
 
@@ -793,7 +804,29 @@ class VM:
             shutil.copyfile(tools.ovmf_vars, self.vars)
         self.serial_log = self.workdir / f"{name}-serial.log"
         self.qemu_log = self.workdir / f"{name}-qemu.log"
+        # QEMU's human monitor, for actions during a run (a key press, a power button).
+        self.monitor_path = self.workdir / f"{name}.monitor"
         self.console = Console()
+
+    def hmp(self, command):
+        """Sends one command to the running VM's human monitor; returns what it answered."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as so:
+            so.settimeout(5)
+            so.connect(str(self.monitor_path))
+            so.sendall(command.encode() + b"\n")
+            out = b""
+            with contextlib.suppress(socket.timeout, OSError):
+                # Until the monitor echoed the command and prompted again (it ran): closing
+                # earlier can drop the command unread.
+                while True:
+                    chunk = so.recv(4096)
+                    if not chunk:
+                        break
+                    out += chunk
+                    echoed = out.split(command.encode(), 1)
+                    if len(echoed) == 2 and b"(qemu)" in echoed[1]:
+                        break
+        return out.decode("utf-8", "replace")
 
     def command(self, accel, cpu, no_reboot=True):
         t = self.tools
@@ -804,6 +837,7 @@ class VM:
                "-drive", f"if=pflash,format=raw,file={self.vars}"]
         if no_reboot:
             cmd.append("-no-reboot")
+        cmd += ["-monitor", f"unix:{self.monitor_path},server=on,wait=off"]
         if self.net:
             if self.tap:
                 cmd += ["-netdev", f"tap,id=net0,ifname={self.tap},script=no,downscript=no"]
@@ -822,7 +856,7 @@ class VM:
             for i, disk in enumerate(self.disks):
                 dev = "sd" + "abcdef"[i]
                 cmd += ["-drive", f"if=none,id={dev},file={disk.path},format=qcow2,discard=unmap",
-                        "-device", f"ide-hd,drive={dev},bus=ahci.{i}"
+                        "-device", f"ide-hd,drive={dev},bus=ahci.{i},serial={disk_serial(self.name, i)}"
                         + (f",bootindex={2 if self.pxe else 1}" if i == 0 else "")]
         return cmd
 
@@ -837,11 +871,13 @@ class VM:
                         console=self.disk_console, label="boot from the installed disk")
 
     def run(self, accel, cpu, timeout, stop=(), grace=3.0, live=False, interactive=False,
-            no_reboot=True, label=None, prefix=None, console=None):
+            no_reboot=True, label=None, prefix=None, console=None, actions=()):
         """Boots and reads the console until QEMU exits, a `stop` pattern matched (+ grace s),
         or the timeout. live: the raw console on stdout; prefix: cleaned lines on stdout, each
-        after prefix (several VMs at once). Returns (reason, seconds): reason is "exited",
+        after prefix (several VMs at once); actions: [(pattern, fn)], fn(vm) called once, when
+        the first line matching pattern arrives. Returns (reason, seconds): reason is "exited",
         "stopped" or "timeout"."""
+        pending = [(re.compile(p), fn) for p, fn in actions]
         console = console if console is not None else self.console
         cmd = self.command(accel, cpu, no_reboot)
         if self.netns:
@@ -886,6 +922,9 @@ class VM:
                     console.lines.append((now - t0, text))
                     if prefix is not None and text.strip():
                         print(f"{prefix}{text}", flush=True)
+                    for a in [a for a in pending if a[0].search(text)]:
+                        pending.remove(a)
+                        a[1](self)
                     if stop_at is None and not interactive and any(s.search(text) for s in stops):
                         stop_at = now + grace
         finally:
