@@ -25,6 +25,7 @@
 
 #include "cloudconfig.h"
 #include "log.h"
+#include "validate.h"
 
 #define MGMT_BRIDGE "mgmt-br"
 #define MGMT_BOND "mgmt-bo"
@@ -74,12 +75,7 @@ static bool put_dq(FILE *f, const char *s) {
 /* A string that can stand unquoted in a shell-sourced ifcfg file, a sed expression or a command
  * line: no whitespace, no quotes, no shell or sed metacharacters. */
 static bool word_safe(const char *s, const char *extra) {
-        if (isempty(s))
-                return false;
-        for (const char *p = s; *p; p++)
-                if (!isalnum((unsigned char)*p) && !strchr("._-", *p) && !(extra && strchr(extra, *p)))
-                        return false;
-        return true;
+        return valid_word(s, extra);
 }
 
 static bool label_part_valid(const char *s, bool key) {
@@ -1645,7 +1641,9 @@ int cloudconfig_hash_password(const char *password, char **ret) {
 
         if (!password)
                 return -EINVAL;
-        if (password[0] == '$') {
+        /* Kept only when it is a well-formed hash of a method the OS supports: a clear-text password
+         * that merely starts with '$' is hashed like any other. */
+        if (valid_crypt_hash(password)) {
                 char *s = strdup(password);
                 if (!s)
                         return -ENOMEM;

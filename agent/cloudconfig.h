@@ -39,8 +39,9 @@ int cloudconfig_write_oem_release(const struct config *c, const struct harvester
 int cloudconfig_render(const struct config *c, const struct harvester_release *rel,
                        const char *password_hash, char **ret_custom, char **ret_harvester_config);
 
-/* The password as stored: kept verbatim when it already starts with '$' (a crypt hash), else a
- * SHA-512 crypt hash ("$6$<16 random salt characters>$...") of it. 0 or -errno. */
+/* The password as stored: kept verbatim when it is a well-formed crypt hash (valid_crypt_hash():
+ * $6$, $5$, $y$, $2b$), else a SHA-512 crypt hash ("$6$<16 random salt characters>$...") of it, also
+ * when it merely starts with '$'. 0 or -errno. */
 int cloudconfig_hash_password(const char *password, char **ret);
 
 /* Fails (with one message naming the key) for configuration this installer accepts but cannot

@@ -136,7 +136,7 @@ int cmdline_parse_interface(const char *value, enum node_origin origin, struct n
                 }
                 if (is_name) {
                         if (!valid_ifname(rest)) {
-                                *ret_error = "not a valid interface name (1-15 characters, no '/', ':' or spaces)";
+                                *ret_error = "not a valid interface name (1-15 letters, digits, '.', '_', '-', '@')";
                                 return -EINVAL;
                         }
                         if (name) {

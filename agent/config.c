@@ -5,6 +5,8 @@
  * struct config, defaults filled in, normalised and validated. Every problem is reported at once.
  */
 #include <ctype.h>
+#include <dirent.h>
+#include <limits.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <sys/random.h>
@@ -12,6 +14,7 @@
 #include "cli.h"
 #include "cmdline.h"
 #include "config.h"
+#include "dryrun.h"
 #include "http.h"
 #include "log.h"
 #include "schema.h"
@@ -343,6 +346,113 @@ int config_load(const struct config_source *src, struct config **ret) {
         return 0;
 }
 
+/* ---- Interfaces given by MAC address ---- */
+
+/* The MAC of net_dir/<name>/address in the form sysfs writes (lowercase, ':'), or NULL. */
+static char *nic_address(const char *net_dir, const char *name) {
+        _cleanup_free_ char *path = strdup_printf("%s/%s/address", net_dir, name), *text = NULL;
+        if (!path || read_full_file(path, &text, NULL) < 0)
+                return NULL;
+        text[strcspn(text, "\n")] = 0;
+        if (!valid_mac(text) || streq(text, "00:00:00:00:00:00"))
+                return NULL; /* lo, tunnels: no Ethernet address */
+        lowercase(text);
+        return TAKE_PTR(text);
+}
+
+static long nic_ifindex(const char *net_dir, const char *name) {
+        _cleanup_free_ char *path = strdup_printf("%s/%s/ifindex", net_dir, name), *text = NULL;
+        int64_t v;
+        if (!path || read_full_file(path, &text, NULL) < 0)
+                return LONG_MAX;
+        text[strcspn(text, "\n")] = 0;
+        return parse_int64(text, &v) == 0 && v >= 0 ? (long)v : LONG_MAX;
+}
+
+static int skip_dots(const struct dirent *e) {
+        return e->d_name[0] != '.';
+}
+
+int config_resolve_interfaces(struct config *c, const char *net_dir) {
+        struct mgmt_interface *m = &c->install.management_interface;
+        struct dirent **names = NULL;
+        int n = -1, r = 0;
+
+        for (size_t i = 0; i < m->n_interfaces && r >= 0; i++) {
+                struct net_interface *ifc = &m->interfaces[i];
+                if (!isempty(ifc->name) || isempty(ifc->hw_addr))
+                        continue;
+                if (n < 0) {
+                        n = scandir(net_dir, &names, skip_dots, alphasort);
+                        if (n < 0) {
+                                r = log_error_errno(errno, "Cannot list the network interfaces in %s to find "
+                                                           "install.management_interface.interfaces[%zu].hw_addr %s: %s",
+                                                    net_dir, i, ifc->hw_addr, strerror(errno));
+                                break;
+                        }
+                }
+                _cleanup_free_ char *want = strdup(ifc->hw_addr);
+                if (!want) {
+                        r = log_oom();
+                        break;
+                }
+                for (char *p = want; *p; p++)
+                        *p = *p == '-' ? ':' : (char)tolower((unsigned char)*p);
+                /* As v1.1.2 (net.Interfaces() in index order): the lowest ifindex with that MAC. */
+                const char *found = NULL;
+                long found_index = LONG_MAX;
+                _cleanup_strv_free_ char **present = NULL;
+                for (int k = 0; k < n && r >= 0; k++) {
+                        _cleanup_free_ char *mac = nic_address(net_dir, names[k]->d_name);
+                        if (!mac)
+                                continue;
+                        long idx = nic_ifindex(net_dir, names[k]->d_name);
+                        if (streq(mac, want) && (!found || idx < found_index)) {
+                                found = names[k]->d_name;
+                                found_index = idx;
+                        }
+                        r = strv_consume(&present, strdup_printf("%s (%s)", names[k]->d_name, mac));
+                }
+                if (r < 0) {
+                        r = log_oom();
+                        break;
+                }
+                if (!found) {
+                        _cleanup_free_ char *list = present ? strv_join(present, ", ") : strdup("none");
+                        r = log_error_errno(ENODEV,
+                                            "install.management_interface.interfaces[%zu]: no network interface has "
+                                            "the MAC address %s; this machine has %s. Fix hw_addr, or give the "
+                                            "interface by name.",
+                                            i, ifc->hw_addr, list ? list : "(out of memory)");
+                        break;
+                }
+                if (!valid_ifname(found)) {
+                        r = log_error_errno(EINVAL,
+                                            "install.management_interface.interfaces[%zu]: the interface with MAC %s "
+                                            "is named \"%s\", which the node's network files cannot hold.",
+                                            i, ifc->hw_addr, found);
+                        break;
+                }
+                if (!(ifc->name = strdup(found))) {
+                        r = log_oom();
+                        break;
+                }
+                log_info("install.management_interface.interfaces[%zu]: MAC %s is %s.", i, ifc->hw_addr, found);
+        }
+        for (int k = 0; k < n; k++)
+                free(names[k]);
+        free(names);
+        return r;
+}
+
+bool config_has_mac_only_interfaces(const struct config *c) {
+        const struct mgmt_interface *m = &c->install.management_interface;
+        for (size_t i = 0; i < m->n_interfaces; i++)
+                if (isempty(m->interfaces[i].name) && !isempty(m->interfaces[i].hw_addr))
+                        return true;
+        return false;
+}
+
 /* ---- The `config` command ---- */
 
 int cmd_config(const struct global_opts *g, int argc, char **argv) {
@@ -367,7 +477,9 @@ int cmd_config(const struct global_opts *g, int argc, char **argv) {
                         printf("Usage: harvester-install-agent [--cmdline FILE] [--config FILE] config [--json] "
                                "[--show-secrets]\n\n"
                                "Prints the effective configuration (kernel arguments over the config_url file or\n"
-                               "--config FILE), validated, with defaults filled in: YAML, or JSON with --json.\n"
+                               "--config FILE), validated and rendered in memory as the install would write it,\n"
+                               "with defaults filled in: YAML, or JSON with --json. Interfaces given only by\n"
+                               "hw_addr are resolved to names on the node.\n"
                                "Secrets are shown as \"<redacted>\" unless --show-secrets. Exits 0, or 2 after\n"
                                "listing every problem, or 3 when config_url cannot be fetched.\n");
                         return EXIT_OK;
@@ -390,6 +502,16 @@ int cmd_config(const struct global_opts *g, int argc, char **argv) {
                 return EXIT_INTERNAL;
         if (r < 0) /* a file named on our command line could not be read: usage */
                 return g->cmdline_file || g->config_file ? EXIT_INVALID : EXIT_INTERNAL;
+
+        /* Everything the install writes from the configuration, rendered in memory. */
+        r = dry_run_render(cfg, true);
+        if (r == -ENOMEM)
+                return EXIT_INTERNAL;
+        if (r < 0)
+                return EXIT_INVALID;
+        if (config_has_mac_only_interfaces(cfg))
+                log_info("install.management_interface.interfaces: an interface given only by hw_addr is resolved "
+                         "to its name on the node, from the NICs it has, when the install starts.");
 
         r = config_print(cfg, stdout, json, show_secrets);
         if (r < 0) {

@@ -61,7 +61,7 @@ struct webhook {
 struct os_config {
         char *hostname;
         char **ssh_authorized_keys;
-        char *password; /* secret: clear text, or a crypt hash starting with '$' */
+        char *password; /* secret: clear text, or a well-formed crypt hash (valid_crypt_hash()) */
         char **ntp_servers;
         char **dns_nameservers;
         struct kvmap labels;
@@ -156,6 +156,15 @@ int config_load(const struct config_source *src, struct config **ret);
 struct diags;
 int config_from_text(const char *cmdline, const char *yaml, size_t yaml_len, const char *source_name,
                      struct diags *d, struct config **ret);
+/*
+ * Gives every management interface set only by hw_addr the name of the NIC with that MAC (any case,
+ * ':' or '-'), read from net_dir/<name>/address (run passes /sys/class/net; tests a fake tree); with
+ * several, the lowest ifindex, as v1.1.2. Logs each name found. 0; -ENODEV when no NIC has the MAC
+ * (the message names the MAC and every NIC present with its MAC); -errno when net_dir cannot be read.
+ */
+int config_resolve_interfaces(struct config *c, const char *net_dir);
+/* True when an interface is given only by hw_addr (still to be resolved on the node). */
+bool config_has_mac_only_interfaces(const struct config *c);
 void config_free(struct config *c);
 static inline void config_freep(struct config **c) { config_free(*c); }
 #define _cleanup_config_ __attribute__((cleanup(config_freep)))

@@ -152,25 +152,6 @@ static int parse_content_range(const char *v, uint64_t *start, uint64_t *total) 
         return -EINVAL;
 }
 
-/* The password of "scheme://user:password@host/..." never shows up in a message. */
-static void register_url_secret(const char *url) {
-        CURLU *u = curl_url();
-        char *pw = NULL;
-        if (u && curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
-            curl_url_get(u, CURLUPART_PASSWORD, &pw, 0) == CURLUE_OK && pw) {
-                log_add_secret(pw);
-                /* and as it may appear percent-decoded */
-                char *plain = NULL;
-                if (curl_url_get(u, CURLUPART_PASSWORD, &plain, CURLU_URLDECODE) == CURLUE_OK && plain) {
-                        log_add_secret(plain);
-                        curl_free(plain);
-                }
-        }
-        curl_free(pw);
-        if (u)
-                curl_url_cleanup(u);
-}
-
 static bool is_http(CURL *c) {
         char *scheme = NULL;
         return curl_easy_getinfo(c, CURLINFO_SCHEME, &scheme) == CURLE_OK && scheme &&
@@ -554,7 +535,7 @@ int download_file(const struct download_options *o, struct download_result *ret)
 
         if (isempty(o->url) || isempty(o->dest))
                 return log_error_errno(EINVAL, "%s: no URL or destination given.", d.what);
-        register_url_secret(o->url);
+        url_register_secret(o->url);
         d.shown_url = url_redact(o->url);
         d.part_path = strdup_printf("%s.part", o->dest);
         if (!d.shown_url || !d.part_path)

@@ -79,6 +79,44 @@ int run_command(char *const argv[], char **ret_output) {
         return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
+/* "mkfs.fat 4.2 (2021-01-31)", "mke2fs 1.47.0 (5-Feb-2023)": a name, a version, a date. */
+static bool is_version_banner(const char *line) {
+        const char *p = strchr(line, ' ');
+        if (!p || p[1] < '0' || p[1] > '9')
+                return false;
+        p += strspn(p + 1, "0123456789.") + 1;
+        size_t n = strlen(p);
+        return n > 3 && p[0] == ' ' && p[1] == '(' && p[n - 1] == ')';
+}
+
+static bool reads_as_error(const char *line) {
+        static const char *const words[] = { "error", "cannot", "can't", "unable", "failed", "invalid",
+                                             "denied", "no such", "too small", "too large", "too big",
+                                             "no space", "not enough", "read-only", "refus" };
+        for (size_t k = 0; k < ELEMENTSOF(words); k++)
+                if (strcasestr(line, words[k]))
+                        return true;
+        return false;
+}
+
+const char *command_error_line(char *output) {
+        const char *error = NULL, *other = NULL;
+        char *save = NULL;
+        if (!output)
+                return NULL;
+        /* Progress meters end in backspaces ("0/560\b\b\b\b\b"): a backspace ends a line too. */
+        for (char *line = strtok_r(output, "\r\n\b", &save); line; line = strtok_r(NULL, "\r\n\b", &save)) {
+                line += strspn(line, " \t");
+                if (!*line)
+                        continue;
+                if (reads_as_error(line))
+                        error = line;
+                else if (!is_version_banner(line))
+                        other = line;
+        }
+        return error ?: other;
+}
+
 bool command_exists(const char *name) {
         const char *path = getenv("PATH") ?: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
         _cleanup_free_ char *copy = strdup(path);
@@ -141,10 +179,16 @@ int format_device(const char *node, const char *fstype, const char *label) {
         if (r < 0)
                 return log_error_errno(r, "Cannot run %s for %s: %s", argv[0], node, strerror(-r));
         if (r != 0) {
-                log_error("%s failed for %s (exit status %d). Its output:", argv[0], node, r);
-                char *save = NULL;
+                /* The whole output for the log; the line that names the error last, for the
+                 * FAILED line (never the tool's version banner). */
+                log_info("%s failed for %s (exit status %d). Its output:", argv[0], node, r);
+                char *save = NULL, *copy = strdup(strempty(out));
                 for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-                        log_error("  %s", line);
+                        log_info("  %s", line);
+                const char *why = command_error_line(copy);
+                log_error("%s failed for %s (exit status %d): %s", argv[0], node, r,
+                          why ?: "it printed nothing; see the install log.");
+                free(copy);
                 return -EIO;
         }
         log_debug("%s %s on %s in %.1f s.", argv[0], label, node, (double)(now_usec() - t0) / 1e6);

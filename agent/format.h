@@ -12,6 +12,15 @@
  */
 int run_command(char *const argv[], char **ret_output);
 
+/*
+ * The line of a failed tool's output that says what went wrong, for the error message (and so the
+ * FAILED line): the last line that reads as an error (error, cannot, failed, invalid, denied, no
+ * such, too small, no space ...), else the last line that is not a version banner such as
+ * "mkfs.fat 4.2 (2021-01-31)" or "mke2fs 1.47.0 (5-Feb-2023)". Leading blanks skipped. NULL when
+ * there is no such line. Points into output, whose line ends it replaces with NULs.
+ */
+const char *command_error_line(char *output);
+
 /* Whether an executable of that name is in PATH. */
 bool command_exists(const char *name);
 

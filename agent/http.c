@@ -30,35 +30,101 @@ int http_global_init(void) {
         return global_result == CURLE_OK ? 0 : -EIO;
 }
 
-char *url_redact(const char *url) {
-        if (!url)
-                return NULL;
-        const char *auth = strstr(url, "://");
-        auth = auth ? auth + 3 : url;
-        size_t alen = strcspn(auth, "/?#");
-        const char *at = memrchr(auth, '@', alen);
-        if (!at)
-                return strdup(url);
-        const char *colon = memchr(auth, ':', (size_t)(at - auth));
-        if (!colon)
-                return strdup(url);
-        return strdup_printf("%.*s:<redacted>%s", (int)(colon - url), url, at);
+/* Whether libcurl's URL parser accepts url as it stands (no scheme guessing, http/https/file and
+ * others alike); on failure *ret_code says why. */
+static bool curl_parses(const char *url, CURLUcode *ret_code) {
+        CURLU *u = curl_url();
+        if (!u) {
+                *ret_code = CURLUE_OUT_OF_MEMORY;
+                return false;
+        }
+        *ret_code = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
+        curl_url_cleanup(u);
+        return *ret_code == CURLUE_OK;
 }
 
-/* Registers the password of "scheme://user:password@host" with the log, so that no message can
- * show it whatever a library puts in its error text. */
-static void register_url_secret(const char *url) {
+/*
+ * [*start, *end) is the userinfo of url, "user:password", without the '@'. A URL libcurl parses
+ * has its userinfo before the last '@' of the authority, which ends at the first '/', '?' or '#'
+ * (and when it has one, before the last '@' ahead of the query: the rest of the path may be the
+ * rest of a password).
+ * A URL it does not parse may hold a password with an unencoded '/', '?' or '#'
+ * ("http://u:pa/ss@host/x.iso"): there, everything between "://" and the last '@' of the whole
+ * URL is taken for userinfo (*whole set), so that no part of such a password is ever shown.
+ */
+static bool url_userinfo_span(const char *url, const char **start, const char **end, bool *whole) {
         const char *auth = strstr(url, "://");
+        bool has_scheme = auth != NULL;
         auth = auth ? auth + 3 : url;
-        size_t alen = strcspn(auth, "/?#");
+        CURLUcode code;
+        *whole = has_scheme && strchr(auth, '@') && !curl_parses(url, &code);
+        size_t alen = *whole ? strlen(auth) : strcspn(auth, "/?#");
         const char *at = memrchr(auth, '@', alen);
+        /* A URL with userinfo and another '@' in its path ("http://u:a@b/c@host/x"): the
+         * password may be "a@b/c"; hide up to the last '@' before the query. */
+        if (at && !*whole)
+                at = memrchr(auth, '@', strcspn(auth, "?#"));
         if (!at)
+                return false;
+        *start = auth;
+        *end = at;
+        return true;
+}
+
+char *url_password(const char *url) {
+        const char *s, *e;
+        bool whole;
+        if (!url || !url_userinfo_span(url, &s, &e, &whole))
+                return NULL;
+        const char *colon = memchr(s, ':', (size_t)(e - s));
+        if (whole && !colon)
+                return strndup(s, (size_t)(e - s));
+        if (!colon || colon + 1 == e)
+                return NULL;
+        return strndup(colon + 1, (size_t)(e - colon - 1));
+}
+
+char *url_redact(const char *url) {
+        const char *s, *e;
+        bool whole;
+        if (!url)
+                return NULL;
+        if (!url_userinfo_span(url, &s, &e, &whole))
+                return strdup(url);
+        const char *colon = memchr(s, ':', (size_t)(e - s));
+        if (whole && (!colon || colon + 1 == e))
+                return strdup_printf("%.*s<redacted>%s", (int)(s - url), url, e);
+        if (!colon || colon + 1 == e)
+                return strdup(url);
+        return strdup_printf("%.*s:<redacted>%s", (int)(colon - url), url, e);
+}
+
+void url_register_secret(const char *url) {
+        _cleanup_free_ char *pw = url_password(url);
+        if (isempty(pw))
                 return;
-        const char *colon = memchr(auth, ':', (size_t)(at - auth));
-        if (!colon || colon + 1 == at)
-                return;
-        _cleanup_free_ char *pw = strndup(colon + 1, (size_t)(at - colon - 1));
         log_add_secret(pw);
+        /* and as it may appear percent-decoded */
+        int n = 0;
+        char *d = curl_easy_unescape(NULL, pw, 0, &n);
+        if (d) {
+                if (n > 0 && memchr(d, 0, (size_t)n) == NULL)
+                        log_add_secret(d);
+                curl_free(d);
+        }
+}
+
+char *url_parse_problem(const char *url) {
+        CURLUcode code;
+        if (isempty(url) || curl_parses(url, &code))
+                return NULL;
+        const char *auth = strstr(url, "://");
+        if (auth && strchr(auth + 3, '@'))
+                return strdup_printf("libcurl cannot parse it (%s); a user name or password in a URL must be "
+                                     "percent-encoded: '/' as %%2F, '?' as %%3F, '#' as %%23, '@' as %%40, "
+                                     "'%%' as %%25 (and ':' in the user name as %%3A)",
+                                     curl_url_strerror(code));
+        return strdup_printf("libcurl cannot parse it (%s)", curl_url_strerror(code));
 }
 
 int http_easy_new(bool insecure, long connect_timeout_sec, long stall_timeout_sec, CURL **ret) {
@@ -241,10 +307,13 @@ int http_get(const char *url, const struct http_options *o, char **ret_body, siz
 
         if (isempty(url))
                 return log_error_errno(EINVAL, "%s: no URL given.", what);
-        register_url_secret(url);
+        url_register_secret(url);
         _cleanup_free_ char *shown = url_redact(url);
         if (!shown)
                 return log_oom();
+        _cleanup_free_ char *problem = url_parse_problem(url);
+        if (problem)
+                return log_error_errno(EINVAL, "%s: %s is not a valid URL: %s.", what, shown, problem);
 
         _cleanup_curl_ CURL *c = NULL;
         r = http_easy_new(o->insecure, o->connect_timeout_sec, o->stall_timeout_sec, &c);

@@ -38,8 +38,19 @@ struct http_options {
  */
 int http_get(const char *url, const struct http_options *o, char **ret_body, size_t *ret_len);
 
-/* A copy of url safe to print: any "user:password@" is shown as "user:<redacted>@". */
+/* A copy of url safe to print: any "user:password@" is shown as "user:<redacted>@". In a URL
+ * libcurl cannot parse, everything between "://" and the last '@' is userinfo, the password all
+ * of it after the first ':' ("http://u:pa/ss@host/x.iso" -> "http://u:<redacted>@host/x.iso"),
+ * all of it when there is no ':'. */
 char *url_redact(const char *url);
+/* The password of url's userinfo (the same rule; for a URL libcurl cannot parse, all of its
+ * userinfo when it has no ':'), or NULL when there is none. */
+char *url_password(const char *url);
+/* Registers url's password with the log, as written and percent-decoded. */
+void url_register_secret(const char *url);
+/* NULL when libcurl's URL parser (curl_url) accepts url, else what is wrong, for a validation
+ * message: a URL whose userinfo does not parse asks for percent-encoding. NULL on OOM too. */
+char *url_parse_problem(const char *url);
 
 /* ---- Shared libcurl plumbing (also used by download.c and webhook.c) ---- */
 

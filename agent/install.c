@@ -26,6 +26,7 @@
 #include "cloudconfig.h"
 #include "install.h"
 #include "log.h"
+#include "validate.h"
 
 extern char **environ;
 
@@ -435,20 +436,15 @@ static const char *effective_tty(const struct config *c) {
         return isempty(tty) ? NULL : tty;
 }
 
+/* config_validate() refuses both first (validate.h); these are the renderer's assertions. */
 static bool tty_valid(const char *tty) {
-        for (const char *p = tty; *p; p++)
-                if (!isalnum((unsigned char)*p) && !strchr(",._-", *p))
-                        return false;
-        return true;
+        return valid_console_name(tty);
 }
 
-/* Kernel arguments go into a GRUB script line: no newlines and nothing GRUB's shell would expand
- * or treat as syntax. */
+/* Kernel arguments go into a GRUB script line: no newlines, nothing GRUB's shell would expand or
+ * treat as syntax, quotes balanced. */
 static bool kernel_args_valid(const char *s) {
-        for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-                if (*p < 0x20 || *p == 0x7f || strchr("$;{}|&<>`#\\", *p))
-                        return false;
-        return true;
+        return !kernel_args_problem(s);
 }
 
 int install_render_grub_cfg(const struct config *c, char **ret) {
@@ -461,9 +457,8 @@ int install_render_grub_cfg(const struct config *c, char **ret) {
         if (tty && !tty_valid(tty))
                 return log_error_errno(EINVAL, "install.tty \"%s\" is not a console name such as ttyS0,115200n8.", tty);
         if (!isempty(extra) && !kernel_args_valid(extra))
-                return log_error_errno(EINVAL, "os.additional_kernel_arguments \"%s\" holds characters GRUB would "
-                                               "interpret ($ ; { } | & < > ` # \\ or control characters).",
-                                       extra);
+                return log_error_errno(EINVAL, "os.additional_kernel_arguments \"%s\" %s.", extra,
+                                       kernel_args_problem(extra));
         if (tty && !streq(tty, "tty1") && !streq(tty, "console")) {
                 console = strdup_printf("console=%s console=tty1", tty);
                 if (strncmp(tty, "ttyS", 4) == 0 && isdigit((unsigned char)tty[4])) {

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <ctype.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <sys/stat.h>
@@ -103,35 +105,58 @@ void log_forget_secrets(void) {
         pthread_mutex_unlock(&log_lock);
 }
 
-/* Called with log_lock held. Longest secrets first would matter only for overlapping secrets;
- * each occurrence of each secret is replaced, left to right. */
+/* Whether s[i] is a letter, digit or '_' (a character a short secret's word is made of). */
+static bool is_word_char(unsigned char ch) {
+        return isalnum(ch) || ch == '_' || ch >= 0x80;
+}
+
+/*
+ * Called with log_lock held. Every registered secret is searched in the original text (overlapping
+ * occurrences included) and the bytes it covers are marked; each run of marked bytes becomes one
+ * "<redacted>". The result does not depend on the order the secrets were registered in: a secret
+ * that contains another (Harvester2024 in Harvester2024-hook-Xy9) is hidden whole, overlapping
+ * secrets merge into one marker, and nothing is ever matched inside a "<redacted>" put there
+ * earlier. Secrets shorter than LOG_SECRET_MIN_WORD characters are hidden only where they stand
+ * as a whole word (not preceded or followed by a letter, digit or '_'): a one-character password
+ * would otherwise garble every line.
+ */
 static char *redact_locked(const char *s) {
-        char *out = strdup(s);
+        size_t n = strlen(s);
+        _cleanup_free_ bool *mark = NULL;
+        bool any = false;
         STRV_FOREACH(sec, secrets) {
-                if (!out)
-                        return NULL;
                 size_t k = strlen(*sec);
-                char *hit = strstr(out, *sec);
-                if (!hit)
-                        continue;
-                size_t n = 0;
-                for (char *h = hit; h; h = strstr(h + k, *sec))
-                        n++;
-                size_t len = strlen(out) - n * k + n * strlen("<redacted>") + 1;
-                char *r = malloc(len), *w = r;
-                if (!r) {
-                        free(out);
-                        return NULL;
+                for (const char *h = strstr(s, *sec); h; h = strstr(h + 1, *sec)) {
+                        size_t at = (size_t)(h - s);
+                        if (k < LOG_SECRET_MIN_WORD &&
+                            ((at > 0 && is_word_char((unsigned char)s[at - 1])) ||
+                             is_word_char((unsigned char)s[at + k])))
+                                continue;
+                        if (!mark) {
+                                mark = calloc(n + 1, sizeof(bool));
+                                if (!mark)
+                                        return NULL;
+                        }
+                        memset(mark + at, 1, k * sizeof(bool));
+                        any = true;
                 }
-                const char *from = out;
-                for (char *h = hit; h; from = h + k, h = strstr(from, *sec)) {
-                        memcpy(w, from, (size_t)(h - from));
-                        w = stpcpy(w + (h - from), "<redacted>");
-                }
-                strcpy(w, from);
-                free(out);
-                out = r;
         }
+        if (!any)
+                return strdup(s);
+        size_t runs = 0;
+        for (size_t i = 0; i < n; i++)
+                if (mark[i] && (i == 0 || !mark[i - 1]))
+                        runs++;
+        char *out = malloc(n + runs * strlen("<redacted>") + 1), *w = out;
+        if (!out)
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                if (!mark[i])
+                        *w++ = s[i];
+                else if (i == 0 || !mark[i - 1])
+                        w = stpcpy(w, "<redacted>");
+        }
+        *w = 0;
         return out;
 }
 
@@ -142,16 +167,48 @@ char *log_redact(const char *s) {
         return r;
 }
 
+/* Writes the whole buffer. A console is non-blocking (a stuck one must not hang the install
+ * forever), so EAGAIN waits for it to drain, for at most LOG_CONSOLE_LINE_TIMEOUT_MSEC per line:
+ * a slow serial console gets every line, the FAILED line included. */
 static void write_all(int fd, const char *buf, size_t len) {
+        uint64_t deadline = now_usec() + (uint64_t)LOG_CONSOLE_LINE_TIMEOUT_MSEC * 1000;
         while (len > 0) {
                 ssize_t k = write(fd, buf, len);
                 if (k < 0 && errno == EINTR)
                         continue;
+                if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                        uint64_t now = now_usec();
+                        if (now >= deadline)
+                                return;
+                        struct pollfd p = { .fd = fd, .events = POLLOUT };
+                        uint64_t left_ms = (deadline - now + 999) / 1000;
+                        if (poll(&p, 1, (int)left_ms) < 0 && errno != EINTR)
+                                return;
+                        continue;
+                }
                 if (k <= 0)
                         return;
                 buf += k;
                 len -= (size_t)k;
         }
+}
+
+/* Called with log_lock held: one line (text without its newline) to every output, with the
+ * secrets hidden and every control character escaped, so that nothing that came from outside
+ * (a server's reason phrase, a header, an ISO's file name) can start a line of its own, move the
+ * cursor or fake a marker. */
+static void write_line_locked(const char *text) {
+        _cleanup_free_ char *clean = redact_locked(text);
+        _cleanup_free_ char *escaped = clean ? escape_controls(clean) : NULL;
+        _cleanup_free_ char *line = strdup_printf("%s\n", escaped ? escaped : "harvester-install: (message lost: out of memory)");
+        if (!line)
+                return;
+        size_t len = strlen(line);
+        write_all(STDERR_FILENO, line, len);
+        for (size_t i = 0; i < n_consoles; i++)
+                write_all(console_fds[i], line, len);
+        if (capture_fd >= 0)
+                write_all(capture_fd, line, len);
 }
 
 static void emit(enum log_level level, const char *text) {
@@ -162,21 +219,14 @@ static void emit(enum log_level level, const char *text) {
                 [LOG_LEVEL_ERROR] = "error: ",
         };
         pthread_mutex_lock(&log_lock);
-        _cleanup_free_ char *clean = redact_locked(text);
-        _cleanup_free_ char *line = strdup_printf("harvester-install: %s%s\n", prefix[level],
-                                                  clean ? clean : "(message lost: out of memory)");
-        if (level == LOG_LEVEL_ERROR && clean) {
+        if (level == LOG_LEVEL_ERROR) {
+                /* The FAILED marker repeats the message alone, without the prefix. */
+                _cleanup_free_ char *clean = redact_locked(text);
                 free(last_error);
-                last_error = strdup(clean);
+                last_error = clean ? escape_controls(clean) : NULL;
         }
-        if (line) {
-                size_t len = strlen(line);
-                write_all(STDERR_FILENO, line, len);
-                for (size_t i = 0; i < n_consoles; i++)
-                        write_all(console_fds[i], line, len);
-                if (capture_fd >= 0)
-                        write_all(capture_fd, line, len);
-        }
+        _cleanup_free_ char *line = strdup_printf("harvester-install: %s%s", prefix[level], text);
+        write_line_locked(line ? line : "harvester-install: (message lost: out of memory)");
         pthread_mutex_unlock(&log_lock);
 }
 
@@ -210,17 +260,7 @@ void log_marker(const char *fmt, ...) {
                 text = NULL;
         va_end(ap);
         _cleanup_free_ char *line = strdup_printf("[harvester-install] %s", text ? text : fmt);
-        if (!line)
-                return;
         pthread_mutex_lock(&log_lock);
-        _cleanup_free_ char *clean = redact_locked(line);
-        _cleanup_free_ char *out = strdup_printf("%s\n", clean ? clean : "[harvester-install] ?");
-        if (out) {
-                write_all(STDERR_FILENO, out, strlen(out));
-                for (size_t i = 0; i < n_consoles; i++)
-                        write_all(console_fds[i], out, strlen(out));
-                if (capture_fd >= 0)
-                        write_all(capture_fd, out, strlen(out));
-        }
+        write_line_locked(line ? line : "[harvester-install] ?");
         pthread_mutex_unlock(&log_lock);
 }

@@ -26,10 +26,17 @@ void log_close_consoles(void);
 int log_set_capture_file(const char *path);
 const char *log_capture_file(void);
 
+/* Secrets shorter than this are hidden only where they stand as a whole word (README, "Secrets"). */
+#define LOG_SECRET_MIN_WORD 4
+/* A console that does not take a line within this time loses that line (the others still get it). */
+#define LOG_CONSOLE_LINE_TIMEOUT_MSEC 10000
+
 /* Registers a secret to scrub from all output (copied; empty strings and NULL are ignored). */
 void log_add_secret(const char *secret);
 void log_forget_secrets(void);
-/* Returns a malloc'ed copy of s with every registered secret replaced by "<redacted>". */
+/* Returns a malloc'ed copy of s with every registered secret replaced by "<redacted>": all secrets
+ * at once on the original text, overlapping ones merged into one marker; secrets shorter than
+ * LOG_SECRET_MIN_WORD only as whole words. Control characters are kept (log lines escape them). */
 char *log_redact(const char *s);
 
 /* Returns -abs(error) when error != 0, else 0, so that callers can `return log_...(r, ...)`. */

@@ -14,6 +14,7 @@
 #include "cloudconfig.h"
 #include "config.h"
 #include "disk.h"
+#include "dryrun.h"
 #include "download.h"
 #include "install.h"
 #include "interrupt.h"
@@ -167,9 +168,13 @@ int cmd_run(const struct global_opts *g, int argc, char **argv) {
                 run.config = NULL; /* not an install: no FAILED webhook */
                 return run_failed(&run, EXIT_INVALID);
         }
-        /* What the node configuration cannot express must stop the install before any write. */
-        if (cloudconfig_check(cfg) < 0)
-                return run_failed(&run, EXIT_INVALID);
+        /* Interfaces given only by MAC get their names from this machine's NICs; then everything the
+         * install writes from the configuration is rendered in memory: what cannot be, stops here. */
+        r = config_resolve_interfaces(cfg, "/sys/class/net");
+        if (r >= 0)
+                r = dry_run_render(cfg, false);
+        if (r < 0)
+                return run_failed(&run, r == -ENOMEM ? EXIT_INTERNAL : EXIT_INVALID);
         print_summary(cfg);
         stage_end(&run);
         webhook_send(cfg, "STARTED");

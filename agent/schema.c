@@ -5,6 +5,7 @@
 
 #include "cmdline.h"
 #include "log.h"
+#include "http.h"
 #include "schema.h"
 
 /* ======================================================================================
@@ -864,6 +865,15 @@ static int bind_value(struct bind_ctx *x, const struct schema_field *f, const st
                 if (n->kind != NODE_LIST)
                         return bind_error(x, path, n, "expected a list of strings, got %s", kind_name(n));
                 char ***l = p;
+                /* Room for every item at once: strv_push() one by one would be quadratic. */
+                size_t have = strv_length(*l);
+                if (n->n_items > SIZE_MAX / sizeof(char *) - have - 1)
+                        return -ENOMEM;
+                char **grown = realloc(*l, (have + n->n_items + 1) * sizeof(char *));
+                if (!grown)
+                        return -ENOMEM;
+                grown[have] = NULL;
+                *l = grown;
                 for (size_t i = 0; i < n->n_items; i++) {
                         const struct node *item = n->items[i];
                         if (item->kind != NODE_SCALAR || item->null) {
@@ -874,8 +884,9 @@ static int bind_value(struct bind_ctx *x, const struct schema_field *f, const st
                                         return r;
                                 continue;
                         }
-                        if ((r = strv_push(l, item->value)) < 0)
-                                return r;
+                        if (!(grown[have] = strdup(item->value)))
+                                return -ENOMEM;
+                        grown[++have] = NULL;
                 }
                 return 0;
         }
@@ -1087,44 +1098,12 @@ void schema_free_fields(struct config *c) {
  * URLs
  * ====================================================================================== */
 
-/* Finds the userinfo of scheme://userinfo@host...: [*start, *end) is "user:password". */
-static bool url_userinfo(const char *url, const char **start, const char **end) {
-        const char *s = strstr(url, "://");
-        if (!s)
-                return false;
-        s += 3;
-        size_t auth = strcspn(s, "/?#");
-        const char *at = NULL;
-        for (const char *p = s; p < s + auth; p++)
-                if (*p == '@')
-                        at = p; /* the last '@' ends the userinfo */
-        if (!at)
-                return false;
-        *start = s;
-        *end = at;
-        return true;
-}
-
 char *url_userinfo_password(const char *url) {
-        const char *s, *e;
-        if (!url || !url_userinfo(url, &s, &e))
-                return NULL;
-        const char *colon = memchr(s, ':', (size_t)(e - s));
-        if (!colon || colon + 1 == e)
-                return NULL;
-        return strndup(colon + 1, (size_t)(e - colon - 1));
+        return url_password(url);
 }
 
 char *url_hide_password(const char *url) {
-        const char *s, *e;
-        if (!url)
-                return NULL;
-        if (!url_userinfo(url, &s, &e))
-                return strdup(url);
-        const char *colon = memchr(s, ':', (size_t)(e - s));
-        if (!colon || colon + 1 == e)
-                return strdup(url);
-        return strdup_printf("%.*s<redacted>%s", (int)(colon + 1 - url), url, e);
+        return url_redact(url);
 }
 
 /* ======================================================================================

@@ -83,37 +83,83 @@ void kvmap_clear(struct kvmap *m) {
                 free(m->items[i].value);
         }
         free(m->items);
-        m->items = NULL;
-        m->n = 0;
+        free(m->slots);
+        *m = (struct kvmap){};
+}
+
+/* FNV-1a. */
+static size_t hash_string(const char *s) {
+        uint64_t h = UINT64_C(14695981039346656037);
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+                h = (h ^ *p) * UINT64_C(1099511628211);
+        return (size_t)(h ^ (h >> 32));
+}
+
+/* The slot that holds key, or the empty slot where it would go. */
+static size_t *kvmap_slot(const struct kvmap *m, const char *key) {
+        size_t mask = m->n_slots - 1;
+        for (size_t i = hash_string(key) & mask;; i = (i + 1) & mask) {
+                size_t *s = &m->slots[i];
+                if (*s == 0 || streq(m->items[*s - 1].key, key))
+                        return s;
+        }
+}
+
+/* Keeps the index at most half full. */
+static int kvmap_grow_index(struct kvmap *m) {
+        if (m->n_slots > 0 && (m->n + 1) * 2 <= m->n_slots)
+                return 0;
+        size_t n_slots = m->n_slots ? m->n_slots * 2 : 16;
+        if (n_slots > SIZE_MAX / sizeof(size_t) / 2)
+                return -ENOMEM;
+        size_t *slots = calloc(n_slots, sizeof(size_t));
+        if (!slots)
+                return -ENOMEM;
+        free(m->slots);
+        m->slots = slots;
+        m->n_slots = n_slots;
+        for (size_t i = 0; i < m->n; i++)
+                *kvmap_slot(m, m->items[i].key) = i + 1;
+        return 0;
 }
 
 int kvmap_set(struct kvmap *m, const char *key, const char *value) {
+        if (kvmap_grow_index(m) < 0)
+                return -ENOMEM;
         char *v = strdup(value);
         if (!v)
                 return -ENOMEM;
-        for (size_t i = 0; i < m->n; i++)
-                if (streq(m->items[i].key, key)) {
-                        free(m->items[i].value);
-                        m->items[i].value = v;
-                        return 0;
+        size_t *slot = kvmap_slot(m, key);
+        if (*slot) {
+                free(m->items[*slot - 1].value);
+                m->items[*slot - 1].value = v;
+                return 0;
+        }
+        if (m->n == m->cap) {
+                size_t cap = m->cap ? m->cap * 2 : 8;
+                struct kv *items = cap < SIZE_MAX / sizeof(struct kv) ? realloc(m->items, cap * sizeof(struct kv)) : NULL;
+                if (!items) {
+                        free(v);
+                        return -ENOMEM;
                 }
+                m->items = items;
+                m->cap = cap;
+        }
         char *k = strdup(key);
-        struct kv *items = k ? realloc(m->items, (m->n + 1) * sizeof(struct kv)) : NULL;
-        if (!items) {
-                free(k);
+        if (!k) {
                 free(v);
                 return -ENOMEM;
         }
-        items[m->n++] = (struct kv){ k, v };
-        m->items = items;
+        m->items[m->n++] = (struct kv){ k, v };
+        *slot = m->n;
         return 0;
 }
 
 const char *kvmap_get(const struct kvmap *m, const char *key) {
-        for (size_t i = 0; i < m->n; i++)
-                if (streq(m->items[i].key, key))
-                        return m->items[i].value;
-        return NULL;
+        if (m->n_slots == 0)
+                return NULL;
+        size_t s = *kvmap_slot(m, key);
+        return s ? m->items[s - 1].value : NULL;
 }
 
 char *strdup_printf(const char *fmt, ...) {
@@ -336,6 +382,40 @@ void fputs_quoted(FILE *f, const char *s) {
                 p += len;
         }
         fputc('"', f);
+}
+
+char *escape_controls(const char *s) {
+        size_t n = strlen(s);
+        /* The longest escape, "\u0085", is 6 bytes for a 2-byte sequence; "\x1b" 4 for 1. */
+        char *out = malloc(n * 4 + 1), *w = out;
+        if (!out)
+                return NULL;
+        for (const unsigned char *p = (const unsigned char *)s; *p;) {
+                uint32_t cp;
+                size_t len = utf8_decode(p, &cp);
+                if (len == 0) {
+                        w += sprintf(w, "\\x%02x", *p);
+                        p++;
+                        continue;
+                }
+                if (cp == '\n')
+                        w = stpcpy(w, "\\n");
+                else if (cp == '\r')
+                        w = stpcpy(w, "\\r");
+                else if (cp == '\t')
+                        w = stpcpy(w, "\\t");
+                else if (cp < 0x20 || cp == 0x7f)
+                        w += sprintf(w, "\\x%02x", (unsigned)cp);
+                else if (cp >= 0x80 && cp <= 0x9f)
+                        w += sprintf(w, "\\u%04x", (unsigned)cp);
+                else {
+                        memcpy(w, p, len);
+                        w += len;
+                }
+                p += len;
+        }
+        *w = 0;
+        return out;
 }
 
 bool utf8_valid(const char *s) {

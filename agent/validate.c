@@ -4,7 +4,9 @@
 #include <inttypes.h>
 #include <stdarg.h>
 
+#include "http.h"
 #include "log.h"
+#include "schema.h"
 #include "validate.h"
 
 /* ======================================================================================
@@ -37,13 +39,102 @@ bool valid_ip(const char *s) {
         return s && (valid_ipv4(s) || inet_pton(AF_INET6, s, &a) == 1);
 }
 
-bool valid_ifname(const char *s) {
-        if (isempty(s) || strlen(s) > 15 || streq(s, ".") || streq(s, ".."))
+bool valid_word(const char *s, const char *extra) {
+        if (isempty(s))
                 return false;
         for (const char *p = s; *p; p++)
-                if (*p == '/' || *p == ':' || isspace((unsigned char)*p) || (unsigned char)*p < 0x20 || *p == 0x7f)
+                if (!isalnum((unsigned char)*p) && !strchr("._-", *p) && !(extra && strchr(extra, *p)))
                         return false;
         return true;
+}
+
+bool valid_ifname(const char *s) {
+        /* The name becomes a file name (ifcfg-<name>) read by a shell: no '/', ':', spaces or quotes. */
+        return valid_word(s, "@") && strlen(s) <= 15 && !streq(s, ".") && !streq(s, "..");
+}
+
+bool valid_console_name(const char *s) {
+        if (s && strncmp(s, "/dev/", 5) == 0)
+                s += 5;
+        return valid_word(s, ",");
+}
+
+const char *kernel_args_problem(const char *s) {
+        bool quoted = false;
+        if (strlen(s) > KERNEL_ARGS_MAX)
+                return "is longer than 1024 bytes: the kernel command line holds 2048, and the installed "
+                       "system's own arguments need the rest";
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+                if (*p < 0x20 || *p == 0x7f)
+                        return "holds a control character (newline, tab ...): write the arguments on one line, "
+                               "separated by spaces";
+                if (strchr("$;{}|&<>`#\\", *p))
+                        return "holds a character GRUB would interpret ($ ; { } | & < > ` # \\): the boot menu would "
+                               "not load";
+                if (*p == '\'')
+                        return "holds a single quote: the kernel command line knows only double quotes "
+                               "(param=\"a b\")";
+                if (*p == '"')
+                        quoted = !quoted;
+        }
+        if (quoted)
+                return "has an unbalanced double quote: GRUB could not parse the boot menu (close every \"...\")";
+        return NULL;
+}
+
+static bool is_crypt64(const char *s, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '/')
+                        return false;
+        return true;
+}
+
+/* $<id>$[rounds=N$]<salt 1..max_salt>$<hash of hash_len>, as glibc and libxcrypt write SHA-crypt. */
+static bool sha_crypt_wellformed(const char *s, size_t hash_len) {
+        const char *p = s + 3;
+        if (strncmp(p, "rounds=", 7) == 0) {
+                p += 7;
+                size_t n = strspn(p, "0123456789");
+                uint64_t rounds = 0;
+                if (n == 0 || n > 9 || p[0] == '0' || p[n] != '$')
+                        return false;
+                for (size_t i = 0; i < n; i++)
+                        rounds = rounds * 10 + (uint64_t)(p[i] - '0');
+                if (rounds < 1000)
+                        return false;
+                p += n + 1;
+        }
+        const char *dollar = strchr(p, '$');
+        if (!dollar)
+                return false;
+        size_t salt = (size_t)(dollar - p);
+        return salt >= 1 && salt <= 16 && is_crypt64(p, salt) && strlen(dollar + 1) == hash_len &&
+               is_crypt64(dollar + 1, hash_len);
+}
+
+bool valid_crypt_hash(const char *s) {
+        if (!s)
+                return false;
+        size_t n = strlen(s);
+        if (strncmp(s, "$6$", 3) == 0) /* SHA-512 crypt */
+                return sha_crypt_wellformed(s, 86);
+        if (strncmp(s, "$5$", 3) == 0) /* SHA-256 crypt */
+                return sha_crypt_wellformed(s, 43);
+        if (strncmp(s, "$y$", 3) == 0) { /* yescrypt: $y$<params>$<salt>$<43> */
+                const char *params = s + 3, *salt = strchr(params, '$');
+                const char *hash = salt ? strchr(salt + 1, '$') : NULL;
+                return salt && hash && salt > params && hash > salt + 1 && is_crypt64(params, (size_t)(salt - params)) &&
+                       is_crypt64(salt + 1, (size_t)(hash - salt - 1)) && strlen(hash + 1) == 43 &&
+                       is_crypt64(hash + 1, 43);
+        }
+        if (n == 60 && s[0] == '$' && s[1] == '2' && strchr("aby", s[2]) && s[3] == '$') { /* bcrypt */
+                /* $2b$<cost 04..31>$<22 salt><31 hash> */
+                if (!isdigit((unsigned char)s[4]) || !isdigit((unsigned char)s[5]) || s[6] != '$')
+                        return false;
+                int cost = (s[4] - '0') * 10 + (s[5] - '0');
+                return cost >= 4 && cost <= 31 && is_crypt64(s + 7, 53);
+        }
+        return false;
 }
 
 /* [a-z0-9]([-a-z0-9]*[a-z0-9])? of at most max characters; upper allows A-Z too. */
@@ -364,6 +455,10 @@ static void check_network(struct vctx *v) {
         if (m->n_interfaces == 0)
                 missing(v, "install.management_interface.interfaces",
                         "at least one management interface is required (a name such as ens5, or hw_addr)");
+        else if (m->n_interfaces > CONFIG_MAX_INTERFACES)
+                problem(v, "install.management_interface.interfaces",
+                        "%zu interfaces given; the management bond takes at most %d", m->n_interfaces,
+                        CONFIG_MAX_INTERFACES);
         for (size_t i = 0; i < m->n_interfaces; i++) {
                 const struct net_interface *ifc = &m->interfaces[i];
                 _cleanup_free_ char *p = strdup_printf("%s.interfaces[%zu]", base, i);
@@ -377,7 +472,7 @@ static void check_network(struct vctx *v) {
                         problem(v, p, "an interface needs a name or a hw_addr");
                 if (!isempty(ifc->name) && !valid_ifname(ifc->name)) {
                         _cleanup_free_ char *sv = show(ifc->name);
-                        problem(v, pn, "%s is not a valid interface name (1-15 characters, no '/', ':' or spaces)",
+                        problem(v, pn, "%s is not a valid interface name (1-15 letters, digits, '.', '_', '-', '@')",
                                 sv);
                 }
                 if (!isempty(ifc->hw_addr) && !valid_mac(ifc->hw_addr)) {
@@ -425,6 +520,19 @@ static void check_network(struct vctx *v) {
                         "unknown bonding mode %s: use balance-rr, active-backup, balance-xor, broadcast, 802.3ad, "
                         "balance-tlb or balance-alb", sv);
         }
+        for (size_t i = 0; i < m->bond_options.n; i++) {
+                const struct kv *o = &m->bond_options.items[i];
+                if (valid_word(o->key, NULL) && valid_word(o->value, ",:/+"))
+                        continue;
+                _cleanup_free_ char *p = path_join("install.management_interface.bond_options", o->key);
+                _cleanup_free_ char *sk = show(o->key), *sv = show(o->value);
+                if (!p) {
+                        v->r = -ENOMEM;
+                        return;
+                }
+                problem(v, p, "%s: %s holds characters a bonding option cannot have (letters, digits and ._- in "
+                              "names; also ,:/+ in values; not empty)", sk, sv);
+        }
         const char *mii = kvmap_get(&m->bond_options, "miimon");
         int64_t x;
         if (mii && (parse_int64(mii, &x) < 0 || x < 0)) {
@@ -435,10 +543,17 @@ static void check_network(struct vctx *v) {
 }
 
 static void check_url(struct vctx *v, const char *path, const char *url, bool allow_file) {
-        if (isempty(url) || valid_url(url, allow_file))
+        if (isempty(url))
                 return;
         _cleanup_free_ char *sv = show(url);
-        problem(v, path, "%s is not an %s URL", sv, allow_file ? "http://, https:// or file://" : "http(s)://");
+        if (!valid_url(url, allow_file)) {
+                problem(v, path, "%s is not an %s URL", sv, allow_file ? "http://, https:// or file://" : "http(s)://");
+                return;
+        }
+        /* What libcurl will fetch: a password with an unencoded '/', '?' or '#' does not parse. */
+        _cleanup_free_ char *why = url_parse_problem(url);
+        if (why)
+                problem(v, path, "%s is not a valid URL: %s", sv, why);
 }
 
 static void check_webhooks(struct vctx *v) {
@@ -472,6 +587,9 @@ static void check_webhooks(struct vctx *v) {
 
 static void check_files(struct vctx *v) {
         const struct os_config *os = &v->c->os;
+        if (os->n_write_files > CONFIG_MAX_WRITE_FILES)
+                problem(v, "os.write_files", "%zu files given; the node's configuration holds at most %d",
+                        os->n_write_files, CONFIG_MAX_WRITE_FILES);
         for (size_t i = 0; i < os->n_write_files; i++) {
                 const struct write_file *w = &os->write_files[i];
                 _cleanup_free_ char *pp = strdup_printf("os.write_files[%zu].path", i);
@@ -536,6 +654,99 @@ static void check_disks(struct vctx *v) {
         }
 }
 
+/* A list of strings, each checked by ok(s) (false: the problem "<value> <what>"). */
+static void check_each(struct vctx *v, const char *path, char *const *list, bool (*ok)(const char *),
+                       const char *what) {
+        for (size_t i = 0; list && list[i]; i++) {
+                if (ok(list[i]))
+                        continue;
+                _cleanup_free_ char *p = strdup_printf("%s[%zu]", path, i);
+                _cleanup_free_ char *sv = show(list[i]);
+                if (!p) {
+                        v->r = -ENOMEM;
+                        return;
+                }
+                problem(v, p, "%s %s", sv, what);
+        }
+}
+
+static bool ntp_server_ok(const char *s) {
+        return valid_word(s, ":");
+}
+
+static bool module_ok(const char *s) {
+        return valid_word(s, NULL);
+}
+
+static bool state_path_ok(const char *s) {
+        if (!s || s[0] != '/')
+                return false;
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+                if (isspace(*p) || *p < 0x20 || *p == 0x7f)
+                        return false;
+        return true;
+}
+
+/* Every key and value of the merged document is UTF-8: the node's YAML files cannot hold anything
+ * else (the kernel command line is the one source of other bytes). */
+static void check_utf8(struct vctx *v, const struct node *n, const char *path) {
+        if (!n)
+                return;
+        if (n->key && !utf8_valid(n->key)) {
+                problem(v, strempty(path), "holds a key that is not valid UTF-8 text");
+                return;
+        }
+        if (n->kind == NODE_SCALAR) {
+                if (n->value && !utf8_valid(n->value))
+                        problem(v, strempty(path), "is not valid UTF-8 text (check the kernel command line's encoding)");
+                return;
+        }
+        for (size_t i = 0; i < n->n_items; i++) {
+                const struct node *c = n->items[i];
+                _cleanup_free_ char *p = n->kind == NODE_LIST ? strdup_printf("%s[%zu]", strempty(path), i)
+                                         : c->key && utf8_valid(c->key) ? path_join(path, c->key)
+                                                                         : strdup(strempty(path));
+                if (!p) {
+                        v->r = -ENOMEM;
+                        return;
+                }
+                check_utf8(v, c, p);
+        }
+}
+
+/* What this installer accepts in the schema but cannot carry out. */
+static void check_unsupported(struct vctx *v) {
+        if (v->c->os.after_install_chroot_commands)
+                problem(v, "os.after_install_chroot_commands",
+                        "not supported: this installer runs no commands inside the installed system; remove the "
+                        "key, or run them from os.write_files and a systemd unit");
+        if (v->c->install.addons)
+                problem(v, "install.addons",
+                        "not supported: this installer deploys Harvester v1.1's bootstrap manifests only; remove the "
+                        "key and enable the addons after the cluster is up");
+        if (v->c->install.harvester)
+                problem(v, "install.harvester",
+                        "not supported (chart values): this installer deploys Harvester v1.1's bootstrap manifests "
+                        "only; remove the key and change the settings after the cluster is up");
+}
+
+/* The installed system's boot: its console and extra kernel arguments go into grub.cfg. */
+static void check_boot(struct vctx *v) {
+        const struct config *c = v->c;
+        const char *tty = c->install.tty;
+        if (!isempty(tty) && !valid_console_name(tty)) {
+                _cleanup_free_ char *sv = show(tty);
+                problem(v, "install.tty", "%s is not a console name such as ttyS0,115200n8%s", sv,
+                        node_lookup(c->tree, "install.tty") ? "" : " (taken from the last console= argument)");
+        }
+        const char *args = c->os.additional_kernel_arguments;
+        const char *why = args ? kernel_args_problem(args) : NULL;
+        if (why) {
+                _cleanup_free_ char *sv = show(args);
+                problem(v, "os.additional_kernel_arguments", "%s %s", sv, why);
+        }
+}
+
 int config_validate(const struct config *c, struct diags *d) {
         struct vctx v = { .c = c, .d = d };
         const struct install_config *in = &c->install;
@@ -595,12 +806,6 @@ int config_validate(const struct config *c, struct diags *d) {
                         if (p)
                                 problem(&v, p, "%s is not an IP address", sv);
                 }
-        for (size_t i = 0; os->ntp_servers && os->ntp_servers[i]; i++)
-                if (isempty(os->ntp_servers[i])) {
-                        _cleanup_free_ char *p = strdup_printf("os.ntp_servers[%zu]", i);
-                        if (p)
-                                problem(&v, p, "is empty");
-                }
         for (size_t i = 0; i < os->labels.n; i++) {
                 const struct kv *l = &os->labels.items[i];
                 _cleanup_free_ char *p = path_join("os.labels", l->key);
@@ -616,6 +821,19 @@ int config_validate(const struct config *c, struct diags *d) {
                                 sv);
         }
         check_files(&v);
+        check_each(&v, "os.ntp_servers", os->ntp_servers, ntp_server_ok,
+                   "is not a host name or IP address (letters, digits, '.', '-', '_', ':')");
+        check_each(&v, "os.modules", os->modules, module_ok,
+                   "is not a kernel module name (letters, digits, '_', '-', '.')");
+        check_each(&v, "os.persistent_state_paths", os->persistent_state_paths, state_path_ok,
+                   "is not an absolute path without spaces");
+        if (!isempty(os->password) && os->password[0] == '$' && !valid_crypt_hash(os->password))
+                warning(&v, "os.password",
+                        "starts with '$' but is not a well-formed $6$, $5$, $y$ or $2b$ crypt hash: it is taken "
+                        "as clear text and stored hashed");
+        check_unsupported(&v);
+        check_boot(&v);
+        check_utf8(&v, c->tree, NULL);
 
         check_network(&v);
         if (create) {

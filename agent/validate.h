@@ -9,7 +9,7 @@
 #include <stdbool.h>
 
 #include "config.h"
-#include "schema.h"
+struct diags;
 
 /* Adds one problem per broken rule to d, each with its key path and where it was set. 0 or -ENOMEM. */
 int config_validate(const struct config *c, struct diags *d);
@@ -18,7 +18,27 @@ int config_validate(const struct config *c, struct diags *d);
 bool valid_mac(const char *s);          /* aa:bb:cc:dd:ee:ff or aa-bb-cc-dd-ee-ff, hex, any case */
 bool valid_ipv4(const char *s);         /* dotted quad, no leading zeros, no spaces */
 bool valid_ip(const char *s);           /* IPv4 or IPv6 */
-bool valid_ifname(const char *s);       /* a Linux interface name: 1-15 bytes, no '/', ':' or space */
+/* Letters, digits, '.', '_', '-' and the characters of extra; not empty: what the node's shell-read
+ * files (ifcfg, sed expressions, modprobe lines) can hold unquoted. */
+bool valid_word(const char *s, const char *extra);
+bool valid_ifname(const char *s);       /* 1-15 of letters, digits, '.', '_', '-', '@'; not "." or ".." */
+bool valid_console_name(const char *s); /* [/dev/]ttyS0,115200n8: letters, digits, ".,_-" */
+/* A crypt(3) hash of a method the installed OS supports, well formed: SHA-512 ($6$) or SHA-256
+ * ($5$) crypt (optional rounds=N$, salt 1-16, hash 86 or 43), yescrypt ($y$), bcrypt ($2b$, $2a$,
+ * $2y$, cost 04-31). Anything else given as os.password is clear text. */
+bool valid_crypt_hash(const char *s);
+
+/* os.additional_kernel_arguments: at most this many bytes. */
+#define KERNEL_ARGS_MAX 1024
+/* What GRUB's script parser or the kernel line cannot take in kernel arguments (static text that
+ * completes "os.additional_kernel_arguments ..."), or NULL: control characters, characters GRUB
+ * expands or treats as syntax, single quotes, an unbalanced double quote, more than KERNEL_ARGS_MAX. */
+const char *kernel_args_problem(const char *s);
+
+/* The node's cloud-config holds at most 64 files: the agent's own (at most 15), one per management
+ * interface and the os.write_files (tests/config/test-dryrun.c renders the largest). */
+#define CONFIG_MAX_WRITE_FILES 40
+#define CONFIG_MAX_INTERFACES 8
 bool valid_dns1123_subdomain(const char *s);
 bool valid_label_key(const char *s);    /* [prefix/]name, as Kubernetes */
 bool valid_label_value(const char *s);

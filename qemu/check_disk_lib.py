@@ -965,11 +965,19 @@ class Checker:
                     problems.append("os.hostname is %r" % os_.get("hostname"))
                 if a.mode == "join" and a.server_url and hc.get("serverurl") != normalize_server_url(a.server_url):
                     problems.append("serverurl is %r" % hc.get("serverurl"))
+                if a.mode == "create" and hc.get("serverurl"):
+                    problems.append("a create node with serverurl %r" % hc.get("serverurl"))
+                if a.token is not None and hc.get("token") != a.token:  # never print a token
+                    problems.append("token is not the --token value" if hc.get("token") else "no token")
+                if a.device is not None and inst.get("device") != a.device:
+                    problems.append("install.device is %r" % inst.get("device"))
                 pw = os_.get("password")
                 if pw and not str(pw).startswith("$"):
                     problems.append("os.password is not a crypt hash")
-                R.add(not problems, "COS_OEM: harvester.config says mode %s, hostname %s%s" %
-                      (a.mode, a.hostname, ", serverurl" if a.mode == "join" and a.server_url else ""),
+                R.add(not problems, "COS_OEM: harvester.config says mode %s, hostname %s%s%s%s" %
+                      (a.mode, a.hostname, ", serverurl" if a.mode == "join" and a.server_url else "",
+                       ", the --token token" if a.token is not None else "",
+                       ", device %s" % a.device if a.device is not None else ""),
                       "; ".join(problems))
             except (YamlError, UnicodeDecodeError) as e:
                 R.fail("COS_OEM: harvester.config is a YAML mapping", str(e))
@@ -1081,7 +1089,9 @@ class Checker:
                 problems.append("server is %r" % rd.get("server"))
         if not rd.get("token"):
             problems.append("no token")
-        R.add(not problems, name, "; ".join(problems))
+        elif a.token is not None and rd.get("token") != a.token:  # never print a token
+            problems.append("the token is not the --token value")
+        R.add(not problems, name + (", the --token token" if a.token is not None else ""), "; ".join(problems))
         # The token is a secret whether or not it was given with --secret.
         token = rd.get("token")
         if isinstance(token, str) and token and token not in (v for _, v in self.secrets):
@@ -1228,11 +1238,16 @@ def parse_args(argv):
     p.add_argument("--server-url", help="join: the server_url given to the install (normalised to https://<vip>:443)")
     p.add_argument("--secret", action="append", default=[],
                    help="a secret (token, webhook password, ...): in no file others can read nor in console.log; repeatable")
+    p.add_argument("--token", help="the token given to the install: rancherd's config and harvester.config must "
+                                    "hold exactly this one (also scanned for as a secret)")
+    p.add_argument("--device", help="install.device given to the install: harvester.config must name it")
     p.add_argument("--password-clear", help="os.password as given: its hash must match, the clear text be nowhere")
     p.add_argument("--persistent-size", type=parse_size,
                    help="install.persistent_partition_size when the install had one (bytes, or 150Gi)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
     a = p.parse_args(argv)
+    if a.token is not None and a.token not in a.secret:
+        a.secret.append(a.token)
     if any(s == "" for s in a.secret) or a.password_clear == "":
         p.error("a secret or password cannot be empty")
     return a

@@ -49,8 +49,11 @@ GUEST_IFACE = "enp0s3"
 # console the lab logs and shows (last console= is /dev/console; tty1 stays a console too).
 LAB_CMDLINE = "console=ttyS0,115200n8"
 
-# Marker lines (agent/log.h) and the test OS's lines (qemu/release/test-os-init).
-MARK = r"\[harvester-install\]"
+# Marker lines (agent/log.h) and the test OS's lines (qemu/release/test-os-init). A marker counts
+# only at the start of a line: the agent escapes control characters in what it prints, so a
+# server's reason phrase such as "Busy\r[harvester-install] SUCCEEDED" stays in the middle of
+# its line and is not taken for a result.
+MARK = r"^\[harvester-install\]"
 RE_STAGE = re.compile(MARK + r" STAGE (\S+)")
 RE_FAILED = re.compile(MARK + r" FAILED: (.*)")
 RE_SUCCEEDED = re.compile(MARK + r" SUCCEEDED\b")
@@ -457,6 +460,29 @@ class Served:
                     lines[i] = f"{line} {extra}"
             write_public(self.dir / name, "\n".join(lines) + "\n")
 
+    def node_dir(self, node, listener=None):
+        """Per-node URLs: /n/<node>/harvester/ holds the same files, its iPXE scripts and configs
+        with every URL of this folder (and the webhook listener's, when given) rewritten to the
+        node's own prefix, so that whatever a node requests names the node (request attribution
+        in nginx's log without trusting what the guest says). Returns the node's base URL."""
+        d = self.root / "n" / node / "harvester"
+        d.mkdir(parents=True)
+        for x in (self.root / "n", d.parent, d):
+            os.chmod(x, 0o755)
+        base = f"http://{self.server}/n/{node}/harvester"
+        texts = set(self.SCRIPTS) | {"config-create.yaml", "config-join.yaml"}
+        for f in sorted(self.dir.iterdir()):
+            if f.is_symlink():
+                os.symlink(os.readlink(f), d / f.name)
+            elif f.name in texts:
+                text = f.read_text().replace(f"{self.base}/", f"{base}/")
+                if listener:
+                    text = text.replace(listener.url(), listener.url(f"n/{node}/"))
+                write_public(d / f.name, text)
+            else:
+                place(f, d / f.name)
+        return base
+
     def subst(self, text):
         return (text.replace(f"http://{SEED_SERVER}/", f"http://{self.server}/")
                 .replace("<version>", self.release.version))
@@ -570,16 +596,20 @@ http {{
         self.proc = None
 
     def requests(self):
-        """[(client address, path, status)] in order."""
+        """[(client address, path, status)] in order (see requests_full)."""
+        return [(a, p, st) for a, p, st, _ in self.requests_full()]
+
+    def requests_full(self):
+        """[(client address, path, status, bytes sent)] in order."""
         out = []
         try:
             text = self.access_log.read_text(errors="replace")
         except OSError:
             return out
         for line in text.splitlines():
-            m = re.match(r'(\S+) "(\S+) (\S+)[^"]*" (\d+)', line)
+            m = re.match(r'(\S+) "(\S+) (\S+)[^"]*" (\d+) (\d+)', line)
             if m:
-                out.append((m.group(1), m.group(3), int(m.group(4))))
+                out.append((m.group(1), m.group(3), int(m.group(4)), int(m.group(5))))
         return out
 
 
@@ -1011,8 +1041,10 @@ class Lab:
             vm = VM(self.tools, self.workdir, name, mem, cpus, mac, tap=self.netns.add_tap(),
                     netns=self.netns, disks=disks)
         else:
+            # Each VM boots from, and so fetches everything below, /n/<name>/harvester/.
+            base = self.served.node_dir(name, self.listener)
             vm = VM(self.tools, self.workdir, name, mem, cpus, mac,
-                    bootfile=self.served.url(f"ipxe-{mode}-efi"), disks=disks)
+                    bootfile=f"{base}/ipxe-{mode}-efi", disks=disks)
         self.vms.append(vm)
         return vm
 

@@ -74,15 +74,38 @@ class Ctx:
     def console(self, node):
         return self.vm[node].console
 
-    def requests(self, node=None):
-        """[(addr, path, status)] that nginx answered, only those from node's addresses when
-        the dhcpd way says which addresses are the node's."""
-        reqs = self.lab.nginx.requests()
-        if node is None or not self.lab.dhcpd:
-            return reqs
-        mac = self.vm[node].mac
-        ips = {ip for ip, m in self.lab.dhcpd.acks() if m == mac}
-        return [r for r in reqs if r[0] in ips]
+    def requests(self, node=None, full=False):
+        """[(addr, path, status)] (+ bytes sent with full=True) that nginx answered; with node,
+        only the node's: with user-mode networking every node has URLs of its own
+        (/n/<node>/harvester/..., harness.Served.node_dir), returned here as /harvester/...; the
+        dhcpd way attributes by the addresses dhcpd leased to the node's MAC."""
+        return node_requests(self.lab, self.vm, node, full)
+
+    def hooks(self, node=None):
+        """The webhook listener's requests, with node only those to the node's own URLs
+        (/hook/n/<node>/..., returned as /hook/...)."""
+        return node_hooks(self.lab.listener.requests(), node)
+
+
+def node_requests(lab, vms, node=None, full=False):
+    reqs = lab.nginx.requests_full()
+    if node is not None:
+        if lab.dhcpd:
+            mac = vms[node].mac
+            ips = {ip for ip, m in lab.dhcpd.acks() if m == mac}
+            reqs = [r for r in reqs if r[0] in ips]
+        else:
+            prefix = f"/n/{node}/harvester/"
+            reqs = [(a, "/harvester/" + p[len(prefix):], st, n) for a, p, st, n in reqs
+                    if p.startswith(prefix)]
+    return reqs if full else [r[:3] for r in reqs]
+
+
+def node_hooks(reqs, node=None):
+    if node is None:
+        return reqs
+    prefix = f"/hook/n/{node}/"
+    return [dict(r, path="/hook/" + r["path"][len(prefix):]) for r in reqs if r["path"].startswith(prefix)]
 
 
 # --- Checks: each returns (ok, detail) ------------------------------------------------------------
@@ -169,21 +192,25 @@ def disks_unchanged(node):
     return fn
 
 
-def failed_with(node, pattern, what):
-    """A FAILED marker, and a console line of the agent matching pattern."""
-    rx = re.compile(pattern)
+def failed_in(node, stage, pattern, what):
+    """The agent's FAILED line for `stage`, read at the start of a console line
+    ("[harvester-install] FAILED: <stage>: <why> ..."), whose text after the stage matches
+    pattern. Any other line holding the words (the plan, a warning, a debug line), another
+    stage's failure, or a marker in the middle of a line does not count; every FAILED line at a
+    line start must be this one."""
+    rx = re.compile(rf"^{h.MARK} FAILED: {re.escape(stage)}: .*?(?:{pattern})")
+    any_failed = re.compile(rf"^{h.MARK} FAILED: ")
 
-    @check(f"{node}: FAILED, {what}")
+    @check(f"{node}: FAILED in stage {stage}, {what}")
     def fn(ctx):
-        con = ctx.console(node)
-        failed = con.find(h.RE_FAILED)
-        if not failed:
-            return False, "no FAILED marker"
-        hit = next(((t, text) for t, text in con.lines
-                    if "harvester-install" in text and rx.search(text)), None)
-        if not hit:
-            return False, f"no agent line matches /{pattern}/; FAILED: {failed[1].group(1)[:200]}"
-        return True, hit[1].strip()[:240]
+        lines = [text for _, text in ctx.console(node).lines if any_failed.search(text)]
+        if not lines:
+            return False, "no line starts with the FAILED marker"
+        bad = [text for text in lines if not rx.search(text)]
+        if bad:
+            return False, f"a FAILED line that is not /{rx.pattern}/: {bad[0][:300]}"
+        return True, lines[0][:240]
+    fn.stage, fn.pattern = stage, pattern
     return fn
 
 
@@ -287,8 +314,7 @@ def webhook(node, event, hostname):
            f"IPv4 {GUEST_IPV4}")
     def fn(ctx):
         mac = ctx.vm[node].mac
-        reqs = [r for r in ctx.lab.listener.requests()
-                if r["path"].startswith(f"/hook/{event}/")]
+        reqs = [r for r in ctx.hooks(node) if r["path"].startswith(f"/hook/{event}/")]
         if not reqs:
             got = [f"{r['method']} {r['path']}" for r in ctx.lab.listener.requests()]
             return False, f"no {event} request; the listener got: {got or 'nothing'}"
@@ -370,7 +396,7 @@ def no_partition_table(node):
 def no_webhook(node, event):
     @check(f"{node}: no {event} webhook")
     def fn(ctx):
-        got = [r["path"] for r in ctx.lab.listener.requests() if r["path"].startswith(f"/hook/{event}/")]
+        got = [r["path"] for r in ctx.hooks(node) if r["path"].startswith(f"/hook/{event}/")]
         return not got, f"got {got}"
     return fn
 
@@ -400,14 +426,15 @@ def test_os(node, hostname, role, server=None):
 
 
 def check_disk(node, mode, hostname, server_url=None, data_disk=False, secrets=(TOKEN,),
-               password=PASSWORD):
+               password=PASSWORD, device="/dev/sda"):
     """qemu/check-disk on the VM's disk images (after the VM stopped)."""
-    @check(f"{node}: qemu/check-disk --mode {mode} --hostname {hostname}"
+    @check(f"{node}: qemu/check-disk --mode {mode} --hostname {hostname} --token (the lab's)"
            + (" --data-disk" if data_disk else "") + " passes")
     def fn(ctx):
         disks = ctx.vm[node].disks
+        # The token and the install disk the configs give: compared with what is on the disk.
         cmd = [str(h.QEMU_DIR / "check-disk"), "--disk", str(disks[0].path), "--mode", mode,
-               "--hostname", hostname]
+               "--hostname", hostname, "--token", TOKEN, "--device", device]
         if data_disk:
             cmd += ["--data-disk", str(disks[1].path)]
         if server_url:
@@ -438,7 +465,8 @@ def rebooted(node):
     return fn
 
 
-def installed(node, mode, hostname, role, server=None, boot=True, data_disk=False, hooks=False):
+def installed(node, mode, hostname, role, server=None, boot=True, data_disk=False, hooks=False,
+              device="/dev/sda"):
     """The whole install of one node: PXE chain, SUCCEEDED, reboot, (test OS), check-disk."""
     checks = pxe_chain(node, mode) + agent_started(node) + [
         served(node, "harvester-<version>-amd64.iso"),
@@ -446,24 +474,38 @@ def installed(node, mode, hostname, role, server=None, boot=True, data_disk=Fals
         line(node, r"ISO: +[0-9]+%  .* of .*MiB/s +ETA|ISO: received .* MiB/s average",
              "download progress on the serial console"),
         line(node, r"ISO: checksum verified: sha512:[0-9a-f]{128}", "the ISO verified against the release's SHA-512 list"),
+        served_whole(node, "harvester-<version>-amd64.iso"),
         succeeded(node), rebooted(node)]
     if boot:
         checks.append(test_os(node, hostname, role, server))
     checks.append(check_disk(node, mode, hostname, server, data_disk,
-                             secrets=(TOKEN, HOOK_PASSWORD) if hooks else (TOKEN,)))
+                             secrets=(TOKEN, HOOK_PASSWORD) if hooks else (TOKEN,), device=device))
     if hooks:
         checks += [webhook(node, "STARTED", hostname), webhook(node, "SUCCEEDED", hostname),
                    no_webhook(node, "FAILED")]
     return checks
 
 
-def failure(node, pattern, what, hostname="node1"):
-    """A failed install: its message, FAILED marker, the FAILED webhook, disks unchanged."""
-    return [failed_with(node, pattern, what),
+def failure(node, stage, pattern, what, hostname="node1"):
+    """A failed install: its FAILED line (stage and message), no SUCCEEDED, and what the servers
+    and the disks say: the FAILED webhook reached the listener, no SUCCEEDED one, the disks are
+    byte-for-byte unchanged."""
+    return [failed_in(node, stage, pattern, what),
             no_line(node, h.RE_SUCCEEDED.pattern, "no SUCCEEDED"),
             webhook(node, "FAILED", hostname),
             no_webhook(node, "SUCCEEDED"),
             disks_unchanged(node)]
+
+
+def served_whole(node, name, what="the whole file"):
+    """nginx sent the node the whole file (its size in bytes), answering 200."""
+    @check(f"{node}: nginx sent /harvester/{name} whole (200, every byte)")
+    def fn(ctx):
+        name_ = name.replace("<version>", ctx.lab.release.version)
+        size = (ctx.lab.served.dir / name_).stat().st_size
+        got = [(st, n) for _, p, st, n in ctx.requests(node, full=True) if p == f"/harvester/{name_}"]
+        return (200, size) in got, f"{size} bytes; answers (status, bytes): {got or 'never requested'}"
+    return fn
 
 
 # --- The scenarios --------------------------------------------------------------------------------
@@ -524,7 +566,8 @@ scenario(Scenario(
         served("node1", "config-create.yaml"),
         line("node1", h.MARK + r" STAGE memory", "STAGE memory"),
         stopped_before("node1", RE_PAST_MEMORY, "no stage after memory began"),
-    ] + failure("node1", r"\b7 GiB installed\b.*\b8 GiB\b",
+        not_requested("node1", "harvester-<version>-amd64.iso"),
+    ] + failure("node1", "memory", r"\b7 GiB installed\b.*\b8 GiB\b",
                 "a message naming 7 GiB installed and 8 GiB required")))
 
 scenario(Scenario(
@@ -547,8 +590,10 @@ scenario(Scenario(
     config_404=True,
     checks=pxe_chain("node1", "create") + agent_started("node1") + [
         served("node1", "config-create.yaml", 404),
-        failed_with("node1", r"404.*config-create\.yaml|config-create\.yaml.*404",
-                    "a message naming the URL and the 404"),
+        failed_in("node1", "configuration",
+                  r"config_url: cannot fetch http://\S+/config-create\.yaml: HTTP 404\b",
+                  "config_url's fetch naming the URL and HTTP 404"),
+        not_requested("node1", "harvester-<version>-amd64.iso"),
         stopped_before("node1", RE_PAST_CONFIG, "no stage after configuration began"),
         disks_unchanged("node1"),
     ]))
@@ -561,7 +606,8 @@ scenario(Scenario(
     cmdline_extra="harvester.install.mode=join",
     checks=pxe_chain("node1", "create") + agent_started("node1") + [
         served("node1", "config-create.yaml"),
-        failed_with("node1", r"server_url", "a message naming server_url"),
+        failed_in("node1", "configuration", r"\bserver_url\b", "a message naming server_url"),
+        not_requested("node1", "harvester-<version>-amd64.iso"),
         stopped_before("node1", RE_PAST_CONFIG, "no stage after configuration began"),
         disks_unchanged("node1"),
     ]))
@@ -615,7 +661,9 @@ scenario(Scenario(
             line("node1", r"Formatting the data disk /dev/sd[a-z] .*HARV_LH_DEFAULT",
                  "the agent formatted the data disk as HARV_LH_DEFAULT"),
             no_line("node1", r"Formatting /dev/sd[a-z]6", "no partition 6 on the install disk")]
-    + installed("node1", "create", "node1", "cluster-init", boot=False, data_disk=True)))
+    + installed("node1", "create", "node1", "cluster-init", boot=False, data_disk=True,
+                device=h.disk_by_id("node1", 0))))
+
 
 def ctrl_alt_delete(vm):
     """A real stop of the unit: the key press makes systemd start ctrl-alt-del.target (reboot),
@@ -633,9 +681,8 @@ scenario(Scenario(
     listener=True, config_edit=with_webhooks(), grace=20,
     checks=pxe_chain("node1", "create") + agent_started("node1") + [
         line("node1", h.MARK + r" STAGE install", "the install stage began"),
-        failed_with("node1", r"stopped by SIGTERM", "the FAILED line says the agent was stopped by SIGTERM"),
-        line("node1", h.MARK + r" FAILED: install: stopped by SIGTERM.*partition table written to the install disk was removed",
-             "the FAILED line names the install stage and the removed partition table"),
+        failed_in("node1", "install", r"stopped by SIGTERM.*partition table written to the install disk was removed",
+                  "the agent was stopped by SIGTERM and removed the partition table"),
         no_line("node1", h.RE_SUCCEEDED.pattern, "no SUCCEEDED"),
         webhook("node1", "FAILED", "node1"),
         no_webhook("node1", "SUCCEEDED"),
@@ -672,10 +719,11 @@ scenario(Scenario(
     [Node("node1", "create", "8G")],
     listener=True, config_edit=with_webhooks(then=set_key("iso_checksum", WRONG_SHA512)),
     checks=pxe_chain("node1", "create") + agent_started("node1") + [
-        served("node1", "harvester-<version>-amd64.iso"),
+        served_whole("node1", "harvester-<version>-amd64.iso"),
         no_line("node1", h.MARK + r" STAGE disk-write", "no STAGE disk-write"),
-    ] + failure("node1", r"(?i)checksum|sha-?512|does not match|mismatch",
-                "a message naming the checksum mismatch")))
+    ] + failure("node1", "iso", r"\bchecksum mismatch for http://\S+/harvester-[^/\s]+-amd64\.iso: "
+                rf"expected {WRONG_SHA512}, got sha512:[0-9a-f]{{128}}",
+                "the ISO's checksum mismatch: the configured digest and the one received")))
 
 scenario(Scenario(
     "iso-no-rootfs",
@@ -690,7 +738,8 @@ scenario(Scenario(
     checks=pxe_chain("node1", "create") + agent_started("node1") + [
         served("node1", NO_ROOTFS_ISO),
         no_line("node1", h.MARK + r" STAGE disk-write", "no STAGE disk-write"),
-    ] + failure("node1", r"rootfs\.squashfs", "a message naming rootfs.squashfs")))
+    ] + failure("node1", "iso", r'The ISO "[^"]+" lacks .*\brootfs\.squashfs\b',
+                "the ISO's contents check naming rootfs.squashfs")))
 
 scenario(Scenario(
     "device-missing",
@@ -703,9 +752,7 @@ scenario(Scenario(
         no_line("node1", h.MARK + r" STAGE disk-write", "no STAGE disk-write"),
         line("node1", r"^harvester-install: .*/dev/sda\s+300 GiB",
              "the disks that exist are listed (/dev/sda, 300 GiB)"),
-        line("node1", h.MARK + r" FAILED: .*/dev/sdz.*does not exist",
-             "the FAILED line itself names /dev/sdz as missing"),
-    ] + failure("node1", r"install\.device \"/dev/sdz\" does not exist",
+    ] + failure("node1", "disk-check", r'install\.device "/dev/sdz" does not exist',
                 "a message naming install.device /dev/sdz as missing")))
 
 scenario(Scenario(

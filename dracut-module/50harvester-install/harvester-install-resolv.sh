@@ -31,4 +31,4 @@ domains=$(echo $domains)
 
 rm -f /etc/resolv.conf
 printf '%s' "$out" > /etc/resolv.conf
-echo "harvester-install: DNS from the network configuration: $(echo $servers)${domains:+ (search $domains)}"
+echo "harvester-install: DNS from the network configuration: $(echo $seen)${domains:+ (search $domains)}"

@@ -354,6 +354,23 @@ def main():
                      "ok: sda: no partition 6 with a data disk", "ok: sda2: 64 MiB at 65 MiB",
                      "ok: COS_OEM: 90_custom.yaml rancherd config: server: https://10.0.2.100:443, role: agent"):
             expect(must in r.stdout, "join: the output has %r" % must)
+        # --token: the configured token is the one on the disk, in rancherd's config and in
+        # harvester.config; --device: harvester.config names the install disk.
+        r = expect_pass(work, "create --token --device", ["--disk", c_img, "--token", CREATE_TOKEN,
+                                                          "--device", "/dev/sda"] + create, [c_img])
+        for must in ("ok: COS_OEM: 90_custom.yaml rancherd config: role: cluster-init, the --token token",
+                     "ok: COS_OEM: harvester.config says mode create, hostname node1, the --token token, device /dev/sda"):
+            expect(must in r.stdout, "create --token: the output has %r" % must)
+        r = expect_fail(work, "another token", ["--disk", c_img, "--token", "wrong-Token-98765"] + create, [c_img],
+                        r"rancherd config.*the token is not the --token value")
+        expect(re.search(r"FAIL: COS_OEM: harvester.config says .*token is not the --token value", r.stdout)
+               is not None, "another token: harvester.config's token is reported too")
+        expect(CREATE_TOKEN not in r.stdout and "wrong-Token-98765" not in r.stdout,
+               "another token: no token value in the output")
+        expect_fail(work, "another device", ["--disk", c_img, "--device", "/dev/vdb"] + create, [c_img],
+                    r"harvester.config says .*install.device is '/dev/sda'")
+        expect_pass(work, "join --token", ["--disk", j_img, "--data-disk", j_sdb, "--token", JOIN_TOKEN] + join,
+                    [j_img, j_sdb])
         r = check_disk(work, "create --json", ["--disk", c_img, "--json"] + create, [c_img])
         expect(r.returncode == 0 and '"result": "pass"' in r.stdout, "create --json: result pass")
 
@@ -400,6 +417,20 @@ def main():
                                                 "- path: /etc/rancher/rancherd/config.yaml\n      permissions: 420"))
         expect_fail(work, "rancherd config written 0644 at boot", ["--disk", b] + create, [b],
                     r"writes files holding a secret 0600.*/etc/rancher/rancherd/config.yaml \(permissions 420")
+
+        # Broken disks: another token in harvester.config only, then in rancherd's config only.
+        copy(c_img, b)
+        edit_fs(b, 2, lambda mp, node: sub_file(os.path.join(mp, "harvester.config"),
+                                                'token: tok"en\\with:specials#1', "token: other-Token-4321"))
+        r = expect_fail(work, "harvester.config with another token", ["--disk", b, "--token", CREATE_TOKEN] + create,
+                        [b], r"harvester.config says .*token is not the --token value")
+        expect("ok: COS_OEM: 90_custom.yaml rancherd config: role: cluster-init, the --token token" in r.stdout,
+               "harvester.config with another token: rancherd's config still passes")
+        copy(c_img, b)
+        edit_fs(b, 2, lambda mp, node: sub_file(os.path.join(mp, "90_custom.yaml"),
+                                                'token: "tok\\"en\\\\with:specials#1"', 'token: "other-Token-4321"'))
+        expect_fail(work, "rancherd config with another token", ["--disk", b, "--token", CREATE_TOKEN] + create,
+                    [b], r"rancherd config.*the token is not the --token value")
 
         copy(c_img, b)
         edit_fs(b, 2, lambda mp, node: sub_file(os.path.join(mp, "90_custom.yaml"), password_hash(), PASSWORD))

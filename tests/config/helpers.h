@@ -10,6 +10,7 @@
 #include "log.h"
 #include "schema.h"
 #include "util.h"
+#include "dryrun.h"
 
 static char *helpers_dir;
 

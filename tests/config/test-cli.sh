@@ -103,6 +103,24 @@ echo "harvester.install.config_url=file://$tmp/absent.yaml harvester.install.con
 run url404 --cmdline "$tmp/url-line2" config
 expect_rc 3 url404
 
+# 8. An interface given only by hw_addr: valid offline, with a note that the node resolves it; the
+#    dry run renders it with a stand-in name.
+sed 's/      - name: ens5/      - hwAddr: "52:54:00:12:34:56"/' "$fx/config-create.yaml" >"$tmp/mac.yaml"
+grep -q 'hwAddr: "52:54:00:12:34:56"' "$tmp/mac.yaml" || fail "mac: fixture not rewritten"
+run mac --cmdline "$fx/cmdline-create.txt" --config "$tmp/mac.yaml" config --json
+expect_rc 0 mac
+has "$tmp/mac.err" "an interface given only by hw_addr is resolved to its name on the node"
+has "$tmp/mac.out" '"hw_addr": "52:54:00:12:34:56"'
+
+# 9. Kernel arguments GRUB cannot parse: exit 2 before anything else, the key named.
+sed 's/^  password: p@ssword.*/&\n  additional_kernel_arguments: '"'"'rd.break="pre-mount'"'"'/' "$fx/config-create.yaml" >"$tmp/kargs.yaml"
+grep -q 'additional_kernel_arguments' "$tmp/kargs.yaml" || fail "kargs: fixture not rewritten"
+run kargs --cmdline "$fx/cmdline-create.txt" --config "$tmp/kargs.yaml" config
+expect_rc 2 kargs
+has "$tmp/kargs.err" "error: os.additional_kernel_arguments:"
+has "$tmp/kargs.err" "has an unbalanced double quote"
+[ -s "$tmp/kargs.out" ] && fail "kargs: printed a configuration"
+
 if [ "$failures" -gt 0 ]; then
 	echo "$failures check(s) failed"
 	exit 1

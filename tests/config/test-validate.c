@@ -5,8 +5,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <crypt.h>
 
 #include "helpers.h"
+#include "schema.h"
 #include "validate.h"
 
 #define HEX64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -146,6 +148,50 @@ static const struct config_case rule_cases[] = {
         { NULL, "files",  "os.write_files[0].path", "not an absolute path", NULL },
         { NULL, "files",  "os.write_files[0].encoding", "unknown encoding \"rot13\"", NULL },
         { NULL, "files",  "os.write_files[1].path", "required", "not set" },
+        /* Rules the renderers enforce (the node's files, grub.cfg), checked before any write. */
+        { NULL,
+          "scheme_version: 1\ntoken: t\nos: {password: p}\ninstall:\n  mode: install\n  device: /dev/sda\n"
+          "  management_interface:\n    interfaces: [{name: 'en$5'}]\n",
+          "install.management_interface.interfaces[0].name", "\"en$5\" is not a valid interface name", NULL },
+        { "harvester.install.management_interface.interfaces=\"name:en$5\"", NULL,
+          "install.management_interface.interfaces", "not a valid interface name (1-15 letters", NULL },
+        { "harvester.install.management_interface.bond_options.mode=active-backup "
+          "harvester.install.management_interface.bond_options.primary=\"ens5 ens6\"", NULL,
+          "install.management_interface.bond_options.primary", "cannot have", "kernel command line" },
+        { NULL,
+          "scheme_version: 1\ntoken: t\nos: {password: p}\ninstall:\n  mode: install\n  device: /dev/sda\n"
+          "  management_interface:\n    interfaces: [ens5]\n    bond_options: {'a b': '1'}\n",
+          "install.management_interface.bond_options.\"a b\"", "cannot have", "config.yaml:9:27" },
+        { NULL, "many-interfaces", "install.management_interface.interfaces", "9 interfaces given", NULL },
+        { NULL, "many-files", "os.write_files", "41 files given", NULL },
+        { "harvester.os.ntp_servers=\"pool.ntp.org; reboot\"", NULL, "os.ntp_servers[0]",
+          "is not a host name or IP address", "kernel command line" },
+        { "harvester.os.ntp_servers=", NULL, "os.ntp_servers[0]", "is not a host name", NULL },
+        { "harvester.os.modules=\"kvm_intel nested=1\"", NULL, "os.modules[0]", "not a kernel module name", NULL },
+        { "harvester.os.modules=br_netfilter harvester.os.modules=a/b", NULL, "os.modules[1]",
+          "\"a/b\" is not a kernel module name", NULL },
+        { "harvester.os.persistent_state_paths=var/lib/x", NULL, "os.persistent_state_paths[0]",
+          "not an absolute path without spaces", NULL },
+        { "harvester.os.persistent_state_paths=\"/var/lib/my data\"", NULL, "os.persistent_state_paths[0]",
+          "not an absolute path without spaces", NULL },
+        { "harvester.install.tty=\"ttyS0;reboot\"", NULL, "install.tty", "is not a console name",
+          "kernel command line" },
+        { "console=\"tty S0\"", NULL, "install.tty", "taken from the last console= argument", "default" },
+        { NULL, "unbalanced-quote", "os.additional_kernel_arguments", "has an unbalanced double quote",
+          "config.yaml:3:48" },
+        { "harvester.os.additional_kernel_arguments=\"a=1 b=${x}\"", NULL, "os.additional_kernel_arguments",
+          "holds a character GRUB would interpret", NULL },
+        { "harvester.os.additional_kernel_arguments=\"a='x y'\"", NULL, "os.additional_kernel_arguments",
+          "holds a single quote", NULL },
+        { NULL, "long-kernel-args", "os.additional_kernel_arguments", "longer than 1024 bytes", NULL },
+        { NULL, "kernel-args-newline", "os.additional_kernel_arguments", "holds a control character", NULL },
+        { "harvester.os.after_install_chroot_commands=\"echo hi\"", NULL, "os.after_install_chroot_commands",
+          "not supported", "kernel command line" },
+        { "harvester.install.addons.rancher_monitoring.enabled=true", NULL, "install.addons", "not supported", NULL },
+        { "harvester.install.harvester.storage_class.replica_count=1", NULL, "install.harvester", "not supported",
+          NULL },
+        { "harvester.os.sysctls.kernel.x=\"a\xff\"", NULL, "os.sysctls.\"kernel.x\"", "not valid UTF-8", NULL },
+        { "harvester.os.environment.K\xc3=v", NULL, "os.environment", "key that is not valid UTF-8", NULL },
 };
 
 static char *case_yaml(const char *name) {
@@ -161,6 +207,41 @@ static char *case_yaml(const char *name) {
                                            "    - method: POST\n"
                                            "    - event: FAILED\n"
                                            "      url: ftp://h/x\n");
+        if (streq(name, "many-interfaces") || streq(name, "many-files")) {
+                bool ifs = streq(name, "many-interfaces");
+                const char *anchor = ifs ? "      - name: ens5\n" : "  password: Secret-Pass-42\n";
+                char *list = strdup(ifs ? "" : "  write_files:\n");
+                for (size_t i = 0; list && i < (ifs ? 8u : 41u); i++) {
+                        char *n = ifs ? strdup_printf("%s      - name: ens%zu\n", list, i + 10)
+                                      : strdup_printf("%s    - {path: /etc/f%zu, content: x}\n", list, i);
+                        free(list);
+                        list = n;
+                }
+                assert_non_null(list);
+                const char *at = strstr(VALID_CREATE, anchor) + strlen(anchor);
+                char *y = strdup_printf("%.*s%s%s", (int)(at - VALID_CREATE), VALID_CREATE, list, at);
+                free(list);
+                return y;
+        }
+#define MINIMAL_INSTALL_WITH(os_extra)                                                                   \
+        "scheme_version: 1\ntoken: t\nos: {password: p, " os_extra "}\n"                                   \
+        "install: {mode: install, device: /dev/sda, management_interface: {interfaces: [ens5]}}\n"
+        if (streq(name, "unbalanced-quote"))
+                return strdup(MINIMAL_INSTALL_WITH("additional_kernel_arguments: 'rd.break=\"pre-mount'"));
+        if (streq(name, "long-kernel-args") || streq(name, "kernel-args-newline")) {
+                if (streq(name, "kernel-args-newline"))
+                        return strdup(MINIMAL_INSTALL_WITH("additional_kernel_arguments: \"a=1\\nb=2\""));
+                char *y = strdup("scheme_version: 1\ntoken: t\nos: {password: p, additional_kernel_arguments: \"");
+                for (size_t i = 0; y && i < 103; i++) {
+                        char *n = strdup_printf("%sparam%04zu ", y, i);
+                        free(y);
+                        y = n;
+                }
+                char *n = y ? strdup_printf("%s\"}\ninstall: {mode: install, device: /dev/sda, "
+                                            "management_interface: {interfaces: [ens5]}}\n", y) : NULL;
+                free(y);
+                return n;
+        }
         if (streq(name, "files"))
                 return strdup("scheme_version: 1\ntoken: t\n"
                               "os:\n  hostname: node1\n  password: p\n"
@@ -377,6 +458,88 @@ static void test_every_problem_at_once(void **state) {
         free(err);
 }
 
+static void test_crypt_hash(void **state) {
+        /* What libxcrypt writes for each method is kept as a hash ... */
+        static const char *const prefixes[] = { "$6$", "$5$", "$y$", "$2b$" };
+        struct crypt_data *cd = calloc(1, sizeof *cd);
+        assert_non_null(cd);
+        for (size_t i = 0; i < ELEMENTSOF(prefixes); i++) {
+                char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+                assert_non_null(crypt_gensalt_rn(prefixes[i], 0, NULL, 0, setting, sizeof setting));
+                const char *h = crypt_rn("Secret-Pass-42", setting, cd, (int)sizeof *cd);
+                assert_non_null(h);
+                print_message("%s\n", h);
+                assert_true(valid_crypt_hash(h));
+        }
+        char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+        assert_non_null(crypt_gensalt_rn("$6$", 20000, NULL, 0, setting, sizeof setting));
+        const char *h = crypt_rn("x", setting, cd, (int)sizeof *cd);
+        assert_non_null(strstr(h, "rounds=20000$"));
+        assert_true(valid_crypt_hash(h));
+        /* ... a short salt too. */
+        assert_true(valid_crypt_hash(crypt_rn("x", "$6$ab$", cd, (int)sizeof *cd)));
+        free(cd);
+
+        /* Anything else is clear text. */
+        static const char *const clear[] = {
+                "$ecret", "$6$", "$6$salt", "$6$salt$short", "$1$legacy$hash", "$6$MyPassword!",
+                "$6$saltsaltsaltsaltX$" HEX64 "0123456789abcdef012345", /* 17 salt characters */
+                "$6$salt$" HEX64 "0123456789abcdef01234",               /* 85 hash characters */
+                "$6$salt$" HEX64 "0123456789abcdef01234!",              /* not crypt's base64 */
+                "$6$rounds=999$salt$" HEX64 "0123456789abcdef012345",  /* below 1000 rounds */
+                "$6$rounds=0100000$s$x",
+                "$5$salt$tooshort", "$2b$03$abcdefghijklmnopqrstuvabcdefghijklmnopqrstuvwxyz01234",
+                "$2b$10$abcdefghijklmnopqrstuv", "$y$j9T$$", "$y$j9T$salt$short", "$9$x$y", "",
+                "plain",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(clear); i++) {
+                if (valid_crypt_hash(clear[i]))
+                        print_message("taken as a hash: %s\n", clear[i]);
+                assert_false(valid_crypt_hash(clear[i]));
+        }
+        assert_false(valid_crypt_hash(NULL));
+
+        /* A clear-text password starting with '$' is a warning, never a problem. */
+        struct diags d = {};
+        struct config *c = NULL;
+        assert_int_equal(from_text("harvester.os.password=$ecret-Pass", VALID_CREATE, &d, &c), 0);
+        dump_diags(&d);
+        assert_int_equal(diags_errors(&d), 0);
+        const struct diag *w = diags_find(&d, "os.password", true);
+        assert_non_null(w);
+        assert_non_null(strstr(w->message, "taken as clear text"));
+        assert_null(strstr(w->message, "ecret")); /* the secret is not in the message */
+        config_free(c);
+        diags_clear(&d);
+}
+
+static void test_kernel_args(void **state) {
+        static const char *const ok[] = { "", "nomodeset", "a=1 b=\"x y\" c", "\"quoted whole\"",
+                                          "console=ttyS1,115200n8 rd.debug", "x=\xc3\xa9" };
+        for (size_t i = 0; i < ELEMENTSOF(ok); i++)
+                assert_null(kernel_args_problem(ok[i]));
+        static const char *const bad[] = { "a=\"b", "a=\"b\" c=\"", "a='b'", "a=$x", "a;b", "a{b}", "a|b",
+                                           "a&b", "a<b", "a>b", "a`b`", "a#b", "a\\b", "a\tb", "a\nb", "a\x7f" };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                if (!kernel_args_problem(bad[i]))
+                        print_message("accepted: %s\n", bad[i]);
+                assert_non_null(kernel_args_problem(bad[i]));
+        }
+        assert_true(valid_console_name("ttyS0,115200n8"));
+        assert_true(valid_console_name("/dev/ttyS1"));
+        assert_true(valid_console_name("hvc0"));
+        assert_false(valid_console_name("tty S0"));
+        assert_false(valid_console_name("ttyS0;x"));
+        assert_false(valid_console_name(""));
+        assert_true(valid_word("a.b_c-1", NULL));
+        assert_false(valid_word("a:b", NULL));
+        assert_true(valid_word("a:b", ":"));
+        assert_false(valid_word("", ":"));
+        assert_false(valid_ifname("en$5"));
+        assert_false(valid_ifname("en 5"));
+        assert_true(valid_ifname("bond0.100"));
+}
+
 static void test_helpers(void **state) {
         assert_true(valid_mac("52:54:00:ab:CD:ef"));
         assert_true(valid_mac("52-54-00-ab-cd-ef"));
@@ -452,6 +615,8 @@ int main(void) {
                 cmocka_unit_test(test_server_url_normalised),
                 cmocka_unit_test(test_every_problem_at_once),
                 cmocka_unit_test(test_helpers),
+                cmocka_unit_test(test_crypt_hash),
+                cmocka_unit_test(test_kernel_args),
         };
         return cmocka_run_group_tests(tests, NULL, teardown);
 }

@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Fuzz target: the YAML loader and everything after it (canonicalisation, the merge under a fixed
- * kernel command line, binding, defaults, validation, printing). Oracle: what config_print()
- * writes, YAML or JSON, must load again without a problem.
+ * kernel command line, binding, defaults, validation, printing, the dry run). Oracles: what
+ * config_print() writes, YAML or JSON, must load again without a problem; a configuration in which
+ * validation reports no problem must render (dry_run_render(): the node's files and grub.cfg).
  * libFuzzer entry point; tests/fuzz/replay.c runs it over the seed corpus in normal builds.
  */
 #include <stdint.h>
 #include <stdio.h>
 
 #include "config.h"
+#include "dryrun.h"
 #include "log.h"
 #include "schema.h"
 #include "yamlload.h"
@@ -18,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const char cmdline[] =
         "ip=dhcp rd.noverifyssl console=tty1 harvester.install.automatic=true harvester.install.mode=create "
         "harvester.os.ssh_authorized_keys=k1 harvester.install.management_interface.interfaces=ens5 "
-        "harvester.os.labels.topology.kubernetes.io/zone=z1 harvester.install.harvester.a.b=c";
+        "harvester.os.labels.topology.kubernetes.io/zone=z1 harvester.os.sysctls.kernel.panic=10";
 
 static void print_and_reload(const struct config *c, bool json) {
         char *buf = NULL;
@@ -69,6 +71,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 (void)config_where(c, "install.vip");
                 print_and_reload(c, false);
                 print_and_reload(c, true);
+                if (diags_errors(&d) == 0) {
+                        int r = dry_run_render(c, true);
+                        if (r < 0) {
+                                fprintf(stderr, "valid but not rendered: %s\n", strerror(-r));
+                                abort();
+                        }
+                }
                 config_free(c);
         }
         diags_clear(&d);

@@ -263,7 +263,9 @@ static inline yaml_node_t *yfind(struct ydoc *d, yaml_node_t *seq, const char *k
 /* Files */
 
 static inline char *tmpdir_new(void) {
-        char tmpl[] = "/tmp/test-install-XXXXXX";
+        const char *base = getenv("TMPDIR"); /* tests/run-all: one per run */
+        char tmpl[4096];
+        snprintf(tmpl, sizeof tmpl, "%s/test-install-XXXXXX", base && *base ? base : "/tmp");
         assert_non_null(mkdtemp(tmpl));
         return xstrdup(tmpl);
 }
@@ -297,18 +299,22 @@ static inline mode_t file_mode(const char *path) {
         return st.st_mode & 07777;
 }
 
-/* Compares text with tests/install/golden/<name>; UPDATE_GOLDEN=1 rewrites the file instead. */
+/* Compares text with tests/install/golden/<name>. With UPDATE_GOLDEN=1 exactly (no other value)
+ * a file that differs is rewritten, and the test still fails: a rewrite is never a pass. */
 static inline void golden_check(const char *name, const char *text) {
         const char *src = getenv("TESTS_SOURCE_DIR");
         assert_non_null(src);
         char path[4096];
         snprintf(path, sizeof path, "%s/install/golden/%s", src, name);
-        if (getenv("UPDATE_GOLDEN")) {
-                write_text(path, text);
-                return;
-        }
-        char *want = read_text(path);
+        bool update = streq_ptr(getenv("UPDATE_GOLDEN"), "1");
+        char *want = access(path, F_OK) == 0 || !update ? read_text(path) : strdup("");
         if (!streq(want, text)) {
+                if (update) {
+                        write_text(path, text);
+                        free(want);
+                        fail_msg("%s differed from the golden file: rewritten (UPDATE_GOLDEN=1); review the diff, run again without UPDATE_GOLDEN",
+                                 name);
+                }
                 /* Print the first differing line for the log. */
                 size_t i = 0, line = 1;
                 while (want[i] && want[i] == text[i]) {

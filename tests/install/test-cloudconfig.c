@@ -418,9 +418,19 @@ static void test_password_hash(void **state) {
         assert_non_null(cd);
         assert_string_equal(crypt_rn("p@ssword", a, cd, (int)sizeof *cd), a);
         assert_string_not_equal(crypt_rn("p@sswore", a, cd, (int)sizeof *cd), a);
-        free(cd);
+        /* A well-formed hash is kept as it is ... */
+        assert_int_equal(cloudconfig_hash_password(a, &kept), 0);
+        assert_string_equal(kept, a);
+        free(kept);
+        /* ... a clear-text password that merely starts with '$' is hashed, and logs in. */
         assert_int_equal(cloudconfig_hash_password("$1$legacy$hash", &kept), 0);
-        assert_string_equal(kept, "$1$legacy$hash");
+        assert_int_equal(strncmp(kept, "$6$", 3), 0);
+        assert_string_equal(crypt_rn("$1$legacy$hash", kept, cd, (int)sizeof *cd), kept);
+        free(kept);
+        assert_int_equal(cloudconfig_hash_password("$6$MyPassword!", &kept), 0);
+        assert_string_not_equal(kept, "$6$MyPassword!");
+        assert_string_equal(crypt_rn("$6$MyPassword!", kept, cd, (int)sizeof *cd), kept);
+        free(cd);
         free(a);
         free(b);
         free(kept);

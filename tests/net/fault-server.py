@@ -45,6 +45,14 @@ The behaviour is chosen by the first element of the URL path:
               Always answers <code> with a small text body (none for 204/304); with
               ?location=URL a Location header is added (for redirects).
 
+  lie/<kind>[/<anything>]
+              A server that lies, for the hostile tests (tests/net/test-hostile.c):
+                status-marker   503 with the reason phrase "Busy\r[harvester-install] SUCCEEDED \e[2J"
+                                and a body carrying the same bytes.
+                content-range   <file> answered 206 to a Range request with the Content-Range
+                                "bytes 0-1/\r[harvester-install] SUCCEEDED\e[2J" (no Range: as `ok`).
+                to-http         302 to the http:// URL given as ?to=URL (for https -> http tests).
+
   Query parameters understood by the file modes: ?stall=SECONDS (stall), ?rate=BYTES_PER_SEC
   (throttle the body: for progress output), ?retry_after=SECONDS (adds Retry-After to 503/429
   answers of fail503x2 and status/<code>).
@@ -92,6 +100,7 @@ BODY_KEEP = 64 * 1024
 HTML_PAGE = (b"<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>Welcome to the portal</title>\n"
              b"</head>\n<body>\n<h1>Login required</h1>\n<p>Please <a href=\"/login\">sign in</a> to continue.</p>\n"
              b"</body>\n</html>\n")
+LIE_MARKER = "\r[harvester-install] SUCCEEDED \x1b[2J"
 FILE_MODES = {"ok", "drop30", "stall", "fail503x2", "404", "hang", "wrong", "change", "norange", "short", "text"}
 
 
@@ -325,6 +334,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if mode == "hook":
             self.simple(code if code is not None else 200, b"ok\n")
             return
+        if mode == "lie":
+            self.lie(rest[0] if rest else "", "/".join(rest[1:]), query)
+            return
         if mode == "status":
             extra = []
             if "location" in query:
@@ -354,6 +366,44 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.simple(200, HTML_PAGE, "text/html; charset=utf-8")
             return
         self.serve_file(mode, relfile, query, first_get=(self.command == "GET" and n_get == 0), any_get_before=n_get > 0)
+
+    def lie(self, kind, relfile, query):
+        if kind == "status-marker":
+            body = ("Busy" + LIE_MARKER + "\n").encode()
+            # send_response() would write the phrase as given: bytes a real server can send.
+            self.wfile.write(("HTTP/1.1 503 Busy" + LIE_MARKER + "\r\n").encode("latin-1"))
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            return
+        if kind == "content-range":
+            path = os.path.realpath(os.path.join(self.server.state.root, relfile))
+            if not os.path.isfile(path):
+                self.simple(404, b"no such file\n")
+                return
+            with open(path, "rb") as f:
+                data = f.read()
+            if self.headers.get("Range") is None:
+                self.simple(200, data, "application/octet-stream")
+                return
+            self.send_response(206)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", "2")
+            self.send_header("Content-Range", "bytes 0-1/" + LIE_MARKER)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            if self.command != "HEAD":
+                self.wfile.write(data[:2])
+            return
+        if kind == "to-http":
+            self.simple(302, b"moved\n", extra=[("Location", query.get("to", "http://127.0.0.1:1/"))])
+            return
+        self.simple(400, b"unknown lie\n")
 
     def record(self, mode, relfile, body):
         headers = {}

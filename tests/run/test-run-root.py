@@ -1,0 +1,331 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""`harvester-install-agent run --no-reboot` outside the VMs (suite root): the whole `run` command
+as root on loop devices, with a local ISO (file://) built here and a webhook listener on
+127.0.0.1. One case per exit code 4-8, each a real failure (no fake tool):
+
+  4 preflight   the ISO's server announces 2 TiB: it cannot fit in memory
+  5 iso         install.iso_checksum is not the ISO's digest
+  6 disk        install.device is a 20 GiB disk (the minimum is 60 GiB)
+  7 disk-write  the install disk's image lies on a 12 MiB tmpfs (the file systems' metadata
+                need 21 MiB): the loop device's writes fail, mkfs.ext4 says "Input/output error
+                while writing out and closing file system" and fails; on a 1 MiB tmpfs mkfs.vfat
+                fails first (its error on stderr, then its version banner on stdout)
+  8 install     the install stage cannot mount what it needs: on this test machine COS_GRUB
+                (vfat: the host kernel has none, TEST-MACHINE.md); where vfat and iso9660 exist,
+                the ISO's rootfs.squashfs (garbage here) fails to mount instead
+
+Each case checks the exit code, the one "[harvester-install] FAILED: <stage>: ..." line (its
+stage and the real error: never a tool's version banner), that the FAILED webhook arrived and no
+SUCCEEDED one, and, for 7 and 8, that no partition table is left on the install disk. The agent
+runs in a private mount namespace with its own /run (what it mounts is gone with it, and other
+runs on the machine are not disturbed) and no console (/sys/class/tty/console/active hidden).
+A successful install cannot run on this host (no vfat), so exit 0 is left to the VM scenarios.
+
+Exit 77 (with the reason) without root, loop devices, unshare or the tools listed in REQUIRED.
+"""
+
+import hashlib
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+
+AGENT = os.environ.get("AGENT")
+REQUIRED = ["losetup", "partx", "sfdisk", "wipefs", "mkfs.ext4", "mkfs.vfat", "mksquashfs", "xorriso", "unshare"]
+GiB = 1 << 30
+TOKEN = "run-test-token-Hq4u"
+FAILS = []
+
+
+def expect(ok, what):
+    print(("ok   " if ok else "FAIL ") + what, flush=True)
+    if not ok:
+        FAILS.append(what)
+
+
+def skip(msg):
+    print("SKIP: " + msg)
+    sys.exit(77)
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+class Listener:
+    """Webhooks (any path below /hook/) recorded; /huge.iso announces 2 TiB and sends 64 KiB."""
+
+    def __init__(self):
+        self.log = []
+        listener = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n).decode("utf-8", "replace") if n else ""
+                listener.log.append((self.command, self.path, body))
+                self.send_response(200 if self.path.startswith("/hook/") else 404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_PUT = do_POST
+
+            def do_GET(self):
+                listener.log.append((self.command, self.path, ""))
+                if self.path == "/huge.iso":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(2 << 40))
+                    self.end_headers()
+                    if self.command == "GET":
+                        try:
+                            self.wfile.write(b"\0" * 65536)
+                        except OSError:
+                            pass
+                    return  # then the connection closes
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_HEAD = do_GET
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def hooks(self, event):
+        return [r for r in self.log if r[1] == f"/hook/{event}"]
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Resources:
+    """Loop devices and mounts of this test, released in reverse order whatever happens."""
+
+    def __init__(self):
+        self.loops, self.mounts = [], []
+
+    def attach(self, img):
+        dev = run(["losetup", "-f", "--show", img]).stdout.strip()
+        self.loops.append(dev)
+        return dev
+
+    def mount_tmpfs(self, path, size):
+        os.makedirs(path, exist_ok=True)
+        run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", path])
+        self.mounts.append(path)
+
+    def release(self):
+        for dev in reversed(self.loops):
+            subprocess.run(["partx", "-d", dev], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(["losetup", "-d", dev], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for m in reversed(self.mounts):
+            subprocess.run(["umount", m], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.loops, self.mounts = [], []
+
+
+def make_iso(work, name, rootfs_garbage=False):
+    """An ISO9660 image holding what the ISO stage checks for: rootfs.squashfs (a real squashfs of
+    a small tree, or garbage), boot/kernel, boot/initrd, EFI/BOOT/BOOTX64.EFI."""
+    tree = os.path.join(work, name + ".d")
+    for d in ("boot", "EFI/BOOT", "rootfs/etc"):
+        os.makedirs(os.path.join(tree, d), exist_ok=True)
+    with open(os.path.join(tree, "rootfs", "etc", "os-release"), "w") as f:
+        f.write("NAME=test\n")
+    sq = os.path.join(tree, "rootfs.squashfs")
+    if rootfs_garbage:
+        with open(sq, "wb") as f:
+            f.write(b"not a squashfs\n" * 4096)
+    else:
+        run(["mksquashfs", os.path.join(tree, "rootfs"), sq, "-noappend", "-quiet", "-no-progress"])
+    shutil.rmtree(os.path.join(tree, "rootfs"))
+    for p, data in (("boot/kernel", b"kernel\n"), ("boot/initrd", b"initrd\n"), ("EFI/BOOT/BOOTX64.EFI", b"MZ\n")):
+        with open(os.path.join(tree, p), "wb") as f:
+            f.write(data * 1000)
+    iso = os.path.join(work, name + ".iso")
+    run(["xorriso", "-as", "mkisofs", "-quiet", "-R", "-J", "-V", "HARVESTER", "-o", iso, tree])
+    os.chmod(iso, 0o644)
+    return iso
+
+
+def sha512(path):
+    h = hashlib.sha512()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha512:" + h.hexdigest()
+
+
+def config(work, listener, device, iso_url, checksum):
+    text = f"""scheme_version: 1
+token: {TOKEN}
+os:
+  hostname: node1
+  password: rancher
+install:
+  mode: create
+  management_interface:
+    interfaces:
+      - name: eth0
+    method: dhcp
+  vip: 10.0.0.10
+  vip_mode: static
+  iso_url: {iso_url}
+  iso_checksum: {checksum}
+  device: {device}
+  webhooks:
+"""
+    for ev in ("STARTED", "SUCCEEDED", "FAILED"):
+        text += (f"    - event: {ev}\n      method: POST\n      url: http://127.0.0.1:{listener.port}/hook/{ev}\n"
+                 f"      payload: '{{\"event\": \"{ev}\", \"hostname\": \"{{{{.Hostname}}}}\"}}'\n")
+    path = os.path.join(work, "config.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+    return path
+
+
+def run_agent(work, cfg):
+    """The agent in a mount namespace of its own: a private /run, no console to write to."""
+    cmdline = os.path.join(work, "cmdline")
+    with open(cmdline, "w") as f:
+        f.write("harvester.install.automatic=true ip=dhcp\n")
+    script = ('set -e; mount --make-rprivate /; mount -t tmpfs -o mode=0755 tmpfs /run; '
+              'mount --bind /dev/null /sys/class/tty/console/active; exec "$@"')
+    env = dict(os.environ, HARVESTER_INSTALL_DISK_WAIT="2")
+    return subprocess.run(["unshare", "-m", "--", "sh", "-c", script, "sh", AGENT, "--cmdline", cmdline,
+                           "--config", cfg, "run", "--no-reboot"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, timeout=600)
+
+
+RE_FAILED = re.compile(r"^\[harvester-install\] FAILED: (\S+): (.*)$", re.M)
+BANNER = re.compile(r"\b(mkfs\.fat|mke2fs|mkfs\.ext4) [0-9.]+ \(")
+
+
+def case(work, res, listener, code, stage, what, pattern, device, iso_url, checksum, table_gone=False):
+    listener.log.clear()
+    cfg = config(work, listener, device, iso_url, checksum)
+    p = run_agent(work, cfg)
+    out = p.stdout + p.stderr
+    name = f"exit {code} ({stage}: {what})"
+    expect(p.returncode == code, f"{name}: exit code {p.returncode}")
+    failed = RE_FAILED.findall(out)
+    expect(len(failed) == 1, f"{name}: one FAILED line ({len(failed)})")
+    if failed:
+        got_stage, why = failed[0]
+        print(f"     FAILED: {got_stage}: {why[:300]}")
+        expect(got_stage == stage, f"{name}: the FAILED line names stage {stage} (got {got_stage})")
+        expect(re.search(pattern, why) is not None, f"{name}: the FAILED line says /{pattern}/")
+        expect(not BANNER.search(why), f"{name}: the FAILED line is not a tool's version banner")
+        expect(TOKEN not in out, f"{name}: the token is in no message")
+    if p.returncode != code or not failed:
+        print(out[-4000:])
+    expect(len(listener.hooks("FAILED")) == 1 and not listener.hooks("SUCCEEDED"),
+           f"{name}: the FAILED webhook arrived (and no SUCCEEDED): {[r[1] for r in listener.log]}")
+    if table_gone:
+        pt = subprocess.run(["wipefs", "--noheadings", "-O", "TYPE", device], stdout=subprocess.PIPE, text=True)
+        types = pt.stdout.split()
+        expect(not any(t in ("gpt", "PMBR", "dos") for t in types),
+               f"{name}: no partition table left on {device} (wipefs: {types or 'nothing'})")
+        parts = [d for d in os.listdir("/sys/block/" + os.path.basename(device))
+                 if d.startswith(os.path.basename(device) + "p")]
+        expect(not parts, f"{name}: the kernel knows no partition of {device} ({parts})")
+    return p
+
+
+def main():
+    if os.geteuid() != 0:
+        skip("needs root (loop devices, mount namespaces)")
+    if not AGENT or not os.access(AGENT, os.X_OK):
+        print("AGENT must name the built harvester-install-agent")
+        return 1
+    missing = [t for t in REQUIRED if not shutil.which(t)]
+    if missing:
+        skip("missing tools: " + " ".join(missing) + " (Debian: util-linux fdisk e2fsprogs dosfstools "
+             "squashfs-tools xorriso)")
+    if not os.path.exists("/dev/loop-control"):
+        skip("no loop devices")
+    if subprocess.run(["unshare", "-m", "true"]).returncode != 0:
+        skip("cannot make a mount namespace")
+
+    base = os.environ.get("TMPDIR") or "/var/tmp"
+    work = tempfile.mkdtemp(prefix="test-run-root.", dir=base)
+    res = Resources()
+    listener = Listener()
+    try:
+        iso = make_iso(work, "good")
+        iso_url = "file://" + iso
+        good = sha512(iso)
+
+        # 4: the server announces a 2 TiB ISO: it cannot be held in memory.
+        big = os.path.join(work, "big.img")
+        with open(big, "wb") as f:
+            f.truncate(300 * GiB)
+        dev = res.attach(big)
+        case(work, res, listener, 4, "iso", "ISO larger than memory", r"(?i)memory|tmpfs|does not fit|room",
+             dev, f"http://127.0.0.1:{listener.port}/huge.iso", good)
+
+        # 5: the digest is not the ISO's.
+        case(work, res, listener, 5, "iso", "checksum mismatch",
+             r"checksum mismatch for file://\S+good\.iso: expected sha512:(0123456789abcdef){8}, got " + good,
+             dev, iso_url, "sha512:" + "0123456789abcdef" * 8)
+
+        # 6: a 20 GiB install disk.
+        small = os.path.join(work, "small.img")
+        with open(small, "wb") as f:
+            f.truncate(20 * GiB)
+        sdev = res.attach(small)
+        case(work, res, listener, 6, "disk-check", "disk too small", r"less than Harvester's minimum of 60 GiB",
+             sdev, iso_url, good)
+
+        # 7: the image of the install disk lies on a 12 MiB tmpfs: the GPT and the small file
+        # systems fit, the big ones' metadata does not, and mkfs.ext4 fails for real.
+        res.mount_tmpfs(os.path.join(work, "full"), "12m")
+        cramped = os.path.join(work, "full", "disk.img")
+        with open(cramped, "wb") as f:
+            f.truncate(300 * GiB)
+        cdev = res.attach(cramped)
+        case(work, res, listener, 7, "disk-write", "mkfs.ext4 runs out of room",
+             r"mkfs\.ext4 failed for " + re.escape(cdev) + r"p\d \(exit status \d+\): (mkfs\.ext4|mke2fs): "
+             r"[^:]*(Input/output error|No space left)", cdev, iso_url, good,
+             table_gone=True)
+
+        # 7 again, on a 1 MiB tmpfs: mkfs.vfat (COS_GRUB, the first) fails. It prints its error
+        # on stderr, then its banner "mkfs.fat 4.2 (...)" on stdout at exit: the FAILED line must
+        # carry the error, not the banner (it once said "FAILED: disk-write:   mkfs.fat 4.2 ...").
+        res.mount_tmpfs(os.path.join(work, "tiny"), "1m")
+        tiny = os.path.join(work, "tiny", "disk.img")
+        with open(tiny, "wb") as f:
+            f.truncate(300 * GiB)
+        tdev = res.attach(tiny)
+        case(work, res, listener, 7, "disk-write", "mkfs.vfat runs out of room",
+             r"mkfs\.vfat failed for " + re.escape(tdev) + r"p1 \(exit status \d+\): mkfs\.(vfat|fat): .*"
+             r"(Input/output error|No space left)", tdev, iso_url, good, table_gone=True)
+
+        # 8: the install stage fails after the disk was written (see the docstring).
+        iso8 = make_iso(work, "garbage-rootfs", rootfs_garbage=True)
+        case(work, res, listener, 8, "install", "a mount of the install stage fails", r"Cannot mount",
+             dev, "file://" + iso8, sha512(iso8), table_gone=True)
+    finally:
+        listener.stop()
+        res.release()
+        subprocess.run(["rm", "-rf", "--one-file-system", work])
+    print(f"{'FAIL' if FAILS else 'PASS'} run outside the VMs ({len(FAILS)} failed)")
+    return 1 if FAILS else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
