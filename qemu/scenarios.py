@@ -353,9 +353,9 @@ def webhook_disk(node, event, size):
 
     @check(f"{node}: webhook {event} names the install disk ({by_id}, serial {serial}, {size} bytes)")
     def fn(ctx):
-        reqs = [r for r in ctx.lab.listener.requests() if r["path"].startswith(f"/hook/{event}/")]
+        reqs = [r for r in ctx.hooks(node) if r["path"].startswith(f"/hook/{event}/")]
         if len(reqs) != 1:
-            return False, f"{len(reqs)} {event} requests"
+            return False, f"{len(reqs)} {event} requests of {node}"
         try:
             body = json.loads(reqs[0]["body"])
         except ValueError:
