@@ -25,6 +25,7 @@
 
 #include "cloudconfig.h"
 #include "log.h"
+#include "template.h"
 #include "validate.h"
 
 #define MGMT_BRIDGE "mgmt-br"
@@ -316,13 +317,13 @@ struct model {
         const char *hostname;
         const char *password_hash;
         const char *mode; /* create | join | install */
-        const char *kubernetes, *rancher, *harvester_chart;
+        const char *kubernetes, *rancher, *harvester_chart, *monitoring_chart, *logging_chart;
         const char *tty;
         char *node_labels;           /* "k=v,k=v", NULL when no labels */
         char *mgmt_name;             /* mgmt-br or mgmt-br.<vid> */
         bool vlan;
         bool data_partition;
-        struct yip_file files[64];
+        struct yip_file files[70]; /* CONFIG_MAX_WRITE_FILES write_files and ours (test-dryrun.c checks the fit) */
         size_t n_files;
         char **commands;
         char **directories;
@@ -489,223 +490,45 @@ static int render_audit_policy(char **ret) {
         return 0;
 }
 
-/* The rancherd bootstrap resources that deploy Harvester on the first node: the namespaces and the
- * service account the chart's values refer to, the ingress settings, the rancher ingress, and the
- * harvester and harvester-crd ManagedCharts with the VIP. */
-static int render_bootstrap_harvester(const struct model *m, char **ret) {
+/* The rancherd bootstrap resources of a create node (RANCHERD_BOOTSTRAP_DIR), rendered from the
+ * templates of agent/templates/ as v1.1.2's genBootstrapResources does; 12 is copied as it is (its
+ * Grafana dashboards hold "{{...}}" of their own), as v1.1.2 does. */
+static const struct {
+        const char *name;
+        bool rendered;
+} bootstrap_files[] = {
+        { "10-harvester.yaml", true },        { "11-monitoring-crd.yaml", true },
+        { "12-monitoring-dashboard.yaml", false }, { "13-monitoring.yaml", true },
+        { "14-logging-crd.yaml", true },      { "15-logging.yaml", true },
+        { "20-harvester-settings.yaml", true }, { "22-addons.yaml", true },
+};
+
+static int render_bootstrap(const struct model *m, const char *name, bool rendered, char **ret) {
         const struct config *c = m->c;
-        struct text t;
-        int r = text_open(&t);
-        if (r < 0)
-                return r;
-        fputs("resources:\n"
-              "- apiVersion: v1\n"
-              "  kind: Namespace\n"
-              "  metadata:\n"
-              "    name: cattle-monitoring-system\n"
-              "- apiVersion: v1\n"
-              "  kind: Namespace\n"
-              "  metadata:\n"
-              "    name: cattle-logging-system\n"
-              "- apiVersion: v1\n"
-              "  kind: ServiceAccount\n"
-              "  metadata:\n"
-              "    name: rancher-monitoring-operator\n"
-              "    namespace: cattle-monitoring-system\n"
-              "    annotations:\n"
-              "      meta.helm.sh/release-name: rancher-monitoring\n"
-              "      meta.helm.sh/release-namespace: cattle-monitoring-system\n"
-              "    labels:\n"
-              "      app: rancher-monitoring-operator\n"
-              "      app.kubernetes.io/component: prometheus-operator\n"
-              "      app.kubernetes.io/instance: rancher-monitoring\n"
-              "      app.kubernetes.io/managed-by: Helm\n"
-              "      app.kubernetes.io/name: rancher-monitoring-prometheus-operator\n"
-              "      heritage: Helm\n"
-              "      release: rancher-monitoring\n"
-              "- apiVersion: helm.cattle.io/v1\n"
-              "  kind: HelmChartConfig\n"
-              "  metadata:\n"
-              "    name: rke2-ingress-nginx\n"
-              "    namespace: kube-system\n"
-              "  spec:\n"
-              "    valuesContent: |-\n"
-              "      controller:\n"
-              "        config:\n"
-              "          proxy-body-size: \"0\"\n"
-              "          proxy-request-buffering: \"off\"\n"
-              "        admissionWebhooks:\n"
-              "          port: 8444\n"
-              "        publishService:\n"
-              "          pathOverride: kube-system/ingress-expose\n"
-              "        extraArgs:\n"
-              "          default-ssl-certificate: cattle-system/tls-rancher-internal\n"
-              "- apiVersion: v1\n"
-              "  kind: Secret\n"
-              "  metadata:\n"
-              "    name: tls-ingress\n"
-              "    namespace: cattle-system\n"
-              "  type: Opaque\n"
-              "  data:\n"
-              "    tls.crt: Cg==\n"
-              "    tls.key: Cg==\n"
-              "- apiVersion: networking.k8s.io/v1\n"
-              "  kind: Ingress\n"
-              "  metadata:\n"
-              "    name: rancher-expose\n"
-              "    namespace: cattle-system\n"
-              "  spec:\n"
-              "    rules:\n"
-              "    - http:\n"
-              "        paths:\n"
-              "        - path: /\n"
-              "          pathType: Prefix\n"
-              "          backend:\n"
-              "            service:\n"
-              "              name: rancher\n"
-              "              port:\n"
-              "                number: 80\n",
-              t.f);
-
-        static const char *const longhorn_crds[] = { "engineimages", "nodes", "volumes" };
-        static const char *const targets =
-                "    targets:\n"
-                "    - clusterName: local\n"
-                "      clusterSelector:\n"
-                "        matchExpressions:\n"
-                "        - key: provisioning.cattle.io/unmanaged-system-agent\n"
-                "          operator: DoesNotExist\n";
-
-        fputs("- apiVersion: management.cattle.io/v3\n"
-              "  kind: ManagedChart\n"
-              "  metadata:\n"
-              "    name: harvester\n"
-              "    namespace: fleet-local\n"
-              "  spec:\n"
-              "    chart: harvester\n"
-              "    releaseName: harvester\n"
-              "    version: ",
-              t.f);
-        text_dq(&t, m->harvester_chart);
-        fputs("\n"
-              "    defaultNamespace: harvester-system\n"
-              "    repoName: harvester-charts\n"
-              "    diff:\n"
-              "      comparePatches:\n"
-              "      - apiVersion: storage.k8s.io/v1\n"
-              "        kind: StorageClass\n"
-              "        name: harvester-longhorn\n"
-              "        jsonPointers:\n"
-              "        - /metadata/annotations\n",
-              t.f);
-        for (size_t i = 0; i < ELEMENTSOF(longhorn_crds); i++)
-                fprintf(t.f,
-                        "      - apiVersion: apiextensions.k8s.io/v1\n"
-                        "        kind: CustomResourceDefinition\n"
-                        "        name: %s.longhorn.io\n"
-                        "        jsonPointers:\n"
-                        "        - /status/acceptedNames\n"
-                        "        - /status/conditions\n"
-                        "        - /status/storedVersions\n",
-                        longhorn_crds[i]);
-        fputs(targets, t.f);
-        fputs("    values:\n", t.f);
-        if (!isempty(c->install.vip)) {
-                fputs("      service:\n"
-                      "        vip:\n"
-                      "          enabled: true\n"
-                      "          mode: ",
-                      t.f);
-                text_dq(&t, strempty(c->install.vip_mode));
-                fputs("\n          ip: ", t.f);
-                text_dq(&t, c->install.vip);
-                fputs("\n          hwAddress: ", t.f);
-                text_dq(&t, strempty(c->install.vip_hw_addr));
-                fputc('\n', t.f);
+        _cleanup_free_ char *tname = strdup_printf("rancherd-%s", name);
+        if (!tname)
+                return -ENOMEM;
+        const char *tmpl = tmpl_builtin(tname);
+        if (!tmpl)
+                return log_error_errno(ENOENT, "The agent was built without its template '%s'.", tname);
+        if (!rendered) {
+                *ret = strdup(tmpl);
+                return *ret ? 0 : -ENOMEM;
         }
-        fputs("      kubevirt:\n"
-              "        spec:\n"
-              "          monitorAccount: rancher-monitoring-operator\n"
-              "          monitorNamespace: cattle-monitoring-system\n"
-              "      containers:\n"
-              "        apiserver:\n"
-              "          image:\n"
-              "            imagePullPolicy: IfNotPresent\n"
-              "          hciMode: true\n"
-              "      multus:\n"
-              "        enabled: false\n"
-              "      longhorn:\n"
-              "        enabled: true\n"
-              "        defaultSettings:\n"
-              "          taintToleration: \"kubevirt.io/drain:NoSchedule\"\n"
-              "          defaultDataPath: " DATA_DISK_PATH "\n"
-              "      harvester-network-controller:\n"
-              "        enabled: true\n"
-              "        vipEnabled: true\n"
-              "        image:\n"
-              "          pullPolicy: IfNotPresent\n"
-              "      harvester-node-disk-manager:\n"
-              "        enabled: true\n"
-              "        image:\n"
-              "          pullPolicy: IfNotPresent\n"
-              "        labelFilter:\n"
-              "        - \"COS_*\"\n"
-              "        - \"HARV_*\"\n"
-              "      rancherEmbedded: true\n"
-              "      webhook:\n"
-              "        image:\n"
-              "          imagePullPolicy: IfNotPresent\n"
-              "      harvester-load-balancer:\n"
-              "        enabled: true\n"
-              "      kube-vip:\n"
-              "        enabled: true\n"
-              "      kube-vip-cloud-provider:\n"
-              "        enabled: true\n",
-              t.f);
-
-        fputs("- apiVersion: management.cattle.io/v3\n"
-              "  kind: ManagedChart\n"
-              "  metadata:\n"
-              "    name: harvester-crd\n"
-              "    namespace: fleet-local\n"
-              "  spec:\n"
-              "    chart: harvester-crd\n"
-              "    releaseName: harvester-crd\n"
-              "    version: ",
-              t.f);
-        text_dq(&t, m->harvester_chart);
-        fputs("\n"
-              "    defaultNamespace: harvester-system\n"
-              "    repoName: harvester-charts\n"
-              "    takeOwnership: true\n",
-              t.f);
-        fputs(targets, t.f);
-        fputs("    values: {}\n", t.f);
-        return text_finish(&t, ret);
-}
-
-static int render_bootstrap_settings(const struct model *m, char **ret) {
-        const struct kvmap *s = &m->c->system_settings;
-        struct text t;
-        int r = text_open(&t);
-        if (r < 0)
-                return r;
-        if (s->n == 0)
-                fputs("resources: []\n", t.f);
-        else
-                fputs("resources:\n", t.f);
-        for (size_t i = 0; i < s->n; i++) {
-                fputs("- apiVersion: harvesterhci.io/v1beta1\n"
-                      "  kind: Setting\n"
-                      "  metadata:\n"
-                      "    name: ",
-                      t.f);
-                text_dq(&t, s->items[i].key);
-                fputs("\n  value: ", t.f);
-                text_dq(&t, strempty(s->items[i].value));
-                fputc('\n', t.f);
-        }
-        return text_finish(&t, ret);
+        const struct tmpl_var vars[] = {
+                { "HarvesterChartVersion", m->harvester_chart },
+                { "MonitoringChartVersion", m->monitoring_chart },
+                { "LoggingChartVersion", m->logging_chart },
+                { "Vip", c->install.vip },
+                { "VipMode", strempty(c->install.vip_mode) },
+                { "VipHwAddr", strempty(c->install.vip_hw_addr) },
+                { "SystemSettings", NULL, &c->system_settings },
+        };
+        const char *err = NULL;
+        int r = tmpl_render(tmpl, vars, ELEMENTSOF(vars), TMPL_STRICT | TMPL_ACTIONS, ret, &err);
+        if (r == -EINVAL)
+                return log_error_errno(EINVAL, "Cannot render '%s' for %s: %s.", tname, name, err);
+        return r;
 }
 
 /* --- the management network (wicked) ---------------------------------------------------------- */
@@ -987,12 +810,16 @@ static int build_cluster_files(struct model *m) {
                 r = model_add_dir(m, RANCHERD_BOOTSTRAP_DIR, 0600);
                 if (r < 0)
                         return r;
-                r = add_rendered(m, RANCHERD_BOOTSTRAP_DIR "/10-harvester.yaml", render_bootstrap_harvester, 0600);
-                if (r < 0)
-                        return r;
-                r = add_rendered(m, RANCHERD_BOOTSTRAP_DIR "/20-harvester-settings.yaml", render_bootstrap_settings, 0600);
-                if (r < 0)
-                        return r;
+                for (size_t i = 0; i < ELEMENTSOF(bootstrap_files); i++) {
+                        char *content = NULL;
+                        r = render_bootstrap(m, bootstrap_files[i].name, bootstrap_files[i].rendered, &content);
+                        if (r < 0)
+                                return r;
+                        r = model_add_file_owned(m, strdup_printf(RANCHERD_BOOTSTRAP_DIR "/%s", bootstrap_files[i].name),
+                                                 content, 0600);
+                        if (r < 0)
+                                return r;
+                }
                 r = add_rendered(m, RKE2_CONFIG_DIR "/90-harvester-server.yaml", render_rke2_server, 0600);
                 if (r < 0)
                         return r;
@@ -1514,10 +1341,10 @@ static int render_harvester_config(const struct model *m, char **ret) {
         emit_kv(&e, "runtimeversion", m->kubernetes);
         emit_kv(&e, "rancherversion", m->rancher);
         emit_kv(&e, "harvesterchartversion", m->harvester_chart);
-        emit_kv(&e, "monitoringchartversion", "");
+        emit_kv(&e, "monitoringchartversion", strempty(m->monitoring_chart));
         emit_key(&e, "systemsettings");
         emit_kvmap(&e, &c->system_settings);
-        emit_kv(&e, "loggingchartversion", "");
+        emit_kv(&e, "loggingchartversion", strempty(m->logging_chart));
         emit_key(&e, "sans");
         emit_strv(&e, c->sans);
         emit_map_end(&e);
@@ -1531,6 +1358,22 @@ static int render_harvester_config(const struct model *m, char **ret) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+
+/* The chart versions the bootstrap resources of a create node need (see harvester_release_check). */
+static int chart_versions_check(const char *monitoring, const char *logging) {
+        const char *missing[2];
+        size_t n = 0;
+        if (isempty(monitoring))
+                missing[n++] = "monitoringChart";
+        if (isempty(logging))
+                missing[n++] = "loggingChart";
+        if (n == 0)
+                return 0;
+        return log_error_errno(EINVAL,
+                               "The image's /etc/harvester-release.yaml has no %s%s%s: the node's rancherd "
+                               "bootstrap resources need the chart versions. Use a Harvester v1.1 ISO.",
+                               missing[0], n > 1 ? " and no " : "", n > 1 ? missing[1] : "");
+}
 
 static const char *first_nonempty(const char *a, const char *b, const char *c) {
         return !isempty(a) ? a : !isempty(b) ? b : c;
@@ -1552,12 +1395,12 @@ static const char *effective_tty(const struct config *c) {
 int cloudconfig_render(const struct config *c, const struct harvester_release *rel, const char *password_hash,
                        char **ret_custom, char **ret_harvester_config) {
         _cleanup_free_ char *custom = NULL, *hc = NULL, *hostname = NULL;
-        struct harvester_release none = {};
+        static const struct harvester_release v112 = {};
         bool logged = false;
         int r;
 
         if (!rel)
-                rel = &none;
+                rel = &v112; /* with the CLOUDCONFIG_DEFAULT_* values */
         if (!isempty(c->os.hostname))
                 hostname = strdup(c->os.hostname);
         else {
@@ -1585,6 +1428,8 @@ int cloudconfig_render(const struct config *c, const struct harvester_release *r
                 .kubernetes = first_nonempty(c->runtime_version, rel->kubernetes, CLOUDCONFIG_DEFAULT_KUBERNETES),
                 .rancher = first_nonempty(c->rancher_version, rel->rancher, CLOUDCONFIG_DEFAULT_RANCHER),
                 .harvester_chart = first_nonempty(rel->harvester_chart, NULL, CLOUDCONFIG_DEFAULT_HARVESTER_CHART),
+                .monitoring_chart = rel == &v112 ? CLOUDCONFIG_DEFAULT_MONITORING_CHART : rel->monitoring_chart,
+                .logging_chart = rel == &v112 ? CLOUDCONFIG_DEFAULT_LOGGING_CHART : rel->logging_chart,
                 .tty = effective_tty(c),
         };
 
@@ -1600,6 +1445,11 @@ int cloudconfig_render(const struct config *c, const struct harvester_release *r
         }
         if (streq(m.mode, "create") && isempty(c->install.vip)) {
                 r = log_error_errno(EINVAL, "install.mode is create but install.vip is not set.");
+                logged = true;
+                goto finish;
+        }
+        if (streq(m.mode, "create") && chart_versions_check(m.monitoring_chart, m.logging_chart) < 0) {
+                r = -EINVAL;
                 logged = true;
                 goto finish;
         }
@@ -1785,6 +1635,8 @@ void harvester_release_done(struct harvester_release *r) {
         free(r->harvester_chart);
         free(r->kubernetes);
         free(r->rancher);
+        free(r->monitoring_chart);
+        free(r->logging_chart);
         free(r->os_name);
         *r = (struct harvester_release) {};
 }
@@ -1836,6 +1688,8 @@ static int parse_release_yaml(const char *path, const char *text, size_t len, st
                                               : streq(key, "harvesterChart") ? &rel->harvester_chart
                                               : streq(key, "kubernetes")     ? &rel->kubernetes
                                               : streq(key, "rancher")        ? &rel->rancher
+                                              : streq(key, "monitoringChart") ? &rel->monitoring_chart
+                                              : streq(key, "loggingChart")   ? &rel->logging_chart
                                                                              : NULL;
                                 if (slot && *v) {
                                         free(*slot);
@@ -1856,6 +1710,10 @@ static int parse_release_yaml(const char *path, const char *text, size_t len, st
         }
         free(key);
         return 0;
+}
+
+int harvester_release_check(const struct harvester_release *r) {
+        return chart_versions_check(r->monitoring_chart, r->logging_chart);
 }
 
 static char *os_release_value(const char *text, const char *key) {

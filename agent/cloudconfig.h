@@ -10,13 +10,15 @@
 int cloudconfig_write_oem(const struct config *c, const char *oem_dir);
 
 /* What the image to install says about itself: its /etc/harvester-release.yaml (keys harvester,
- * harvesterChart, kubernetes, rancher) and the GRUB_ENTRY_NAME (else PRETTY_NAME) of its
+ * harvesterChart, kubernetes, rancher, monitoringChart, loggingChart) and the GRUB_ENTRY_NAME (else PRETTY_NAME) of its
  * /etc/os-release. Every field may be NULL (not in the image). */
 struct harvester_release {
         char *harvester;       /* "v1.1.2" */
         char *harvester_chart; /* "1.1.2" */
         char *kubernetes;      /* "v1.24.11+rke2r1" */
         char *rancher;         /* "v2.6.11" */
+        char *monitoring_chart; /* "100.1.0+up19.0.3": rancher-monitoring(-crd) of 11 and 13 */
+        char *logging_chart;    /* "100.1.3+up3.17.7": rancher-logging(-crd) of 14 and 15 */
         char *os_name;         /* "Harvester v1.1.2" */
 };
 
@@ -24,13 +26,23 @@ struct harvester_release {
 #define CLOUDCONFIG_DEFAULT_KUBERNETES "v1.24.11+rke2r1"
 #define CLOUDCONFIG_DEFAULT_RANCHER "v2.6.11"
 #define CLOUDCONFIG_DEFAULT_HARVESTER_CHART "1.1.2"
+/* The chart versions of a v1.1.2 release file, used only when no release is given (rel NULL). */
+#define CLOUDCONFIG_DEFAULT_MONITORING_CHART "100.1.0+up19.0.3"
+#define CLOUDCONFIG_DEFAULT_LOGGING_CHART "100.1.3+up3.17.7"
 
 /* Reads rootfs_dir/etc/harvester-release.yaml and rootfs_dir/etc/os-release; missing files are not
  * an error (fields stay NULL), unreadable or malformed ones are. 0 or -errno. */
 int harvester_release_read(const char *rootfs_dir, struct harvester_release *ret);
 void harvester_release_done(struct harvester_release *r);
 
-/* As cloudconfig_write_oem, with the versions the image declares (rel may be NULL). */
+/* Fails with one message naming each key the node's configuration needs and the image's release
+ * file lacks (monitoringChart, loggingChart: the bootstrap resources 11, 13, 14 and 15 of a create
+ * node). Call it where the release is read, before anything is written to a disk. 0 or -EINVAL. */
+int harvester_release_check(const struct harvester_release *r);
+
+/* As cloudconfig_write_oem, with the versions the image declares (rel NULL: v1.1.2's, the
+ * CLOUDCONFIG_DEFAULT_* values). With a rel, a create node needs rel's chart versions (-EINVAL,
+ * logged, when missing: see harvester_release_check). */
 int cloudconfig_write_oem_release(const struct config *c, const struct harvester_release *rel,
                                   const char *oem_dir);
 

@@ -38,6 +38,7 @@
 #include "log.h"
 #include "partition.h"
 #include "util.h"
+#include "stray-label.h"
 #include "wipe.h"
 
 #define DISK_WAIT_DEFAULT_USEC (UINT64_C(60) * 1000000)
@@ -961,6 +962,12 @@ int disks_write(struct disk_plan *p) {
 
         if (p->dry_run)
                 return log_error_errno(EINVAL, "Internal error: a dry-run disk plan cannot be written.");
+
+        /* Old HARV_LH_DEFAULT labels elsewhere: only the label goes (stray-label.c). */
+        const char *keep[] = { p->install.node, p->has_data ? p->data.node : NULL };
+        r = stray_labels_clear(keep, p->has_data ? 2 : 1, NULL, NULL);
+        if (r < 0)
+                return r;
 
         /* Lock every disk (udev and others keep off while it is rewritten), then wipe it. */
         for (size_t i = 0; i < plan_n_disks(p); i++) {

@@ -8,11 +8,15 @@ const struct harvester_release dry_run_release = {
         .harvester_chart = (char *)CLOUDCONFIG_DEFAULT_HARVESTER_CHART,
         .kubernetes = (char *)CLOUDCONFIG_DEFAULT_KUBERNETES,
         .rancher = (char *)CLOUDCONFIG_DEFAULT_RANCHER,
+        .monitoring_chart = (char *)CLOUDCONFIG_DEFAULT_MONITORING_CHART,
+        .logging_chart = (char *)CLOUDCONFIG_DEFAULT_LOGGING_CHART,
         .os_name = (char *)"Harvester v1.1.2",
 };
 
 static int render_all(const struct config *c) {
-        _cleanup_free_ char *hash = NULL, *custom = NULL, *harvester_config = NULL, *grub_cfg = NULL;
+        _cleanup_free_ char *hash = NULL, *custom = NULL, *harvester_config = NULL;
+        char grubenv[GRUB_ENV_BLOCK_SIZE];
+        const char *tty = NULL;
         int r;
 
         if (!isempty(c->os.password)) {
@@ -23,11 +27,16 @@ static int render_all(const struct config *c) {
         r = cloudconfig_render(c, &dry_run_release, hash, &custom, &harvester_config);
         if (r < 0)
                 return r;
-        r = install_render_grub_cfg(c, &grub_cfg);
+        /* What the install adds to the image's own GRUB files: the console (into bootargs.cfg) and
+         * the kernel arguments (COS_OEM/grubenv). The image's files are checked in the iso stage. */
+        r = install_console(c, &tty);
         if (r < 0)
                 return r;
-        log_debug("Dry run: 90_custom.yaml %zu bytes, harvester.config %zu bytes, grub.cfg %zu bytes rendered.",
-                  strlen(custom), strlen(harvester_config), strlen(grub_cfg));
+        r = install_render_grubenv(c, grubenv);
+        if (r < 0)
+                return r;
+        log_debug("Dry run: 90_custom.yaml %zu bytes, harvester.config %zu bytes, console %s, grubenv rendered.",
+                  strlen(custom), strlen(harvester_config), tty ?: "tty1");
         if (hash)
                 explicit_bzero(hash, strlen(hash));
         return 0;

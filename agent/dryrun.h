@@ -2,7 +2,7 @@
 /*
  * The configuration stage's dry run: everything the install writes from the configuration (the
  * node's 90_custom.yaml with its rancherd, rke2 and bootstrap files, harvester.config, the stored
- * password, grub.cfg with the kernel arguments), rendered in memory before anything is written.
+ * password, the console and the grubenv with the kernel arguments), rendered in memory before anything is written.
  */
 #pragma once
 

@@ -155,11 +155,14 @@ int format_verify(const char *node, const char *fstype, const char *label) {
 int format_device(const char *node, const char *fstype, const char *label) {
         _cleanup_free_ char *out = NULL;
         char *vfat[] = { (char *)"mkfs.vfat", (char *)"-F", (char *)"32", (char *)"-n", (char *)label, (char *)node, NULL };
-        /* Lazy inode tables and journal: the kernel zeroes inode tables in the background and
+        /* -O none,<list>: exactly the features of FORMAT_EXT4_FEATURES, whatever the build host's
+         * mke2fs.conf enables (orphan_file, metadata_csum_seed ... that the v1.1 OS cannot check).
+         * Lazy inode tables and journal: the kernel zeroes inode tables in the background and
          * the uninit_bg/metadata_csum flags say which are not yet initialised, so nothing stale is
          * ever read as metadata; no discard, which takes minutes on some devices. -F: a whole
          * disk (the data disk) is accepted without a question. */
         char *ext4[] = { (char *)"mkfs.ext4", (char *)"-F", (char *)"-L", (char *)label,
+                         (char *)"-O", (char *)"none," FORMAT_EXT4_FEATURES,
                          (char *)"-E", (char *)"lazy_itable_init=1,lazy_journal_init=1,nodiscard",
                          (char *)node, NULL };
         char **argv;

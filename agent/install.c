@@ -1,14 +1,21 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The OS onto the partitioned disk (REFERENCE.md section 3, HARVESTER-V1.1.md section 8):
+ * The OS onto the partitioned disk (REFERENCE.md section 3, HARVESTER-V1.1.md section 8), in the
+ * order of install_system(), the disk bootable only by the last write to COS_GRUB:
  *
- *   COS_STATE/cOS/active.img      ext2, COS_ACTIVE, the ISO's rootfs.squashfs tree (mke2fs -d)
+ *   COS_STATE/cOS/active.img      ext2, COS_ACTIVE, the image's tree (mke2fs -d); its
+ *                                 etc/cos/bootargs.cfg gets the console (harv-install)
  *   COS_STATE/cOS/passive.img     a copy, relabelled COS_PASSIVE
  *   COS_RECOVERY/cOS/recovery.img a copy, relabelled COS_SYSTEM
- *   COS_GRUB/EFI/BOOT/            the ISO's UEFI loader and a grub.cfg that finds COS_STATE
- *   COS_STATE/grub2/grub.cfg      the boot menu: active (cos), passive (fallback), recovery
- *   COS_STATE/grub_oem_env        the menu entries' name
- *   COS_OEM/...                   the node's configuration (cloudconfig.c)
+ *   COS_STATE/grub2/grub.cfg      the image's etc/cos/grub.cfg, patched as a v1.1.2 install does
+ *   COS_STATE/grub2/x86_64-efi/   the image's loopback, squash4 and xzio modules
+ *   COS_STATE/grub_oem_env        the menu entries' name; COS_STATE/grubmenu: the debug entry
+ *   COS_{STATE,RECOVERY}/state.yaml  elemental's install state
+ *   COS_PERSISTENT/...            the image bundles (install_preload_images)
+ *   COS_OEM/...                   the node's configuration (cloudconfig.c), grubenv
+ *   COS_GRUB/EFI/{elemental,BOOT}/ the image's shim, grub.efi, MokManager.efi and a grub.cfg that
+ *                                 finds COS_STATE; EFI/BOOT/BOOTX64.EFI last (the commit point)
+ *   NVRAM                         Boot#### "elemental-shim", first in BootOrder (bootentry.c)
  *
  * install_system() only mounts and wires the steps together; each step works on directories.
  */
@@ -23,8 +30,11 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "bootentry.h"
 #include "cloudconfig.h"
 #include "install.h"
+#include "iso.h"
+#include "preload.h"
 #include "log.h"
 #include "validate.h"
 
@@ -421,11 +431,23 @@ int install_make_images(const char *src_dir, const char *state_dir, const char *
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* GRUB */
+/* GRUB: the image's own configuration (HARVESTER-V1.1.md section 8) */
 
-/* The console of the installed system: install.tty, else the console the installer's kernel wrote
- * to (the last console= argument), as v1.1 takes the first active console. NULL: tty1 only. */
-static const char *effective_tty(const struct config *c) {
+const char *const install_efi_files[] = { "shim.efi", "grub.efi", "MokManager.efi", NULL };
+const char *const install_grub_modules[] = { "loopback.mod", "squash4.mod", "xzio.mod", NULL };
+
+/* config_validate() refuses both first (validate.h); these are the renderer's assertions. */
+static bool tty_valid(const char *tty) {
+        return valid_console_name(tty);
+}
+
+/* Kernel arguments go into a GRUB variable that the menu entries expand: no newlines, nothing
+ * GRUB's shell would expand or treat as syntax, quotes balanced. */
+static bool kernel_args_valid(const char *s) {
+        return !kernel_args_problem(s);
+}
+
+int install_console(const struct config *c, const char **ret) {
         const char *tty = c->install.tty;
         if (isempty(tty)) {
                 size_t n = strv_length(c->boot.consoles);
@@ -433,141 +455,390 @@ static const char *effective_tty(const struct config *c) {
         }
         if (tty && strncmp(tty, "/dev/", 5) == 0)
                 tty += 5;
-        return isempty(tty) ? NULL : tty;
-}
-
-/* config_validate() refuses both first (validate.h); these are the renderer's assertions. */
-static bool tty_valid(const char *tty) {
-        return valid_console_name(tty);
-}
-
-/* Kernel arguments go into a GRUB script line: no newlines, nothing GRUB's shell would expand or
- * treat as syntax, quotes balanced. */
-static bool kernel_args_valid(const char *s) {
-        return !kernel_args_problem(s);
-}
-
-int install_render_grub_cfg(const struct config *c, char **ret) {
-        const char *tty = effective_tty(c);
-        const char *extra = c->os.additional_kernel_arguments;
-        _cleanup_free_ char *console = NULL;
-        unsigned serial_unit = 0, serial_speed = 115200;
-        bool serial = false;
-
-        if (tty && !tty_valid(tty))
+        if (tty && !isempty(tty) && !tty_valid(tty))
                 return log_error_errno(EINVAL, "install.tty \"%s\" is not a console name such as ttyS0,115200n8.", tty);
-        if (!isempty(extra) && !kernel_args_valid(extra))
-                return log_error_errno(EINVAL, "os.additional_kernel_arguments \"%s\" %s.", extra,
-                                       kernel_args_problem(extra));
-        if (tty && !streq(tty, "tty1") && !streq(tty, "console")) {
-                console = strdup_printf("console=%s console=tty1", tty);
-                if (strncmp(tty, "ttyS", 4) == 0 && isdigit((unsigned char)tty[4])) {
-                        serial = true;
-                        serial_unit = (unsigned)strtoul(tty + 4, NULL, 10);
-                        const char *comma = strchr(tty, ',');
-                        if (comma && isdigit((unsigned char)comma[1]))
-                                serial_speed = (unsigned)strtoul(comma + 1, NULL, 10);
+        *ret = isempty(tty) || streq(tty, "tty1") || streq(tty, "console") ? NULL : tty;
+        return 0;
+}
+
+/* Appends s[0..n) to the memstream. */
+static void put_n(FILE *f, const char *s, size_t n) {
+        if (n > 0)
+                fwrite(s, 1, n, f);
+}
+
+/* Replaces every `from` in text by `to`. */
+static char *replace_all(const char *text, const char *from, const char *to) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f)
+                return NULL;
+        size_t k = strlen(from);
+        for (const char *p = text, *q; *p; p = q + k) {
+                q = strstr(p, from);
+                if (!q) {
+                        fputs(p, f);
+                        break;
                 }
+                put_n(f, p, (size_t)(q - p));
+                fputs(to, f);
+        }
+        bool failed = ferror(f);
+        if (fclose(f) != 0 || failed) {
+                free(buf);
+                return NULL;
+        }
+        return buf;
+}
+
+static bool word_char(char ch) {
+        return isalnum((unsigned char)ch) || ch == '_';
+}
+
+/* One line through harv-install's five `sed -i` expressions (each replaces the first match). */
+static void patch_search_line(FILE *f, const char *line, size_t n) {
+        static const struct {
+                const char *from, *to;
+        } subst[] = {
+                { "search ", "search --no-floppy " },
+                { "search.fs_label ", "search --no-floppy --label " },
+                { "search.file ", "search --no-floppy --file " },
+                { "search.fs_uuid ", "search --no-floppy --fs-uuid " },
+        };
+        _cleanup_free_ char *cur = strndup(line, n);
+        if (!cur) {
+                fputs("\n", f); /* the memstream's error is what the caller sees */
+                return;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(subst); i++) {
+                char *at = strstr(cur, subst[i].from);
+                if (!at)
+                        continue;
+                char *next = strdup_printf("%.*s%s%s", (int)(at - cur), cur, subst[i].to, at + strlen(subst[i].from));
+                if (!next)
+                        return;
+                free(cur);
+                cur = next;
+        }
+        /* sed -E 's/^(\s*search\b)(.*)root$/\1 --set=root\2/' */
+        const char *p = cur;
+        while (*p == ' ' || *p == '\t')
+                p++;
+        size_t len = strlen(cur), head = (size_t)(p - cur) + 6;
+        if (strncmp(p, "search", 6) == 0 && !word_char(p[6]) && len >= head + 4 && streq(cur + len - 4, "root")) {
+                put_n(f, cur, head);
+                fputs(" --set=root", f);
+                put_n(f, cur + head, len - 4 - head);
         } else
-                console = strdup("console=tty1");
-        if (!console)
-                return log_oom();
+                fputs(cur, f);
+}
+
+int install_patch_grub_cfg(const char *image_cfg, const char *tty, char **ret) {
+        _cleanup_free_ char *consoled = NULL;
+        if (tty) {
+                /* elemental: "console=tty1" -> "console=tty1 console=<tty>" */
+                _cleanup_free_ char *to = strdup_printf("console=tty1 console=%s", tty);
+                if (!to)
+                        return -ENOMEM;
+                consoled = replace_all(image_cfg, "console=tty1", to);
+        } else
+                consoled = strdup(image_cfg);
+        if (!consoled)
+                return -ENOMEM;
 
         char *buf = NULL;
         size_t len = 0;
         FILE *f = open_memstream(&buf, &len);
         if (!f)
-                return log_oom();
-
-        fputs("# The boot menu of the installed Harvester system, written by harvester-install-agent.\n"
-              "# Entries: cos (active.img, the default), fallback (passive.img), recovery (recovery.img).\n"
-              "set timeout=5\n"
-              "set default=0\n"
-              "set fallback=\"1 2\"\n"
-              "insmod part_gpt\n"
-              "insmod ext2\n"
-              "insmod loopback\n",
-              f);
-        if (serial)
-                fprintf(f,
-                        "serial --unit=%u --speed=%u\n"
-                        "terminal_input serial console\n"
-                        "terminal_output serial console\n",
-                        serial_unit, serial_speed);
-        fputs("\n"
-              "# /grub_oem_env (on COS_STATE) names the entries; /grubenv on COS_OEM keeps the choice\n"
-              "# (saved_entry, or next_entry for one boot).\n"
-              "if [ -f /grub_oem_env ]; then\n"
-              "  load_env -f /grub_oem_env\n"
-              "fi\n"
-              "search --no-floppy --label --set=oem_blk COS_OEM\n"
-              "if [ -n \"${oem_blk}\" ]; then\n"
-              "  if [ -f \"(${oem_blk})/grubenv\" ]; then\n"
-              "    load_env -f \"(${oem_blk})/grubenv\"\n"
-              "  fi\n"
-              "fi\n"
-              "if [ -n \"${next_entry}\" ]; then\n"
-              "  set default=\"${next_entry}\"\n"
-              "  set next_entry=\n"
-              "  if [ -n \"${oem_blk}\" ]; then\n"
-              "    save_env -f \"(${oem_blk})/grubenv\" next_entry\n"
-              "  fi\n"
-              "elif [ -n \"${saved_entry}\" ]; then\n"
-              "  set default=\"${saved_entry}\"\n"
-              "fi\n"
-              "if [ -n \"${default_menu_entry}\" ]; then\n"
-              "  set display_name=\"${default_menu_entry}\"\n"
-              "else\n"
-              "  set display_name=\"Harvester\"\n"
-              "fi\n",
-              f);
-
-        static const struct {
-                const char *id, *title, *fs_label, *img, *label, *extra_var;
-        } entries[] = {
-                { "cos", "${display_name}", "COS_STATE", "/cOS/active.img", "COS_ACTIVE", "extra_active_cmdline" },
-                { "fallback", "${display_name} (fallback)", "COS_STATE", "/cOS/passive.img", "COS_PASSIVE",
-                  "extra_passive_cmdline" },
-                { "recovery", "${display_name} recovery", "COS_RECOVERY", "/cOS/recovery.img", "COS_SYSTEM",
-                  "extra_recovery_cmdline" },
-        };
-        /* After the fixed arguments: os.additional_kernel_arguments, then the grubenv variables
-         * elemental-based systems use to add arguments (empty unless set with grub2-editenv). */
-        for (size_t i = 0; i < ELEMENTSOF(entries); i++)
-                fprintf(f,
-                        "\n"
-                        "menuentry \"%s\" --id %s {\n"
-                        "  search --no-floppy --label --set=root %s\n"
-                        "  loopback loop0 %s\n"
-                        "  linux (loop0)/boot/vmlinuz %s root=LABEL=%s cos-img/filename=%s panic=0 net.ifnames=1 "
-                        "rd.cos.oemtimeout=120 rd.cos.oemlabel=COS_OEM audit=1 audit_backlog_limit=8192 "
-                        "intel_iommu=on amd_iommu=on iommu=pt%s%s ${extra_cmdline} ${%s}\n"
-                        "  initrd (loop0)/boot/initrd\n"
-                        "}\n",
-                        entries[i].title, entries[i].id, entries[i].fs_label, entries[i].img, console,
-                        entries[i].label, entries[i].img, isempty(extra) ? "" : " ", strempty(extra),
-                        entries[i].extra_var);
-        fputs("\n"
-              "if [ -f /grubcustom ]; then\n"
-              "  source /grubcustom\n"
-              "fi\n",
-              f);
-
+                return -ENOMEM;
+        for (const char *p = consoled; *p;) {
+                const char *nl = strchr(p, '\n');
+                size_t n = nl ? (size_t)(nl - p) : strlen(p);
+                patch_search_line(f, p, n);
+                if (!nl)
+                        break;
+                fputc('\n', f);
+                p = nl + 1;
+        }
         bool failed = ferror(f);
         if (fclose(f) != 0 || failed) {
                 free(buf);
-                return log_oom();
+                return -ENOMEM;
         }
         *ret = buf;
         return 0;
 }
 
-/* The loader's grub.cfg: the loader's prefix is its own directory on COS_GRUB. */
-static const char grub_stub_cfg[] =
-        "# Written by harvester-install-agent: the boot menu is on COS_STATE.\n"
-        "search --no-floppy --label --set=root COS_STATE\n"
-        "set prefix=($root)/grub2\n"
-        "configfile ($root)/grub2/grub.cfg\n";
+int install_patch_bootargs(const char *bootargs, const char *tty, char **ret) {
+        if (!strstr(bootargs, IMAGE_CONSOLE_PARAMS))
+                return -ENOENT;
+        char *out;
+        if (tty) {
+                _cleanup_free_ char *to = strdup_printf("console_params=\"console=%s console=tty1\"", tty);
+                if (!to)
+                        return -ENOMEM;
+                out = replace_all(bootargs, IMAGE_CONSOLE_PARAMS, to);
+        } else
+                out = strdup(bootargs);
+        if (!out)
+                return -ENOMEM;
+        *ret = out;
+        return 0;
+}
+
+/* harv-install's add_debug_grub_entry, verbatim: the image's kernel line plus crash_kernel_params
+ * (bootargs.cfg's default: harv-install recomputes it with kdumptool, which the installer initrd
+ * does not have). */
+static const char grubmenu_debug[] =
+        "menuentry \"${display_name} (debug)\" --id debug {\n"
+        "  search --no-floppy --set=root --label COS_STATE\n"
+        "  set img=/cOS/active.img\n"
+        "  set label=COS_ACTIVE\n"
+        "  loopback loop0 /$img\n"
+        "  set root=($root)\n"
+        "  source (loop0)/etc/cos/bootargs.cfg\n"
+        "  linux (loop0)$kernel $kernelcmd ${extra_cmdline} ${extra_passive_cmdline} ${crash_kernel_params}\n"
+        "  initrd (loop0)$initramfs\n"
+        "}\n";
+
+int install_write_state_boot(const char *rootfs_dir, const char *state_dir, const char *tty, const char *entry_name) {
+        _cleanup_free_ char *src = path_join(rootfs_dir, IMAGE_GRUB_CFG), *text = NULL, *cfg = NULL;
+        _cleanup_free_ char *grub_dir = path_join(state_dir, "grub2"), *mod_dir = NULL, *cfg_path = NULL;
+        _cleanup_free_ char *env_path = path_join(state_dir, "grub_oem_env"), *menu_path = path_join(state_dir, "grubmenu");
+        size_t len;
+        int r;
+
+        if (!src || !grub_dir || !env_path || !menu_path)
+                return log_oom();
+        r = read_full_file(src, &text, &len);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read the image's /%s: %s", IMAGE_GRUB_CFG, strerror(-r));
+        r = install_patch_grub_cfg(text, tty, &cfg);
+        if (r < 0)
+                return log_oom();
+
+        mod_dir = path_join(grub_dir, "x86_64-efi");
+        cfg_path = path_join(grub_dir, "grub.cfg");
+        if (!mod_dir || !cfg_path)
+                return log_oom();
+        r = mkdir_p(mod_dir, 0755);
+        if (r < 0)
+                return log_error_errno(r, "Cannot make '%s': %s", mod_dir, strerror(-r));
+        r = write_file_atomic(cfg_path, cfg, strlen(cfg), 0644);
+        if (r < 0)
+                return log_error_errno(r, "Cannot write '%s': %s", cfg_path, strerror(-r));
+        for (size_t i = 0; install_grub_modules[i]; i++) {
+                _cleanup_free_ char *s = strdup_printf("%s/%s/%s", rootfs_dir, IMAGE_GRUB_MODULE_DIR, install_grub_modules[i]);
+                _cleanup_free_ char *t = path_join(mod_dir, install_grub_modules[i]);
+                if (!s || !t)
+                        return log_oom();
+                r = install_copy_file(s, t, 0644);
+                if (r < 0)
+                        return r;
+        }
+
+        struct kvmap vars = {};
+        char env[GRUB_ENV_BLOCK_SIZE];
+        r = kvmap_set(&vars, "default_menu_entry", isempty(entry_name) ? "Harvester" : entry_name);
+        if (r < 0)
+                return log_oom();
+        r = grub_env_block(&vars, env);
+        kvmap_clear(&vars);
+        if (r < 0)
+                return log_error_errno(r, "The menu entry name \"%s\" does not fit in a GRUB environment block.",
+                                       entry_name);
+        r = write_file_atomic(env_path, env, sizeof env, 0644);
+        if (r < 0)
+                return log_error_errno(r, "Cannot write '%s': %s", env_path, strerror(-r));
+        r = write_file_atomic(menu_path, grubmenu_debug, strlen(grubmenu_debug), 0644);
+        if (r < 0)
+                return log_error_errno(r, "Cannot write '%s': %s", menu_path, strerror(-r));
+        log_info("COS_STATE: the image's grub.cfg, its modules %s, %s, %s, grub_oem_env and the debug entry.",
+                 install_grub_modules[0], install_grub_modules[1], install_grub_modules[2]);
+        return 0;
+}
+
+int install_render_grubenv(const struct config *c, char ret[static GRUB_ENV_BLOCK_SIZE]) {
+        const char *extra = c->os.additional_kernel_arguments;
+        struct kvmap vars = {};
+        int r;
+
+        if (!isempty(extra) && !kernel_args_valid(extra))
+                return log_error_errno(EINVAL, "os.additional_kernel_arguments \"%s\" %s.", extra,
+                                       kernel_args_problem(extra));
+        if (!isempty(extra) && kvmap_set(&vars, "extra_cmdline", extra) < 0)
+                return log_oom();
+        r = grub_env_block(&vars, ret);
+        kvmap_clear(&vars);
+        if (r < 0)
+                return log_error_errno(r, "os.additional_kernel_arguments does not fit in a GRUB environment block (1 KiB).");
+        return 0;
+}
+
+int install_write_grubenv(const struct config *c, const char *oem_dir) {
+        _cleanup_free_ char *path = path_join(oem_dir, "grubenv");
+        char env[GRUB_ENV_BLOCK_SIZE];
+        int r;
+
+        if (!path)
+                return log_oom();
+        r = install_render_grubenv(c, env);
+        if (r < 0)
+                return r;
+        r = write_file_atomic(path, env, sizeof env, 0644);
+        if (r < 0)
+                return log_error_errno(r, "Cannot write '%s': %s", path, strerror(-r));
+        return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* state.yaml */
+
+int install_render_state_yaml(const char *source_dir, time_t when, char **ret) {
+        struct tm tm;
+        char date[32];
+        if (!gmtime_r(&when, &tm) || strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+                return -EINVAL;
+        /* yaml.v3: struct fields first, then the inline maps' keys sorted; four-space indent; a
+         * string that reads as a timestamp is double-quoted. */
+        char *s = strdup_printf("# Autogenerated file by elemental client, do not edit\n"
+                                "\n"
+                                "date: \"%s\"\n"
+                                "oem:\n"
+                                "    label: COS_OEM\n"
+                                "persistent:\n"
+                                "    label: COS_PERSISTENT\n"
+                                "recovery:\n"
+                                "    label: COS_RECOVERY\n"
+                                "    recovery:\n"
+                                "        source: dir://%s\n"
+                                "        label: COS_SYSTEM\n"
+                                "        fs: ext2\n"
+                                "state:\n"
+                                "    label: COS_STATE\n"
+                                "    active:\n"
+                                "        source: dir://%s\n"
+                                "        label: COS_ACTIVE\n"
+                                "        fs: ext2\n"
+                                "    passive:\n"
+                                "        source: dir://%s\n"
+                                "        label: COS_PASSIVE\n"
+                                "        fs: ext2\n",
+                                date, source_dir, source_dir, source_dir);
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+int install_write_state_yaml(const char *source_dir, const char *state_dir, const char *recovery_dir) {
+        _cleanup_free_ char *text = NULL;
+        int r = install_render_state_yaml(source_dir, time(NULL), &text);
+        if (r < 0)
+                return log_oom();
+        const char *dirs[] = { state_dir, recovery_dir };
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                _cleanup_free_ char *p = path_join(dirs[i], "state.yaml");
+                if (!p)
+                        return log_oom();
+                r = write_file_atomic(p, text, strlen(text), 0644);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot write '%s': %s", p, strerror(-r));
+        }
+        return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* The loader on COS_GRUB: the commit point */
+
+/* The loader's grub.cfg (elemental's text): the boot menu is COS_STATE's grub2/grub.cfg. */
+static const char grub_stub_cfg[] = "search --no-floppy --label --set=root COS_STATE\n"
+                                    "set prefix=($root)/grub2\n"
+                                    "configfile ($root)/grub2/grub.cfg";
+
+static int fsync_dir(const char *dir) {
+        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) < 0)
+                return -errno;
+        return 0;
+}
+
+/* dst from src (a file) or data: written as dst.new (vfat: no modes, no links), fsynced, renamed,
+ * the directory fsynced. */
+static int commit_file(const char *dir, const char *name, const char *src, const char *data) {
+        _cleanup_free_ char *tmp = strdup_printf("%s/%s.new", dir, name), *dst = path_join(dir, name);
+        int r;
+        if (!tmp || !dst)
+                return log_oom();
+        if (src)
+                r = install_copy_file(src, tmp, 0644); /* fsyncs; message printed */
+        else {
+                r = write_file_plain(tmp, data, strlen(data), 0644);
+                if (r < 0)
+                        log_error_errno(r, "Cannot write '%s': %s", tmp, strerror(-r));
+        }
+        if (r < 0) {
+                (void)unlink(tmp);
+                return r;
+        }
+        if (rename(tmp, dst) < 0) {
+                r = -errno;
+                (void)unlink(tmp);
+                return log_error_errno(r, "Cannot rename '%s' to '%s': %s", tmp, dst, strerror(-r));
+        }
+        r = fsync_dir(dir);
+        if (r < 0)
+                return log_error_errno(r, "Cannot sync the directory '%s': %s", dir, strerror(-r));
+        return 0;
+}
+
+int install_write_loader(const char *rootfs_dir, const char *efi_dir) {
+        _cleanup_free_ char *boot_dir = path_join(efi_dir, "EFI/BOOT"), *elemental_dir = path_join(efi_dir, "EFI/elemental");
+        _cleanup_free_ char *shim = NULL;
+        int r;
+
+        if (!boot_dir || !elemental_dir)
+                return log_oom();
+        const char *dirs[] = { elemental_dir, boot_dir };
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                r = mkdir_p(dirs[i], 0755);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot make '%s': %s", dirs[i], strerror(-r));
+        }
+        /* Everything but the two files the firmware starts: shim's neighbours and the stubs. */
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                for (size_t k = 0; install_efi_files[k]; k++) {
+                        if (i == 0 && k == 0)
+                                continue; /* EFI/elemental/shim.efi: the entry's target, below */
+                        _cleanup_free_ char *s = strdup_printf("%s/%s/%s", rootfs_dir, IMAGE_EFI_DIR, install_efi_files[k]);
+                        if (!s)
+                                return log_oom();
+                        r = commit_file(dirs[i], install_efi_files[k], s, NULL);
+                        if (r < 0)
+                                return r;
+                }
+                r = commit_file(dirs[i], "grub.cfg", NULL, grub_stub_cfg);
+                if (r < 0)
+                        return r;
+        }
+        shim = strdup_printf("%s/%s/%s", rootfs_dir, IMAGE_EFI_DIR, install_efi_files[0]);
+        if (!shim)
+                return log_oom();
+        r = commit_file(elemental_dir, install_efi_files[0], shim, NULL);
+        if (r < 0)
+                return r;
+        /* The commit: from here on the firmware boots the disk. */
+        r = commit_file(boot_dir, "BOOTX64.EFI", shim, NULL);
+        if (r < 0)
+                return r;
+        log_info("COS_GRUB: the image's shim, grub.efi and MokManager.efi in EFI/elemental/ and EFI/BOOT/; "
+                 "EFI/BOOT/BOOTX64.EFI written last: the disk is bootable.");
+        return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Image bundles and the log */
 
 /* Copies the regular files of src_dir (none when it does not exist) into dst_dir, made if needed,
  * except dot files and the names in skip (compared without case, as on FAT). Adds the bytes copied
@@ -606,112 +877,77 @@ static int copy_dir_files(const char *src_dir, const char *dst_dir, const char *
         return 0;
 }
 
-static int copy_loader_dir(const char *loader_path, const char *boot_dir) {
-        _cleanup_free_ char *src_dir = strdup(loader_path);
-        if (!src_dir)
-                return log_oom();
-        char *slash = strrchr(src_dir, '/');
-        if (slash)
-                *slash = 0;
-        else
-                strcpy(src_dir, ".");
-
-        /* The loader itself, under the name UEFI firmware boots without an NVRAM entry. */
-        _cleanup_free_ char *dst = path_join(boot_dir, "BOOTX64.EFI");
-        if (!dst)
-                return log_oom();
-        int r = install_copy_file(loader_path, dst, 0644);
-        if (r < 0)
-                return r;
-
-        /* What a shim loads next to itself (grub, MokManager), when the ISO has it. */
-        const char *loader_name = strrchr(loader_path, '/');
-        loader_name = loader_name ? loader_name + 1 : loader_path;
-        return copy_dir_files(src_dir, boot_dir, (const char *const[]){ "grub.cfg", loader_name, "BOOTX64.EFI", NULL },
-                              NULL);
-}
-
-int install_write_grub(const struct config *c, const char *efi_dir, const char *state_dir, const char *loader_path,
-                       const char *entry_name) {
-        _cleanup_free_ char *boot_dir = strdup_printf("%s/EFI/BOOT", efi_dir);
-        _cleanup_free_ char *grub_dir = path_join(state_dir, "grub2");
-        _cleanup_free_ char *stub = NULL, *cfg_path = NULL, *env_path = NULL, *cfg = NULL;
-        int r;
-
-        if (!boot_dir || !grub_dir)
-                return log_oom();
-        r = install_render_grub_cfg(c, &cfg);
-        if (r < 0)
-                return r;
-
-        r = mkdir_p(boot_dir, 0755);
-        if (r < 0)
-                return log_error_errno(r, "Cannot make '%s': %s", boot_dir, strerror(-r));
-        r = copy_loader_dir(loader_path, boot_dir);
-        if (r < 0)
-                return r;
-        stub = path_join(boot_dir, "grub.cfg");
-        if (!stub)
-                return log_oom();
-        r = write_file_plain(stub, grub_stub_cfg, strlen(grub_stub_cfg), 0644);
-        if (r < 0)
-                return log_error_errno(r, "Cannot write '%s': %s", stub, strerror(-r));
-
-        r = mkdir_p(grub_dir, 0755);
-        if (r < 0)
-                return log_error_errno(r, "Cannot make '%s': %s", grub_dir, strerror(-r));
-        cfg_path = path_join(grub_dir, "grub.cfg");
-        if (!cfg_path)
-                return log_oom();
-        r = write_file_atomic(cfg_path, cfg, strlen(cfg), 0644);
-        if (r < 0)
-                return log_error_errno(r, "Cannot write '%s': %s", cfg_path, strerror(-r));
-
-        struct kvmap vars = {};
-        char env[GRUB_ENV_BLOCK_SIZE];
-        r = kvmap_set(&vars, "default_menu_entry", isempty(entry_name) ? "Harvester" : entry_name);
-        if (r < 0)
-                return log_oom();
-        r = grub_env_block(&vars, env);
-        kvmap_clear(&vars);
-        if (r < 0)
-                return log_error_errno(r, "The menu entry name \"%s\" does not fit in a GRUB environment block.",
-                                       entry_name);
-        env_path = path_join(state_dir, "grub_oem_env");
-        if (!env_path)
-                return log_oom();
-        r = write_file_atomic(env_path, env, sizeof env, 0644);
-        if (r < 0)
-                return log_error_errno(r, "Cannot write '%s': %s", env_path, strerror(-r));
-        log_info("Installed the UEFI loader and grub.cfg (console: %s).", effective_tty(c) ?: "tty1");
-        return 0;
-}
-
 /* ---------------------------------------------------------------------------------------------- */
 /* Image bundles and the log */
 
-int install_preload_images(const char *iso_dir, const char *persistent_dir) {
-        static const struct {
-                const char *src, *dst;
-        } bundles[] = {
-                { "bundle/rancherd/images", ".state/var-lib-rancher.bind/agent/images" },
-                { "bundle/harvester/images", ".state/var-lib-rancher.bind/rke2/agent/images" },
-        };
+int install_preload_images(const char *iso_dir, const char *state_dir, const char *persistent_dir,
+                           const char *root) {
         uint64_t start = now_usec(), bytes = 0;
-        for (size_t i = 0; i < ELEMENTSOF(bundles); i++) {
-                _cleanup_free_ char *s = path_join(iso_dir, bundles[i].src), *t = path_join(persistent_dir, bundles[i].dst);
-                if (!s || !t)
-                        return log_oom();
-                int r = copy_dir_files(s, t, NULL, &bytes);
-                if (r < 0)
-                        return r;
-        }
-        if (bytes > 0) {
-                char b[32];
-                log_info("Copied the ISO's container image bundles (%s) to COS_PERSISTENT in %.1f s.",
+        char b[32];
+        int r;
+
+        /* The rancherd bundle is copied, as v1.1.2 does: rancherd imports it at the first boot. */
+        _cleanup_free_ char *s = path_join(iso_dir, PRELOAD_RANCHERD_BUNDLE);
+        _cleanup_free_ char *state_bind = path_join(persistent_dir, ".state/var-lib-rancher.bind");
+        _cleanup_free_ char *t = state_bind ? path_join(state_bind, "agent/images") : NULL;
+        if (!s || !t)
+                return log_oom();
+        r = copy_dir_files(s, t, NULL, &bytes);
+        if (r < 0)
+                return r;
+        if (bytes > 0)
+                log_info("Copied the ISO's rancherd image bundle (%s) to COS_PERSISTENT in %.1f s.",
                          format_bytes(b, sizeof b, bytes), seconds_since(start));
-        } else
-                log_info("The ISO has no container image bundles to preload.");
+
+        /* The Harvester bundle is imported into containerd from the ISO and not kept (preload.c). */
+        r = preload_wanted(iso_dir);
+        if (r <= 0) {
+                if (r == 0)
+                        log_info("The ISO has no Harvester image bundle to preload.");
+                return r;
+        }
+        _cleanup_free_ char *img = path_join(state_dir, "cOS/active.img"), *usr_local = path_join(root, "usr/local"),
+                            *rancher = path_join(root, "var/lib/rancher"), *images = path_join(root, PRELOAD_IMAGES_DIR + 1),
+                            *lists = path_join(root, PRELOAD_LISTS_DIR + 1), *dev = path_join(root, "dev"),
+                            *proc = path_join(root, "proc"), *bundle = path_join(iso_dir, PRELOAD_BUNDLE),
+                            *bundle_lists = path_join(iso_dir, PRELOAD_LISTS),
+                            *kept = path_join(state_bind, "rke2/agent/images");
+        if (!img || !usr_local || !rancher || !images || !lists || !dev || !proc || !bundle || !bundle_lists || !kept)
+                return log_oom();
+        r = mkdir_p(kept, 0755);
+        if (r < 0)
+                return log_error_errno(r, "Cannot make '%s': %s", kept, strerror(-r));
+
+        struct mounts m = {};
+        start = now_usec();
+        if ((r = mounts_add(&m, img, root, "ext2", "loop")) < 0 ||
+            (r = mounts_add(&m, persistent_dir, usr_local, NULL, "bind")) < 0 ||
+            (r = mounts_add(&m, state_bind, rancher, NULL, "bind")) < 0 ||
+            (r = mounts_add(&m, bundle, images, NULL, "bind")) < 0 ||
+            (r = mounts_add(&m, bundle_lists, lists, NULL, "bind")) < 0 ||
+            (r = mounts_add(&m, "/dev", dev, NULL, "bind")) < 0 ||
+            (r = mounts_add(&m, "/proc", proc, NULL, "bind")) < 0)
+                goto finish;
+        r = preload_import(root, PRELOAD_TIMEOUT_USEC);
+finish:;
+        int q = mounts_release(&m);
+        if (r == 0 && q < 0)
+                r = q;
+        if (r < 0)
+                return r;
+        /* What the bundle was bound over is COS_PERSISTENT's own directory: it must hold no tarball. */
+        _cleanup_(strv_freep) char **left = NULL;
+        _cleanup_(closedirp) DIR *d = opendir(kept);
+        if (!d)
+                return log_error_errno(errno, "Cannot read '%s': %s", kept, strerror(errno));
+        for (struct dirent *de; (de = readdir(d));)
+                if (de->d_name[0] != '.' && strv_push(&left, de->d_name) < 0)
+                        return log_oom();
+        if (left)
+                return log_error_errno(EEXIST, "After the image preload, COS_PERSISTENT's rke2/agent/images holds %s: "
+                                               "rke2 would import it again at every start.", left[0]);
+        log_info("Imported the ISO's Harvester images into containerd on COS_PERSISTENT in %.1f s (no tarball kept).",
+                 seconds_since(start));
         return 0;
 }
 
@@ -742,22 +978,65 @@ int install_copy_log(const char *log_path, const char *oem_dir) {
 
 /* ---------------------------------------------------------------------------------------------- */
 
-static int find_loader(const char *iso_dir, char **ret) {
-        static const char *const names[] = { "EFI/BOOT/BOOTX64.EFI", "EFI/BOOT/bootx64.efi", "efi/boot/bootx64.efi" };
-        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
-                char *p = path_join(iso_dir, names[i]);
-                if (!p)
-                        return log_oom();
-                if (access(p, R_OK) == 0) {
-                        *ret = p;
-                        return 0;
+/* harv-install's console edit, made inside active.img only (passive and recovery were copied
+ * before it, as upstream): the image loop-mounted read-write at mnt, bootargs.cfg rewritten. */
+static int set_image_console(const char *active_img, const char *mnt, const char *tty) {
+        _cleanup_free_ char *path = path_join(mnt, IMAGE_BOOTARGS_CFG), *text = NULL, *patched = NULL;
+        size_t len;
+        int r, q;
+
+        if (!path)
+                return log_oom();
+        r = install_mount(active_img, mnt, "ext2", "loop");
+        if (r < 0)
+                return r;
+        r = read_full_file(path, &text, &len);
+        if (r < 0)
+                log_error_errno(r, "Cannot read /%s in active.img: %s", IMAGE_BOOTARGS_CFG, strerror(-r));
+        else {
+                r = install_patch_bootargs(text, tty, &patched);
+                if (r == -ENOENT)
+                        log_error_errno(ENOENT, "The image's /%s has no %s line to set the console in.",
+                                        IMAGE_BOOTARGS_CFG, IMAGE_CONSOLE_PARAMS);
+                else if (r < 0)
+                        log_oom();
+                else {
+                        r = write_file_atomic(path, patched, strlen(patched), 0644);
+                        if (r < 0)
+                                log_error_errno(r, "Cannot write /%s in active.img: %s", IMAGE_BOOTARGS_CFG, strerror(-r));
                 }
-                free(p);
         }
-        return log_error_errno(ENOENT, "The ISO has no UEFI loader EFI/BOOT/BOOTX64.EFI.");
+        sync();
+        q = install_umount(mnt);
+        if (r == 0 && q < 0)
+                r = q;
+        if (r == 0)
+                log_info("active.img: /%s sets console=%s console=tty1.", IMAGE_BOOTARGS_CFG, tty);
+        return r;
 }
 
-int install_system(const struct config *c, const struct disk_plan *p, const struct iso_image *iso) {
+/* A console harv-install would add: the device must exist here (it checks /dev/<tty without
+ * ",options">). */
+static const char *console_present(const char *tty) {
+        if (!tty)
+                return NULL;
+        _cleanup_free_ char *dev = strdup_printf("/dev/%.*s", (int)strcspn(tty, ","), tty);
+        if (!dev || access(dev, F_OK) < 0) {
+                log_warning("install.tty %s: %s does not exist here; the installed system keeps console=tty1 only.",
+                            tty, dev ? dev : "the device");
+                return NULL;
+        }
+        return tty;
+}
+
+static int sync_mount(const char *dir) {
+        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || syncfs(fd) < 0)
+                return log_error_errno(errno, "Cannot sync '%s': %s", dir, strerror(errno));
+        return 0;
+}
+
+int install_system(const struct config *c, const struct disk_plan *p, const struct os_image *img) {
         static const struct {
                 enum part_id id;
                 const char *label, *dir, *fstype;
@@ -768,19 +1047,25 @@ int install_system(const struct config *c, const struct disk_plan *p, const stru
                 { PART_PERSISTENT, "COS_PERSISTENT", INSTALL_MNT_DIR "/persistent", "ext4" },
                 { PART_EFI, "COS_GRUB", INSTALL_MNT_DIR "/efi", "vfat" },
         };
-        /* Under mnt/: the tmpfs holding the ISO is INSTALL_RUN_DIR/iso (tmpfs.h). */
-        const char *iso_dir = INSTALL_MNT_DIR "/iso", *rootfs_dir = INSTALL_MNT_DIR "/rootfs";
+        const char *state = INSTALL_MNT_DIR "/state", *recovery = INSTALL_MNT_DIR "/recovery",
+                   *oem = INSTALL_MNT_DIR "/oem", *persistent = INSTALL_MNT_DIR "/persistent",
+                   *efi = INSTALL_MNT_DIR "/efi";
         struct mounts mounts = {};
-        struct harvester_release rel = {};
-        _cleanup_free_ char *squashfs = NULL, *loader = NULL;
+        const char *tty = NULL;
         uint64_t start = now_usec(), t;
         int r;
 
         r = cloudconfig_check(c);
         if (r < 0)
                 return r;
-        if (!iso || !iso->path)
-                return log_error_errno(EINVAL, "No verified ISO to install from.");
+        r = install_console(c, &tty);
+        if (r < 0)
+                return r;
+        tty = console_present(tty);
+        if (!img || !img->rootfs_dir)
+                return log_error_errno(EINVAL, "No mounted OS image to install from.");
+        if (img->release.harvester)
+                log_info("Installing %s (%s).", img->release.os_name ?: "Harvester", img->release.harvester);
 
         for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
                 const char *node = disk_plan_node(p, parts[i].id);
@@ -792,68 +1077,74 @@ int install_system(const struct config *c, const struct disk_plan *p, const stru
                 if (r < 0)
                         goto finish;
         }
-        r = mounts_add(&mounts, iso->path, iso_dir, "iso9660", "loop,ro");
+
+        /* 1. COS_STATE and COS_RECOVERY: the images, the image's boot files, state.yaml. */
+        t = now_usec();
+        r = install_make_images(img->rootfs_dir, state, recovery, INSTALL_IMAGE_MIB);
         if (r < 0)
                 goto finish;
-        squashfs = path_join(iso_dir, "rootfs.squashfs");
-        if (!squashfs) {
-                r = log_oom();
-                goto finish;
-        }
-        r = mounts_add(&mounts, squashfs, rootfs_dir, "squashfs", "loop,ro");
-        if (r < 0)
-                goto finish;
-        /* What grub.cfg boots: the kernel and initrd inside the image. */
-        static const char *const boot_files[] = { "boot/vmlinuz", "boot/initrd" };
-        for (size_t i = 0; i < ELEMENTSOF(boot_files); i++) {
-                _cleanup_free_ char *f = path_join(rootfs_dir, boot_files[i]);
-                if (!f) {
+        if (tty) {
+                _cleanup_free_ char *active = path_join(state, "cOS/active.img");
+                if (!active) {
                         r = log_oom();
                         goto finish;
                 }
-                if (access(f, R_OK) < 0) {
-                        r = log_error_errno(errno, "The ISO's rootfs.squashfs has no /%s (%s): the installed "
-                                                   "system could not boot. Use a Harvester ISO.",
-                                            boot_files[i], strerror(errno));
+                r = set_image_console(active, INSTALL_MNT_DIR "/active", tty);
+                if (r < 0)
                         goto finish;
+        }
+        log_info("OS images done in %.1f s.", seconds_since(t));
+        r = install_write_state_boot(img->rootfs_dir, state, tty, img->release.os_name);
+        if (r < 0)
+                goto finish;
+        r = install_write_state_yaml(img->rootfs_dir, state, recovery);
+        if (r < 0)
+                goto finish;
+
+        /* 2. COS_PERSISTENT: the image bundles. */
+        if (img->iso_dir) { /* not mounted: os_image_open found no bundle/ in the ISO */
+                r = install_preload_images(img->iso_dir, state, persistent, INSTALL_MNT_DIR "/target");
+                if (r < 0)
+                        goto finish;
+        }
+
+        /* 3. COS_OEM: the node's configuration, complete. */
+        r = cloudconfig_write_oem_release(c, &img->release, oem);
+        if (r < 0)
+                goto finish;
+        r = install_write_grubenv(c, oem);
+        if (r < 0)
+                goto finish;
+
+        /* Everything the system boots into is on the disk before the disk can boot. */
+        {
+                const char *synced[] = { state, recovery, persistent, oem };
+                for (size_t i = 0; i < ELEMENTSOF(synced); i++) {
+                        r = sync_mount(synced[i]);
+                        if (r < 0)
+                                goto finish;
                 }
         }
-        r = harvester_release_read(rootfs_dir, &rel);
-        if (r < 0)
-                goto finish;
-        if (rel.harvester)
-                log_info("Installing %s (%s).", rel.os_name ?: "Harvester", rel.harvester);
+        log_info("COS_STATE, COS_RECOVERY, COS_PERSISTENT and COS_OEM are complete and synced.");
 
-        t = now_usec();
-        r = install_make_images(rootfs_dir, INSTALL_MNT_DIR "/state", INSTALL_MNT_DIR "/recovery", INSTALL_IMAGE_MIB);
-        if (r < 0)
-                goto finish;
-        log_info("OS images done in %.1f s.", seconds_since(t));
-
-        r = find_loader(iso_dir, &loader);
-        if (r < 0)
-                goto finish;
-        r = install_write_grub(c, INSTALL_MNT_DIR "/efi", INSTALL_MNT_DIR "/state", loader, rel.os_name);
+        /* 4. The commit point: the loader on COS_GRUB, BOOTX64.EFI last. */
+        r = install_write_loader(img->rootfs_dir, efi);
         if (r < 0)
                 goto finish;
 
-        r = install_preload_images(iso_dir, INSTALL_MNT_DIR "/persistent");
-        if (r < 0)
-                goto finish;
-
-        r = cloudconfig_write_oem_release(c, &rel, INSTALL_MNT_DIR "/oem");
+        /* 5. The NVRAM entry (a warning without EFI variables). */
+        r = boot_entry_install(disk_plan_install_disk(p), BOOT_ENTRY_PARTITION, BOOT_ENTRY_LOADER, BOOT_ENTRY_NAME);
         if (r < 0)
                 goto finish;
         r = 0;
 finish:
-        harvester_release_done(&rel);
         {
                 int q = mounts_release(&mounts);
                 if (r == 0 && q < 0)
                         r = log_error_errno(q, "The installed file systems could not all be unmounted cleanly.");
         }
         if (r == 0)
-                log_info("The OS, the boot loader and the node's configuration are on the disk (%.1f s).",
+                log_info("The OS, the node's configuration and the boot loader are on the disk (%.1f s).",
                          seconds_since(start));
         return r;
 }

@@ -9,9 +9,12 @@
 #include <fcntl.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 
+#include "install.h"
 #include "iso.h"
 #include "log.h"
+#include "preload.h"
 
 static inline void archive_read_freep(struct archive **a) {
         if (*a)
@@ -23,7 +26,6 @@ static const char *const required_files[] = {
         "rootfs.squashfs",
         "boot/kernel",
         "boot/initrd",
-        "EFI/BOOT/BOOTX64.EFI",
 };
 
 /* "./boot/kernel", "/boot/kernel" -> "boot/kernel" */
@@ -220,4 +222,229 @@ int iso_extract_file(const char *iso_path, const char *member, const char *dest)
         fd = -1;
         log_debug("Extracted \"%s\" from the ISO to \"%s\".", member, dest);
         return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* The mounted OS image */
+
+static int append_missing(char **list, size_t *n, const char *what) {
+        char *m = strdup_printf("%s%s%s", strempty(*list), *list ? ", " : "", what);
+        if (!m)
+                return -ENOMEM;
+        free(*list);
+        *list = m;
+        (*n)++;
+        return 0;
+}
+
+/* A regular file (through symlinks that stay inside root) that can be read. */
+static bool image_file_ok(const char *root, const char *rel) {
+        _cleanup_free_ char *p = strdup_printf("%s/%s", root, rel), *real = NULL, *real_root = NULL;
+        if (!p)
+                return false;
+        real = realpath(p, NULL);
+        real_root = realpath(root, NULL);
+        if (!real || !real_root)
+                return false;
+        size_t k = strlen(real_root);
+        if (strncmp(real, real_root, k) != 0 || (real[k] != '/' && real[k] != 0))
+                return false; /* a link out of the image */
+        struct stat st;
+        return stat(real, &st) == 0 && S_ISREG(st.st_mode) && access(real, R_OK) == 0;
+}
+
+int os_image_check(const char *iso_dir, const char *rootfs_dir) {
+        static const char *const rootfs_files[] = {
+                "boot/vmlinuz", "boot/initrd", "etc/harvester-release.yaml", IMAGE_GRUB_CFG, IMAGE_BOOTARGS_CFG,
+        };
+        static const char *const bundle_dirs[] = { "bundle/rancherd/images", "bundle/harvester/images" };
+        _cleanup_free_ char *missing = NULL;
+        size_t n_missing = 0, n_checked = 0;
+        int r;
+
+        for (size_t i = 0; i < ELEMENTSOF(rootfs_files); i++, n_checked++)
+                if (!image_file_ok(rootfs_dir, rootfs_files[i]) &&
+                    append_missing(&missing, &n_missing, rootfs_files[i]) < 0)
+                        return log_oom();
+        for (size_t i = 0; install_efi_files[i]; i++, n_checked++) {
+                _cleanup_free_ char *rel = strdup_printf("%s/%s", IMAGE_EFI_DIR, install_efi_files[i]);
+                if (!rel)
+                        return log_oom();
+                if (!image_file_ok(rootfs_dir, rel) && append_missing(&missing, &n_missing, rel) < 0)
+                        return log_oom();
+        }
+        for (size_t i = 0; install_grub_modules[i]; i++, n_checked++) {
+                _cleanup_free_ char *rel = strdup_printf("%s/%s", IMAGE_GRUB_MODULE_DIR, install_grub_modules[i]);
+                if (!rel)
+                        return log_oom();
+                if (!image_file_ok(rootfs_dir, rel) && append_missing(&missing, &n_missing, rel) < 0)
+                        return log_oom();
+        }
+        if (n_missing > 0)
+                return log_error_errno(ENOENT, "The ISO's rootfs.squashfs lacks %s the install needs: /%s%s. Use a "
+                                               "Harvester ISO.",
+                                       n_missing == 1 ? "a file" : "files", missing,
+                                       n_missing > 1 ? " (each path inside the image)" : "");
+
+        /* bootargs.cfg must hold the line the console goes into. */
+        _cleanup_free_ char *bootargs = strdup_printf("%s/%s", rootfs_dir, IMAGE_BOOTARGS_CFG), *text = NULL;
+        size_t len;
+        if (!bootargs)
+                return log_oom();
+        r = read_full_file(bootargs, &text, &len);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read the image's /%s: %s", IMAGE_BOOTARGS_CFG, strerror(-r));
+        if (!strstr(text, IMAGE_CONSOLE_PARAMS))
+                return log_error_errno(ENOENT, "The image's /%s has no line %s (the console of the installed system "
+                                               "goes there). Use a Harvester ISO.",
+                                       IMAGE_BOOTARGS_CFG, IMAGE_CONSOLE_PARAMS);
+
+        /* The image bundles are optional; where the ISO has them they must be directories (no
+         * iso_dir: the ISO was not mounted, and has none). */
+        for (size_t i = 0; iso_dir && i < ELEMENTSOF(bundle_dirs); i++) {
+                _cleanup_free_ char *d = strdup_printf("%s/%s", iso_dir, bundle_dirs[i]);
+                struct stat st;
+                if (!d)
+                        return log_oom();
+                if (lstat(d, &st) < 0) {
+                        if (errno == ENOENT)
+                                continue;
+                        return log_error_errno(errno, "Cannot read the ISO's %s: %s", bundle_dirs[i], strerror(errno));
+                }
+                n_checked++;
+                if (!S_ISDIR(st.st_mode) || access(d, R_OK | X_OK) < 0)
+                        return log_error_errno(ENOTDIR, "The ISO's %s is not a readable directory.", bundle_dirs[i]);
+        }
+        log_info("The OS image holds every file the install reads (%zu checked).", n_checked);
+        return 0;
+}
+
+bool iso9660_available(void) {
+        _cleanup_free_ char *fs = NULL;
+        size_t len;
+        if (read_full_file("/proc/filesystems", &fs, &len) == 0)
+                for (char *line = strtok(fs, "\n"); line; line = strtok(NULL, "\n")) {
+                        char *name = strrchr(line, '\t');
+                        if (streq(name ? name + 1 : line, "iso9660"))
+                                return true;
+                }
+        struct utsname u;
+        if (uname(&u) < 0)
+                return false;
+        static const char *const exts[] = { ".ko", ".ko.xz", ".ko.zst", ".ko.gz" };
+        for (size_t i = 0; i < ELEMENTSOF(exts); i++) {
+                _cleanup_free_ char *ko = strdup_printf("/lib/modules/%s/kernel/fs/isofs/isofs%s", u.release, exts[i]);
+                if (ko && access(ko, F_OK) == 0)
+                        return true;
+        }
+        return false;
+}
+
+int iso_has_prefix(const char *iso_path, const char *prefix) {
+        _cleanup_archive_read_ struct archive *a = NULL;
+        struct archive_entry *e;
+        int r = iso_open(iso_path, &a);
+        if (r < 0)
+                return r;
+        size_t k = strlen(prefix);
+        for (;;) {
+                r = archive_read_next_header(a, &e);
+                if (r == ARCHIVE_EOF)
+                        return 0;
+                if (r < ARCHIVE_WARN)
+                        return log_error_errno(archive_neg_errno(a), "Cannot read the ISO \"%s\": %s", iso_path,
+                                               strempty(archive_error_string(a)));
+                const char *name = archive_entry_pathname(e);
+                if (name && strncasecmp(strip_dot_slash(name), prefix, k) == 0)
+                        return 1;
+        }
+}
+
+void os_image_close(struct os_image *img) {
+        if (img->rootfs_dir) {
+                (void)install_umount(img->rootfs_dir);
+                free(img->rootfs_dir);
+                img->rootfs_dir = NULL;
+        }
+        if (img->iso_dir) {
+                (void)install_umount(img->iso_dir);
+                free(img->iso_dir);
+                img->iso_dir = NULL;
+        }
+        if (img->extracted) {
+                (void)unlink(img->extracted);
+                free(img->extracted);
+                img->extracted = NULL;
+        }
+        harvester_release_done(&img->release);
+}
+
+int os_image_open(const char *iso_path, const char *mnt_dir, struct os_image *ret) {
+        struct os_image img = {};
+        _cleanup_free_ char *iso_dir = strdup_printf("%s/iso", mnt_dir), *rootfs_dir = strdup_printf("%s/rootfs", mnt_dir);
+        _cleanup_free_ char *squashfs = NULL;
+        int r;
+
+        if (!iso_dir || !rootfs_dir)
+                return log_oom();
+        if (iso9660_available()) {
+                r = install_mount(iso_path, iso_dir, "iso9660", "loop,ro");
+                if (r < 0)
+                        return r;
+                img.iso_dir = TAKE_PTR(iso_dir);
+                squashfs = strdup_printf("%s/rootfs.squashfs", img.iso_dir);
+        } else {
+                /* Only on kernels without isofs (the installer initrd carries it): the image's root
+                 * is all the install needs from the ISO when it has no bundles. */
+                r = iso_has_prefix(iso_path, "bundle/");
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        return log_error_errno(ENODEV, "This kernel cannot mount iso9660, and the ISO's image "
+                                                       "bundles (bundle/) are read from the mounted ISO. Boot an "
+                                                       "installer initrd that carries the isofs module.");
+                _cleanup_free_ char *dir = strdup(iso_path);
+                if (!dir)
+                        return log_oom();
+                char *slash = strrchr(dir, '/');
+                squashfs = strdup_printf("%s/rootfs.squashfs", slash ? (*slash = 0, dir) : ".");
+                if (!squashfs)
+                        return log_oom();
+                log_info("This kernel cannot mount iso9660: extracting rootfs.squashfs from the ISO to mount it.");
+                r = iso_extract_file(iso_path, "rootfs.squashfs", squashfs);
+                if (r < 0)
+                        return r;
+                img.extracted = strdup(squashfs);
+                if (!img.extracted) {
+                        (void)unlink(squashfs);
+                        return log_oom();
+                }
+        }
+        if (!squashfs) {
+                r = log_oom();
+                goto fail;
+        }
+        r = install_mount(squashfs, rootfs_dir, "squashfs", "loop,ro");
+        if (r < 0)
+                goto fail;
+        img.rootfs_dir = TAKE_PTR(rootfs_dir);
+        r = os_image_check(img.iso_dir, img.rootfs_dir);
+        if (r < 0)
+                goto fail;
+        r = harvester_release_read(img.rootfs_dir, &img.release);
+        if (r < 0)
+                goto fail;
+        r = harvester_release_check(&img.release);
+        if (r < 0)
+                goto fail;
+        if (img.iso_dir) { /* else: the ISO has no bundle/ (checked above) */
+                r = preload_check(img.iso_dir, img.rootfs_dir);
+                if (r < 0)
+                        goto fail;
+        }
+        *ret = img;
+        return 0;
+fail:
+        os_image_close(&img);
+        return r;
 }

@@ -18,6 +18,7 @@
 #include "download.h"
 #include "install.h"
 #include "interrupt.h"
+#include "iso.h"
 #include "log.h"
 #include "memory.h"
 #include "webhook.h"
@@ -33,6 +34,7 @@ struct stage_time {
 struct install_run {
         struct config *config;
         struct iso_image iso;
+        struct os_image image; /* the ISO and its rootfs, mounted read-only from the iso stage on */
         struct disk_plan *disks;
         bool disks_written;  /* disks_write succeeded: a later failure must remove the table */
         bool write_failed;   /* disks_write failed and removed what it had written itself */
@@ -68,6 +70,7 @@ static int run_failed(struct install_run *r, int exit_code) {
                                      ? "The partition table written to the install disk was removed."
                                      : "The install disk is half written and its table could not be removed: wipe it before booting from it.";
         }
+        os_image_close(&r->image);
         iso_image_release(&r->iso);
         log_marker("FAILED: %s: %s %s Fix the cause and PXE-boot the machine again; it will not reboot by itself.",
                    r->stage, why ? why : "see the messages above.", disk_state);
@@ -188,6 +191,9 @@ int cmd_run(const struct global_opts *g, int argc, char **argv) {
                 r = iso_fetch(cfg, &run.iso);
         if (r < 0)
                 return run_failed(&run, r == -ENOSPC ? EXIT_PREFLIGHT : EXIT_ISO);
+        /* Every file the install reads, checked before any disk is written; kept mounted. */
+        if (os_image_open(run.iso.path, INSTALL_MNT_DIR, &run.image) < 0)
+                return run_failed(&run, EXIT_ISO);
         stage_end(&run);
 
         if (stage_begin(&run, "disk-check") < 0 || disks_prepare(cfg, &disks) < 0)
@@ -205,13 +211,14 @@ int cmd_run(const struct global_opts *g, int argc, char **argv) {
         run.disks_written = true; /* from here on a failure removes the table */
         stage_end(&run);
 
-        if (stage_begin(&run, "install") < 0 || install_system(cfg, disks, &run.iso) < 0)
+        if (stage_begin(&run, "install") < 0 || install_system(cfg, disks, &run.image) < 0)
                 return run_failed(&run, EXIT_INSTALL);
         /* A stop asked for during the last step still wins: the machine is going down. */
         if (interrupt_check("at the end of the install") < 0)
                 return run_failed(&run, EXIT_INSTALL);
         stage_end(&run);
 
+        os_image_close(&run.image);
         iso_image_release(&run.iso);
         webhook_send(cfg, "SUCCEEDED");
         log_info("Installed Harvester (%s) on %s in:", cfg->install.mode, cfg->install.device);

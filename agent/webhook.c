@@ -14,6 +14,7 @@
 #include "http.h"
 #include "log.h"
 #include "retry.h"
+#include "template.h"
 #include "webhook.h"
 
 #define WEBHOOK_TIMEOUT_SEC 10L
@@ -23,141 +24,26 @@
 
 /* ---- Templates ---- */
 
-struct buf {
-        char *s;
-        size_t n, alloc;
-};
-
-static int buf_add(struct buf *b, const char *s, size_t n) {
-        if (b->n + n + 1 > b->alloc) {
-                size_t a = b->alloc ? b->alloc : 128;
-                while (a < b->n + n + 1)
-                        a *= 2;
-                char *m = realloc(b->s, a);
-                if (!m)
-                        return -ENOMEM;
-                b->s = m;
-                b->alloc = a;
-        }
-        memcpy(b->s + b->n, s, n);
-        b->n += n;
-        b->s[b->n] = 0;
-        return 0;
-}
-
-static bool is_space(char c) {
-        return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-static const char *field_value(const struct webhook_values *v, const char *name, size_t len) {
-        static const struct {
-                const char *name;
-                size_t offset;
-        } fields[] = {
-                { "Hostname", offsetof(struct webhook_values, hostname) },
-                { "MACAddr", offsetof(struct webhook_values, mac) },
-                { "IPAddrV4", offsetof(struct webhook_values, ipv4) },
-                { "IPAddrV6", offsetof(struct webhook_values, ipv6) },
-#define DISK_FIELDS(prefix, member)                                                                   \
-                { prefix, offsetof(struct webhook_values, member.name) },                             \
-                { prefix "Node", offsetof(struct webhook_values, member.node) },                      \
-                { prefix "ByID", offsetof(struct webhook_values, member.by_id) },                     \
-                { prefix "Model", offsetof(struct webhook_values, member.model) },                    \
-                { prefix "Serial", offsetof(struct webhook_values, member.serial) },                  \
-                { prefix "Size", offsetof(struct webhook_values, member.size) }
-                DISK_FIELDS("InstallDisk", install_disk),
-                DISK_FIELDS("DataDisk", data_disk),
-#undef DISK_FIELDS
-        };
-        for (size_t i = 0; i < ELEMENTSOF(fields); i++)
-                if (strlen(fields[i].name) == len && memcmp(fields[i].name, name, len) == 0)
-                        return *(const char *const *)((const char *)v + fields[i].offset);
-        return NULL; /* missingkey=zero: unknown fields are empty */
-}
-
 int webhook_render(const char *tmpl, const struct webhook_values *v, char **ret, const char **ret_error) {
         static const struct webhook_values none = {};
-        struct buf b = {};
-        const char *err = NULL;
-        int r = 0;
-
         if (!v)
                 v = &none;
-        if (!tmpl)
-                tmpl = "";
-        if (buf_add(&b, "", 0) < 0)
-                return -ENOMEM;
-
-        const char *p = tmpl;
-        bool trim_next = false;
-        for (;;) {
-                const char *open = strstr(p, "{{");
-                const char *text_end = open ? open : p + strlen(p);
-                if (trim_next)
-                        while (p < text_end && is_space(*p))
-                                p++;
-                trim_next = false;
-
-                /* "{{- " trims the white space before the action. */
-                const char *a = open ? open + 2 : NULL;
-                const char *keep_end = text_end;
-                if (a && a[0] == '-' && is_space(a[1])) {
-                        while (keep_end > p && is_space(keep_end[-1]))
-                                keep_end--;
-                        a += 2;
-                }
-                if (keep_end > p && buf_add(&b, p, (size_t)(keep_end - p)) < 0)
-                        goto oom;
-                if (!open)
-                        break;
-
-                const char *close = strstr(a, "}}");
-                if (!close) {
-                        err = "\"{{\" without a closing \"}}\"";
-                        goto invalid;
-                }
-                const char *e = close;
-                if (e - a >= 2 && e[-1] == '-' && is_space(e[-2])) {
-                        trim_next = true;
-                        e -= 2;
-                }
-                while (a < e && is_space(*a))
-                        a++;
-                while (e > a && is_space(e[-1]))
-                        e--;
-
-                if (e - a >= 4 && a[0] == '/' && a[1] == '*' && e[-2] == '*' && e[-1] == '/') {
-                        /* a comment */
-                } else if (e - a >= 2 && a[0] == '.' && (isalpha((unsigned char)a[1]) || a[1] == '_')) {
-                        const char *q = a + 1;
-                        while (q < e && (isalnum((unsigned char)*q) || *q == '_'))
-                                q++;
-                        if (q != e) {
-                                err = "only field actions such as {{.Hostname}} are supported (see the README for the fields)";
-                                goto invalid;
-                        }
-                        const char *val = field_value(v, a + 1, (size_t)(e - a - 1));
-                        if (val && buf_add(&b, val, strlen(val)) < 0)
-                                goto oom;
-                } else {
-                        err = "only field actions such as {{.Hostname}} are supported (see the README for the fields)";
-                        goto invalid;
-                }
-                p = close + 2;
-        }
-
-        *ret = b.s;
-        return 0;
-
-oom:
-        r = -ENOMEM;
-        goto fail;
-invalid:
-        r = -EINVAL;
-        if (ret_error)
+        const struct tmpl_var vars[] = {
+                { "Hostname", v->hostname },
+                { "MACAddr", v->mac },
+                { "IPAddrV4", v->ipv4 },
+                { "IPAddrV6", v->ipv6 },
+#define DISK_FIELDS(prefix, d)                                                                        \
+                { prefix, (d).name }, { prefix "Node", (d).node }, { prefix "ByID", (d).by_id },              \
+                { prefix "Model", (d).model }, { prefix "Serial", (d).serial }, { prefix "Size", (d).size }
+                DISK_FIELDS("InstallDisk", v->install_disk),
+                DISK_FIELDS("DataDisk", v->data_disk),
+#undef DISK_FIELDS
+        };
+        const char *err = NULL;
+        int r = tmpl_render(tmpl, vars, ELEMENTSOF(vars), 0, ret, &err);
+        if (r == -EINVAL && ret_error)
                 *ret_error = err;
-fail:
-        free(b.s);
         return r;
 }
 

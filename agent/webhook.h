@@ -27,7 +27,8 @@ struct webhook_values {
 };
 
 /*
- * Renders the Go text/template subset Harvester's webhooks use: actions {{.Field}} with optional
+ * Renders, with the agent's template engine (template.c, fields only), the Go text/template subset
+ * Harvester's webhooks use: actions {{.Field}} with optional
  * spaces inside the braces, trim markers ("{{- " and " -}}") and comments (a C-style comment
  * right inside the braces, as in Go).
  * Fields other than those above render empty (Go's missingkey=zero on a string map). Any

@@ -8,7 +8,9 @@
 # OUTDIR gets (V = $RELEASE_VERSION, default v1.1.2-test):
 #   harvester-V-vmlinuz-amd64          Debian's kernel (linux-image-amd64's current package)
 #   harvester-V-initrd-amd64           dracut, systemd initrd, with the module harvester-install
-#   harvester-V-rootfs-amd64.squashfs  the test OS: busybox, /boot/vmlinuz, /boot/initrd
+#   harvester-V-rootfs-amd64.squashfs  the test OS: busybox, /boot/vmlinuz, /boot/initrd, the boot
+#                                      contract (/etc/cos/{grub.cfg,bootargs.cfg}, shim.efi,
+#                                      grub.efi, MokManager.efi, GRUB modules)
 #   harvester-V-amd64.iso              ISO9660 + Rock Ridge + Joliet: rootfs.squashfs, boot/kernel,
 #                                      boot/initrd, EFI/BOOT/BOOTX64.EFI, harvester-release.yaml
 #   harvester-V-amd64.sha512           `sha512sum` list of the four files above
@@ -222,7 +224,7 @@ else
         usr/lib/dracut/hooks/cmdline/10-parse-harvester-install.sh \
         usr/sbin/mkfs.ext4 usr/sbin/mkfs.vfat usr/sbin/sfdisk usr/bin/partx usr/sbin/wipefs \
         usr/lib/systemd/systemd-networkd-wait-online \
-        /loop.ko /squashfs.ko /isofs.ko /ext4.ko /vfat.ko /ahci.ko /virtio_net.ko /virtio_blk.ko /e1000e.ko; do
+        /loop.ko /squashfs.ko /isofs.ko /ext4.ko /vfat.ko /efivarfs.ko libefiboot.so libefivar.so /ahci.ko /virtio_net.ko /virtio_blk.ko /e1000e.ko; do
         grep -q -- "$p" "$WORK/lsinitrd.txt" || missing="$missing $p"
     done
     [[ -z $missing ]] || die "the initrd lacks:$missing (listing: $WORK/lsinitrd.txt)"
@@ -278,8 +280,48 @@ harvesterChart: ${V#v}
 os: Harvester $V
 kubernetes: v1.24.11+rke2r1
 rancher: v2.6.11
+monitoringChart: 100.1.0+up19.0.3
+loggingChart: 100.1.3+up3.17.7
 EOF
 echo "harvester-test" > "$RF/etc/hostname"
+# The boot contract of a v1.1 image (HARVESTER-V1.1.md section 8), where SLE Micro keeps it: the
+# install copies /etc/cos/grub.cfg to COS_STATE and sets the console in active.img's bootargs.cfg;
+# the test OS boots only through them (its kernel line comes from bootargs.cfg).
+mkdir -p "$RF/etc/cos" "$RF/usr/share/efi/x86_64" "$RF/usr/share/grub2/x86_64-efi"
+install -m 0644 "$RELEASE_FILES/cos/grub.cfg" "$RELEASE_FILES/cos/bootargs.cfg" "$RF/etc/cos/"
+# The EFI files elemental takes from the image: shim.efi, grub.efi, MokManager.efi, and the three
+# GRUB modules it copies to COS_STATE/grub2/x86_64-efi/. Debian's signed shim loads grubx64.efi,
+# not SUSE's grub.efi, so the test's shim.efi is a stand-in doing shim's part with Secure Boot off:
+# a GRUB image that chain-loads grub.efi from its own directory. grub.efi has no loopback, squash4
+# or xzio built in (lzopio and gzio are, for squash4): it boots the installed disk only with the
+# modules the install put on COS_STATE.
+GRUB_DIR=/usr/lib/grub/x86_64-efi
+echo 'chainloader ${cmdpath}/grub.efi
+boot' > "$WORK/shim-standin.cfg"
+grub-mkimage -O x86_64-efi -p "" -c "$WORK/shim-standin.cfg" -o "$RF/usr/share/efi/x86_64/shim.efi" \
+    chain boot fat part_gpt echo || die "grub-mkimage (shim stand-in) failed"
+echo 'echo "MokManager stand-in of the test release: nothing to manage."
+sleep 5
+reboot' > "$WORK/mok-standin.cfg"
+grub-mkimage -O x86_64-efi -p "" -c "$WORK/mok-standin.cfg" -o "$RF/usr/share/efi/x86_64/MokManager.efi" \
+    echo sleep reboot || die "grub-mkimage (MokManager stand-in) failed"
+IMAGE_GRUB_MODULES="part_gpt fat ext2 normal configfile search search_label search_fs_file search_fs_uuid
+    echo test true linux loadenv gzio lzopio all_video gfxterm efi_gop serial terminal terminfo sleep
+    reboot halt minicmd cat ls regexp"
+# shellcheck disable=SC2086
+grub-mkimage -O x86_64-efi -p "" -o "$RF/usr/share/efi/x86_64/grub.efi" $IMAGE_GRUB_MODULES \
+    || die "grub-mkimage (grub.efi) failed"
+for m in loopback squash4 xzio; do
+    install -m 0644 "$GRUB_DIR/$m.mod" "$RF/usr/share/grub2/x86_64-efi/$m.mod"
+done
+# The image preload's contract (qemu/release/preload/): where v1.1.2's image has wharfie and
+# ctr-check-images.sh, fakes that record how the agent runs them; the rke2 "installer image" they
+# hand out holds a fake rke2 and ctr.
+install -D -m 0755 "$RELEASE_FILES/preload/wharfie" "$RF/usr/bin/wharfie"
+install -D -m 0755 "$RELEASE_FILES/preload/ctr-check-images.sh" "$RF/usr/sbin/ctr-check-images.sh"
+mkdir -p "$RF/usr/share/preload-test" "$RF/var/lib/rancher"
+tar -czf "$RF/usr/share/preload-test/rke2.linux-amd64.tar.gz" --owner=0 --group=0 \
+    -C "$RELEASE_FILES/preload/rke2" bin || die "cannot pack the fake rke2"
 SQUASH="$WORK/out/${NAMES[2]}"
 mksquashfs "$RF" "$SQUASH" -noappend -all-root -comp xz -no-progress -quiet > /dev/null \
     || die "mksquashfs failed"
@@ -292,6 +334,18 @@ cp "$SQUASH" "$ISOT/rootfs.squashfs"
 cp "$VMLINUZ" "$ISOT/boot/kernel"
 cp "$INITRD" "$ISOT/boot/initrd"
 cp "$RF/etc/harvester-release.yaml" "$ISOT/harvester-release.yaml"
+# The image bundles where v1.1.2's ISO has them; each fake "tarball" is the list of the image
+# names the fake rke2 "imports", images-lists/ what ctr-check-images.sh waits for.
+B="$ISOT/bundle"
+mkdir -p "$B/harvester/images" "$B/harvester/images-lists" "$B/rancherd/images"
+printf '%s\n' "docker.io/rancher/harvester:$V" "docker.io/rancher/harvester-webhook:$V" \
+    > "$B/harvester/images/harvester-images-$V.tar.zst"
+printf '%s\n' "docker.io/longhornio/longhorn-manager:v1.3.2" > "$B/harvester/images/longhorn-images-$V.tar.zst"
+cp "$B/harvester/images/harvester-images-$V.tar.zst" "$B/harvester/images-lists/harvester-images-$V.txt"
+cp "$B/harvester/images/longhorn-images-$V.tar.zst" "$B/harvester/images-lists/longhorn-images-$V.txt"
+printf '%s\n' "docker.io/rancher/rancherd:v0.0.1-test" "docker.io/rancher/system-agent-installer-rke2:v1.24.11-rke2r1" \
+    > "$B/rancherd/images/rancherd-bootstrap-images-$V.txt"
+echo "rancherd bootstrap images (fake)" > "$B/rancherd/images/rancherd-bootstrap-images-$V.tar.zst"
 # The UEFI loader, every module built in, prefix /EFI/BOOT: on the installed disk it reads
 # /EFI/BOOT/grub.cfg from the ESP it was loaded from (the install writes that grub.cfg).
 GRUB_MODULES="part_gpt part_msdos fat ext2 iso9660 squash4 loopback linux normal configfile

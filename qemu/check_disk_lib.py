@@ -825,6 +825,9 @@ class Checker:
         return dest
 
     def check_cos_grub(self, d):
+        """The image's loader (elemental's layout): EFI/elemental/{shim.efi,grub.efi,MokManager.efi,
+        grub.cfg} and the same in EFI/BOOT/ with BOOTX64.EFI = shim.efi; no file left under a
+        temporary name by the commit (install_write_loader)."""
         R = self.r
         efi = path_nocase(d, "EFI/BOOT/BOOTX64.EFI")
         try:
@@ -833,19 +836,45 @@ class Checker:
             R.add(head == b"MZ", "COS_GRUB: EFI/BOOT/BOOTX64.EFI (a PE image)", "it does not start with MZ")
         except OSError as e:
             R.fail("COS_GRUB: EFI/BOOT/BOOTX64.EFI (a PE image)", e.strerror)
-        cfg = path_nocase(d, "EFI/BOOT/grub.cfg")
-        try:
-            text = open(cfg, encoding="utf-8", errors="replace").read()
-        except OSError as e:
-            R.fail("COS_GRUB: EFI/BOOT/grub.cfg finds COS_STATE and loads grub2/grub.cfg", e.strerror)
-            return
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-        search = any(re.match(r"search\b.*(--label|-l)\b.*\bCOS_STATE\b", ln) for ln in lines)
-        load = any(re.match(r"(configfile|source|normal)\b.*/grub2/grub\.cfg", ln) for ln in lines)
-        R.add(search and load, "COS_GRUB: EFI/BOOT/grub.cfg finds COS_STATE and loads grub2/grub.cfg",
-              ("no search --label COS_STATE" if not search else "") +
-              (" " if not search and not load else "") + ("no configfile .../grub2/grub.cfg" if not load else ""))
-        self.grub_script_check("COS_GRUB: EFI/BOOT/grub.cfg", cfg)
+        for sub in ("EFI/BOOT", "EFI/elemental"):
+            cfg = path_nocase(d, sub + "/grub.cfg")
+            name = "COS_GRUB: %s/grub.cfg finds COS_STATE and loads grub2/grub.cfg" % sub
+            try:
+                lines = [ln.strip() for ln in open(cfg, encoding="utf-8", errors="replace")]
+            except OSError as e:
+                R.fail(name, e.strerror)
+                continue
+            search = any(re.match(r"search\b.*(--label|-l)\b.*\bCOS_STATE\b", ln) for ln in lines)
+            load = any(re.match(r"(configfile|source|normal)\b.*/grub2/grub\.cfg", ln) for ln in lines)
+            R.add(search and load, name,
+                  ("no search for COS_STATE" if not search else "") +
+                  (" " if not search and not load else "") + ("no configfile .../grub2/grub.cfg" if not load else ""))
+            self.grub_script_check("COS_GRUB: %s/grub.cfg" % sub, cfg)
+        problems = []
+        def data(rel):
+            try:
+                with open(path_nocase(d, rel), "rb") as f:
+                    return f.read()
+            except OSError:
+                problems.append("no " + rel)
+                return None
+        shim = data("EFI/elemental/shim.efi")
+        for rel in ("EFI/elemental/grub.efi", "EFI/elemental/MokManager.efi"):
+            other = data(rel)
+            same = data(rel.replace("EFI/elemental", "EFI/BOOT"))
+            if other is not None and same is not None and other != same:
+                problems.append("%s differs from EFI/BOOT's" % rel)
+        for rel in ("EFI/BOOT/shim.efi", "EFI/BOOT/BOOTX64.EFI"):
+            b = data(rel)
+            if shim is not None and b is not None and b != shim:
+                problems.append("%s is not EFI/elemental/shim.efi" % rel)
+        left = [os.path.relpath(os.path.join(r, f), d) for r, _, fs in os.walk(d) for f in fs
+                if f.lower().endswith(".new")]
+        if left:
+            problems.append("left under a temporary name: " + ", ".join(left))
+        R.add(not problems, "COS_GRUB: shim.efi, grub.efi, MokManager.efi in EFI/elemental/ and EFI/BOOT/, "
+              "BOOTX64.EFI = shim.efi", "; ".join(problems))
+        self.cos_grub_files = {"shim.efi": shim}
 
     def grub_script_check(self, name, path):
         if not shutil.which("grub-script-check"):
@@ -875,47 +904,110 @@ class Checker:
                     problems.append("%s is a %s of %d bytes" % (f, s[0], s[1]))
         return R.add(not problems, name, "; ".join(problems))
 
+    def debugfs_cat(self, image, path):
+        """The bytes of path inside an ext2 image (debugfs), or None."""
+        if debugfs_stat(image, path) is None:
+            return None
+        r = subprocess.run(["debugfs", "-R", "cat %s" % path, image], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, check=False)
+        return r.stdout if r.returncode == 0 else None
+
     def check_state(self, state):
+        """COS_STATE as a v1.1.2 install leaves it: the image's /etc/cos/grub.cfg with harv-install's
+        search patches (sed as the oracle), the image's loopback/squash4/xzio modules, grub_oem_env,
+        grubmenu (debug), state.yaml; active.img's bootargs.cfg with the console, passive.img's
+        untouched."""
         R = self.r
-        self.check_image(os.path.join(state, "cOS", "active.img"), "COS_STATE", "COS_ACTIVE")
-        self.check_image(os.path.join(state, "cOS", "passive.img"), "COS_STATE", "COS_PASSIVE")
+        active = os.path.join(state, "cOS", "active.img")
+        passive = os.path.join(state, "cOS", "passive.img")
+        self.check_image(active, "COS_STATE", "COS_ACTIVE")
+        self.check_image(passive, "COS_STATE", "COS_PASSIVE")
         cfg = os.path.join(state, "grub2", "grub.cfg")
-        name = "COS_STATE: grub2/grub.cfg entries cos (active), fallback (passive), recovery"
+        name = "COS_STATE: grub2/grub.cfg is the image's /etc/cos/grub.cfg with harv-install's patches"
+        image_cfg = self.debugfs_cat(passive, "/etc/cos/grub.cfg") if os.path.isfile(passive) else None
         try:
-            text = open(cfg, encoding="utf-8", errors="replace").read()
+            text = open(cfg, "rb").read()
         except OSError as e:
+            text = None
             R.fail(name, e.strerror)
-            return
-        entries = {}
-        for m in re.finditer(r"^\s*menuentry\s+(\"[^\"]*\"|'[^']*'|\S+)([^{\n]*)\{(.*?)^\s*\}", text, re.M | re.S):
-            idm = re.search(r"--id[ =](\S+)", m.group(2))
-            entries[idm.group(1).strip("\"'") if idm else m.group(1).strip("\"'")] = m.group(3)
-        want = {
-            "cos": ("COS_STATE", "/cOS/active.img", "COS_ACTIVE"),
-            "fallback": ("COS_STATE", "/cOS/passive.img", "COS_PASSIVE"),
-            "recovery": ("COS_RECOVERY", "/cOS/recovery.img", "COS_SYSTEM"),
-        }
+        if text is not None:
+            if image_cfg is None:
+                R.fail(name, "passive.img has no /etc/cos/grub.cfg")
+            else:
+                want_path = os.path.join(self.tmp, "grub.cfg.want")
+                with open(want_path, "wb") as f:
+                    f.write(image_cfg)
+                for expr in ("s/search /search --no-floppy /", "s/search.fs_label /search --no-floppy --label /",
+                             "s/search.file /search --no-floppy --file /",
+                             "s/search.fs_uuid /search --no-floppy --fs-uuid /"):
+                    run(["sed", "-i", expr, want_path])
+                run(["sed", "-i", "-E", r"s/^(\s*search\b)(.*)root$/\1 --set=root\2/", want_path])
+                want = open(want_path, "rb").read()
+                R.add(text == want, name, "it differs from the patched image file")
+            entries = set(re.findall(r"^\s*menuentry\s.*--id\s+(\w+)", text.decode("utf-8", "replace"), re.M))
+            R.add({"cos", "fallback", "recovery"} <= entries, "COS_STATE: grub2/grub.cfg entries cos, fallback, recovery",
+                  "entries: %s" % ", ".join(sorted(entries)))
+            self.grub_script_check("COS_STATE: grub2/grub.cfg", cfg)
         problems = []
-        for eid, (fs, img, lbl) in want.items():
-            body = entries.get(eid)
-            if body is None:
-                problems.append("no entry --id %s" % eid)
+        for m in ("loopback", "squash4", "xzio"):
+            p = os.path.join(state, "grub2", "x86_64-efi", m + ".mod")
+            src = self.debugfs_cat(passive, "/usr/share/grub2/x86_64-efi/%s.mod" % m) if os.path.isfile(passive) else None
+            try:
+                got = open(p, "rb").read()
+            except OSError:
+                problems.append("no %s.mod" % m)
                 continue
-            checks = [
-                (r"search\b.*(--label|-l)\b.*\b%s\b" % fs, "search %s" % fs),
-                (r"loopback\s+(\S+)\s+%s\b" % re.escape(img), "loopback %s" % img),
-                (r"linux\s+\(\S+\)/boot/vmlinuz\b.*\broot=LABEL=%s\b" % lbl, "linux .../boot/vmlinuz root=LABEL=%s" % lbl),
-                (r"linux\s.*\bcos-img/filename=%s\b" % re.escape(img), "cos-img/filename=%s" % img),
-                (r"initrd\s+\(\S+\)/boot/initrd\b", "initrd .../boot/initrd"),
-            ]
-            for rx, what in checks:
-                if not re.search(rx, body):
-                    problems.append("%s: no %s" % (eid, what))
-        R.add(not problems, name, "; ".join(problems))
-        self.grub_script_check("COS_STATE: grub2/grub.cfg", cfg)
+            if src is None or got != src:
+                problems.append("%s.mod is not the image's" % m)
+        R.add(not problems, "COS_STATE: grub2/x86_64-efi/{loopback,squash4,xzio}.mod from the image", "; ".join(problems))
+        try:
+            env = open(os.path.join(state, "grub_oem_env"), "rb").read()
+            R.add(len(env) == 1024 and re.search(rb"^default_menu_entry=\S", env, re.M) is not None,
+                  "COS_STATE: grub_oem_env (1 KiB, default_menu_entry)", "%d bytes" % len(env))
+        except OSError as e:
+            R.fail("COS_STATE: grub_oem_env (1 KiB, default_menu_entry)", e.strerror)
+        menu = os.path.join(state, "grubmenu")
+        try:
+            mt = open(menu, encoding="utf-8", errors="replace").read()
+            R.add(re.search(r"--id debug \{", mt) is not None and "${crash_kernel_params}" in mt,
+                  "COS_STATE: grubmenu (the debug entry with crash_kernel_params)", "no debug entry")
+            self.grub_script_check("COS_STATE: grubmenu", menu)
+        except OSError as e:
+            R.fail("COS_STATE: grubmenu (the debug entry with crash_kernel_params)", e.strerror)
+        self.check_state_yaml(os.path.join(state, "state.yaml"), "COS_STATE")
+        if os.path.isfile(active) and os.path.isfile(passive):
+            a = self.debugfs_cat(active, "/etc/cos/bootargs.cfg") or b""
+            p = self.debugfs_cat(passive, "/etc/cos/bootargs.cfg") or b""
+            tty = self.a.tty
+            want = p.replace(b'console_params="console=tty1"', ('console_params="console=%s console=tty1"' % tty).encode())
+            R.add(bool(p) and a == want and a != p,
+                  "active.img: etc/cos/bootargs.cfg sets console=%s console=tty1 (passive.img keeps the image's)" % tty,
+                  "active's bootargs.cfg: %r" % re.findall(rb"console_params=.*", a))
+
+    def check_state_yaml(self, path, where):
+        name = "%s: state.yaml (elemental's install state: labels and images)" % where
+        try:
+            doc = parse_yaml(open(path, encoding="utf-8").read())
+        except (OSError, ValueError) as e:
+            return self.r.fail(name, str(e))
+        problems = []
+        want = {("state", "label"): "COS_STATE", ("state", "active", "label"): "COS_ACTIVE",
+                ("state", "passive", "label"): "COS_PASSIVE", ("recovery", "label"): "COS_RECOVERY",
+                ("recovery", "recovery", "label"): "COS_SYSTEM", ("oem", "label"): "COS_OEM",
+                ("persistent", "label"): "COS_PERSISTENT", ("state", "active", "fs"): "ext2"}
+        for keys, v in want.items():
+            cur = doc
+            for k in keys:
+                cur = cur.get(k) if isinstance(cur, dict) else None
+            if cur != v:
+                problems.append("%s is %r" % (".".join(keys), cur))
+        if not isinstance(doc, dict) or not re.match(r"\d{4}-\d\d-\d\dT", str(doc.get("date", ""))):
+            problems.append("no date")
+        self.r.add(not problems, name, "; ".join(problems))
 
     def check_recovery(self, rec):
         self.check_image(os.path.join(rec, "cOS", "recovery.img"), "COS_RECOVERY", "COS_SYSTEM")
+        self.check_state_yaml(os.path.join(rec, "state.yaml"), "COS_RECOVERY")
 
     def check_mode(self, path, name, mode=0o600):
         st = os.lstat(path)
@@ -1055,6 +1147,7 @@ class Checker:
             if isinstance(s.get("files"), list):
                 files += [f for f in s["files"] if isinstance(f, dict)]
         self.custom_files = files
+        self.check_bootstrap(files)
         rcfg = [f for f in files if f.get("path") == "/etc/rancher/rancherd/config.yaml"]
         name = "COS_OEM: 90_custom.yaml rancherd config: %s" % (
             "role: cluster-init" if a.mode == "create" else
@@ -1096,6 +1189,76 @@ class Checker:
         token = rd.get("token")
         if isinstance(token, str) and token and token not in (v for _, v in self.secrets):
             self.secrets.append(("the rancherd token", token))
+
+    BOOTSTRAP_DIR = "/etc/rancher/rancherd/config.yaml.d/"
+    BOOTSTRAP_FILES = ("10-harvester.yaml", "11-monitoring-crd.yaml", "12-monitoring-dashboard.yaml",
+                       "13-monitoring.yaml", "14-logging-crd.yaml", "15-logging.yaml",
+                       "20-harvester-settings.yaml", "22-addons.yaml")
+
+    def check_bootstrap(self, files):
+        """The rancherd bootstrap resources of v1.1.2 (genBootstrapResources): all eight on a create
+        node, 0600 root, each a list of resources; the monitoring and logging charts with one version
+        each; 13's external URLs through 10's VIP. None on a join node."""
+        R = self.r
+        found = {f.get("path")[len(self.BOOTSTRAP_DIR):]: f for f in files
+                 if isinstance(f.get("path"), str) and f["path"].startswith(self.BOOTSTRAP_DIR)}
+        if self.a.mode != "create":
+            R.add(not found, "COS_OEM: 90_custom.yaml has no rancherd bootstrap files (join)",
+                  "it has %s" % ", ".join(sorted(found)))
+            return
+        name = "COS_OEM: 90_custom.yaml has the eight rancherd bootstrap files of v1.1.2, 0600 root"
+        problems = []
+        if sorted(found) != sorted(self.BOOTSTRAP_FILES):
+            problems.append("files: %s" % " ".join(sorted(found)))
+        docs = {}
+        for n, f in sorted(found.items()):
+            if yip_mode(f.get("permissions")) != 0o600 or str(f.get("owner")) != "0":
+                problems.append("%s: permissions %s owner %s" % (n, f.get("permissions"), f.get("owner")))
+            try:
+                d = parse_yaml(f.get("content") or "")
+            except YamlError as e:
+                problems.append("%s: not YAML (%s)" % (n, e))
+                continue
+            if not isinstance(d, dict) or not isinstance(d.get("resources"), list):
+                problems.append("%s: no resources list" % n)
+                continue
+            docs[n] = d["resources"]
+        R.add(not problems, name, "; ".join(problems))
+        if problems:
+            return
+
+        def chart(n, chart_name):
+            for res in docs.get(n, ()):
+                if isinstance(res, dict) and res.get("kind") == "ManagedChart" and \
+                        isinstance(res.get("spec"), dict) and res["spec"].get("chart") == chart_name:
+                    return res["spec"]
+            return None
+        versions, problems = {}, []
+        for n, c, key in (("11-monitoring-crd.yaml", "rancher-monitoring-crd", "monitoring"),
+                          ("13-monitoring.yaml", "rancher-monitoring", "monitoring"),
+                          ("14-logging-crd.yaml", "rancher-logging-crd", "logging"),
+                          ("15-logging.yaml", "rancher-logging", "logging")):
+            spec = chart(n, c)
+            v = spec.get("version") if spec else None
+            if not v:
+                problems.append("%s: no ManagedChart %s with a version" % (n, c))
+            versions.setdefault(key, set()).add(v)
+        for key, vs in versions.items():
+            if len(vs) != 1:
+                problems.append("%s chart versions differ: %s" % (key, sorted(map(str, vs))))
+        R.add(not problems, "COS_OEM: rancherd bootstrap: monitoring %s, logging %s (CRD and chart alike)" % (
+            "/".join(map(str, versions.get("monitoring", ()))), "/".join(map(str, versions.get("logging", ())))),
+            "; ".join(problems))
+
+        harvester = chart("10-harvester.yaml", "harvester") or {}
+        vip = (((harvester.get("values") or {}).get("service") or {}).get("vip") or {}).get("ip")
+        mon = chart("13-monitoring.yaml", "rancher-monitoring") or {}
+        values = mon.get("values") or {}
+        urls = [((values.get("alertmanager") or {}).get("alertmanagerSpec") or {}).get("externalUrl"),
+                ((values.get("prometheus") or {}).get("prometheusSpec") or {}).get("externalUrl")]
+        R.add(bool(vip) and all(isinstance(u, str) and u.startswith("https://%s/" % vip) for u in urls),
+              "COS_OEM: rancherd bootstrap: 13-monitoring.yaml's external URLs go through the VIP %s" % vip,
+              "externalUrl %s" % urls)
 
     # --- secrets everywhere ---------------------------------------------------------------------
 
@@ -1244,6 +1407,8 @@ def parse_args(argv):
     p.add_argument("--password-clear", help="os.password as given: its hash must match, the clear text be nowhere")
     p.add_argument("--persistent-size", type=parse_size,
                    help="install.persistent_partition_size when the install had one (bytes, or 150Gi)")
+    p.add_argument("--tty", default="ttyS0,115200n8",
+                   help="the console the install gave the system (active.img's bootargs.cfg); default the lab's ttyS0,115200n8")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
     a = p.parse_args(argv)
     if a.token is not None and a.token not in a.secret:

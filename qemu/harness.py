@@ -829,20 +829,24 @@ class VM:
         self.bootfile, self.tap, self.netns = bootfile, tap, netns
         self.disks = list(disks)
         self.pxe, self.net = pxe, net
+        # False: no bootindex at all (no fw_cfg boot order): OVMF then follows the BootOrder in
+        # its NVRAM (self.vars), as a server's firmware does (pxe-first).
+        self.bootindex = True
+        # A QEMU monitor socket, for kill() (power-loss); None: no monitor.
+        self.monitor = None
         self.vars = self.workdir / f"{name}-OVMF_VARS.fd"
         if not self.vars.exists():
             shutil.copyfile(tools.ovmf_vars, self.vars)
         self.serial_log = self.workdir / f"{name}-serial.log"
         self.qemu_log = self.workdir / f"{name}-qemu.log"
-        # QEMU's human monitor, for actions during a run (a key press, a power button).
-        self.monitor_path = self.workdir / f"{name}.monitor"
         self.console = Console()
 
     def hmp(self, command):
-        """Sends one command to the running VM's human monitor; returns what it answered."""
+        """Sends one command to the running VM's human monitor (self.monitor); returns what it
+        answered."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as so:
             so.settimeout(5)
-            so.connect(str(self.monitor_path))
+            so.connect(str(self.monitor))
             so.sendall(command.encode() + b"\n")
             out = b""
             with contextlib.suppress(socket.timeout, OSError):
@@ -867,7 +871,8 @@ class VM:
                "-drive", f"if=pflash,format=raw,file={self.vars}"]
         if no_reboot:
             cmd.append("-no-reboot")
-        cmd += ["-monitor", f"unix:{self.monitor_path},server=on,wait=off"]
+        if self.monitor:
+            cmd += ["-monitor", f"unix:{self.monitor},server=on,wait=off"]
         if self.net:
             if self.tap:
                 cmd += ["-netdev", f"tap,id=net0,ifname={self.tap},script=no,downscript=no"]
@@ -877,7 +882,7 @@ class VM:
                     user += f",bootfile={self.bootfile}"
                 cmd += ["-netdev", user]
             nic = f"{NIC_MODEL},netdev=net0,mac={self.mac},addr={NIC_PCI_SLOT:#x}"
-            nic += f",romfile={t.nic_rom},bootindex=1" if self.pxe else ",romfile="
+            nic += (f",romfile={t.nic_rom}" + (",bootindex=1" if self.bootindex else "")) if self.pxe else ",romfile="
             cmd += ["-device", nic]
         else:
             cmd += ["-net", "none"]
@@ -887,7 +892,7 @@ class VM:
                 dev = "sd" + "abcdef"[i]
                 cmd += ["-drive", f"if=none,id={dev},file={disk.path},format=qcow2,discard=unmap",
                         "-device", f"ide-hd,drive={dev},bus=ahci.{i},serial={disk_serial(self.name, i)}"
-                        + (f",bootindex={2 if self.pxe else 1}" if i == 0 else "")]
+                        + (f",bootindex={2 if self.pxe else 1}" if i == 0 and self.bootindex else "")]
         return cmd
 
     def boot_disk(self, accel, cpu, timeout, stop=(), grace=3.0, live=False, prefix=None,
@@ -900,15 +905,32 @@ class VM:
                         live=live, prefix=prefix, interactive=interactive,
                         console=self.disk_console, label="boot from the installed disk")
 
+    def kill(self):
+        """Power loss: the monitor's `quit` (QEMU ends at once; the guest gets no shutdown)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(str(self.monitor))
+            sock.sendall(b"quit\n")
+            try:
+                while sock.recv(4096):
+                    pass
+            except OSError:
+                pass
+
     def run(self, accel, cpu, timeout, stop=(), grace=3.0, live=False, interactive=False,
-            no_reboot=True, label=None, prefix=None, console=None, actions=()):
+            no_reboot=True, label=None, prefix=None, console=None, kill_on=None, actions=()):
         """Boots and reads the console until QEMU exits, a `stop` pattern matched (+ grace s),
         or the timeout. live: the raw console on stdout; prefix: cleaned lines on stdout, each
-        after prefix (several VMs at once); actions: [(pattern, fn)], fn(vm) called once, when
-        the first line matching pattern arrives. Returns (reason, seconds): reason is "exited",
-        "stopped" or "timeout"."""
+        after prefix (several VMs at once). kill_on: a pattern at whose first line the VM is
+        killed at once (kill(); needs self.monitor); actions: [(pattern, fn)], fn(vm) called
+        once, when the first line matching pattern arrives (fn may use hmp()). Returns
+        (reason, seconds): reason is "exited", "stopped", "killed" or "timeout"."""
         pending = [(re.compile(p), fn) for p, fn in actions]
+        if pending and not self.monitor:
+            self.monitor = self.workdir / f"{self.name}-monitor.sock"
         console = console if console is not None else self.console
+        kill_rx = re.compile(kill_on) if kill_on else None
+        killed = False
         cmd = self.command(accel, cpu, no_reboot)
         if self.netns:
             cmd = self.netns.prefix() + cmd
@@ -955,6 +977,9 @@ class VM:
                     for a in [a for a in pending if a[0].search(text)]:
                         pending.remove(a)
                         a[1](self)
+                    if kill_rx and not killed and kill_rx.search(text):
+                        self.kill()
+                        killed = True
                     if stop_at is None and not interactive and any(s.search(text) for s in stops):
                         stop_at = now + grace
         finally:
@@ -965,7 +990,7 @@ class VM:
                 subprocess.run(["stty", "sane"], stderr=subprocess.DEVNULL, check=False)
             log.close()
             err.close()
-        return reason, time.monotonic() - t0
+        return ("killed" if killed and reason == "exited" else reason), time.monotonic() - t0
 
 
 # --- A lab: one run of the served release with one or more VMs ------------------------------------

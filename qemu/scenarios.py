@@ -39,12 +39,15 @@ class Node:
     """One VM of a scenario."""
 
     def __init__(self, name, mode="create", mem="8G", mac=None, data_disk=None, stop=(),
-                 boot_disk=False, actions=()):
+                 boot_disk=False, flow=None, actions=()):
         self.name, self.mode, self.mem, self.mac = name, mode, mem, mac
         self.data_disk = data_disk
         self.stop = list(stop)
         self.actions = list(actions)  # [(console pattern, fn(vm))] during the PXE boot
         self.boot_disk = boot_disk  # after SUCCEEDED + reboot: boot the installed disk (issue 6)
+        # flow(ctx, node, vm, accel, cpu, timeout, grace, live): boots the VM its own way
+        # (pxe-first, power-loss) instead of "PXE install, then maybe boot the disk".
+        self.flow = flow
 
 
 class Scenario:
@@ -54,8 +57,9 @@ class Scenario:
 
     def __init__(self, name, title, nodes, checks, way="user", cmdline_extra="",
                  no_automatic=False, config_404=False, config_edit=None, timeout=600, grace=3.0,
-                 listener=False, no_rootfs_iso=False):
+                 listener=False, no_rootfs_iso=False, prepare=None):
         self.name, self.title, self.nodes, self.checks = name, title, nodes, checks
+        self.prepare = prepare  # prepare(ctx): after the VMs are made, before they boot
         self.way, self.cmdline_extra = way, cmdline_extra
         self.no_automatic, self.config_404, self.config_edit = no_automatic, config_404, config_edit
         self.timeout, self.grace = timeout, grace
@@ -425,6 +429,58 @@ def test_os(node, hostname, role, server=None):
     return fn
 
 
+# The rancherd bootstrap resources v1.1.2 writes on a create node (pkg/config/cos.go
+# genBootstrapResources); a join node gets none.
+BOOTSTRAP_FILES = ("10-harvester.yaml 11-monitoring-crd.yaml 12-monitoring-dashboard.yaml "
+                   "13-monitoring.yaml 14-logging-crd.yaml 15-logging.yaml "
+                   "20-harvester-settings.yaml 22-addons.yaml")
+
+
+def bootstrap_files(node, mode):
+    """The test OS of the installed disk lists the rancherd bootstrap files of 90_custom.yaml:
+    all eight for create, none for join."""
+    want = BOOTSTRAP_FILES if mode == "create" else "none"
+    @check(f"{node}: the installed node's rancherd bootstrap files are " +
+           ("all eight of v1.1.2" if mode == "create" else "none (join)"))
+    def fn(ctx):
+        if node not in ctx.disk_boot:
+            return False, "the installed disk was not booted (no SUCCEEDED + reboot)"
+        got = [m.group(1)[len("bootstrap="):] for _, m in ctx.vm[node].disk_console.all(h.RE_TEST_OS)
+               if m.group(1).startswith("bootstrap=")]
+        if len(got) != 1:
+            return False, f"{len(got)} '[test-os] bootstrap=' lines: {got}"
+        return got[0] == want, f"bootstrap={got[0]}"
+    return fn
+
+
+def preloaded(node):
+    """The image preload ran in the chroot as v1.1.2's does (the agent's log) and, as the installed
+    disk's test OS reads COS_PERSISTENT, the test release's three images are in (fake) containerd
+    and no tarball is left where rke2 imports from."""
+    @check(f"{node}: the ISO's images were imported into containerd at install time, no tarball kept")
+    def fn(ctx):
+        con = ctx.console(node)
+        problems = []
+        for rx, what in ((r"Image preload: chroot \S+ wharfie --images-dir /var/lib/rancher/agent/images/ "
+                          r"docker\.io/rancher/system-agent-installer-rke2:v1\.24\.11-rke2r1 /usr/local/preload\.",
+                          "wharfie"),
+                         (r"Image preload: chroot \S+ /usr/local/preload\.\S+/rke2/bin/rke2 server", "rke2 server"),
+                         (r"Image preload: every image of 2 lists is in containerd", "both lists checked"),
+                         (r"Imported the ISO's Harvester images into containerd .*\(no tarball kept\)", "done")):
+            if not con.find(rx):
+                problems.append(f"no '{what}' line")
+        if node not in ctx.disk_boot:
+            problems.append("the installed disk was not booted")
+        else:
+            got = [m.group(1) for _, m in ctx.vm[node].disk_console.all(h.RE_TEST_OS)
+                   if m.group(1).startswith("preload=")]
+            want = "preload=3 images imported, 0 files in rke2/agent/images"
+            if got != [want]:
+                problems.append(f"the test OS says {got}, not [{want!r}]")
+        return not problems, "; ".join(problems)
+    return fn
+
+
 def check_disk(node, mode, hostname, server_url=None, data_disk=False, secrets=(TOKEN,),
                password=PASSWORD, device="/dev/sda"):
     """qemu/check-disk on the VM's disk images (after the VM stopped)."""
@@ -450,6 +506,28 @@ def check_disk(node, mode, hostname, server_url=None, data_disk=False, secrets=(
         if p.returncode == 0:
             return True, f"{len(ok_lines)} checks ok"
         return False, f"exit {p.returncode}: " + " | ".join(bad[-15:])
+    return fn
+
+
+def image_boot(node, console="console=ttyS0,115200n8 console=tty1"):
+    """issue 9: the installed disk booted through the image's own GRUB files: the kernel line is
+    bootargs.cfg's (the test release ends it with harvester.test.bootargs=image) with the console
+    the install set in active.img; the agent made the UEFI boot entry, first in BootOrder."""
+    @check(f"{node}: the disk booted through the image's grub.cfg and active.img's bootargs.cfg "
+           f"({console}); boot entry elemental-shim first in BootOrder")
+    def fn(ctx):
+        con = ctx.vm[node].disk_console if node in ctx.disk_boot else None
+        cmdline = [m.group(1) for _, m in con.all(h.RE_TEST_OS) if m.group(1).startswith("cmdline=")] if con else []
+        problems = []
+        want = (f"{console} root=LABEL=COS_ACTIVE cos-img/filename=/cOS/active.img panic=0 net.ifnames=1 "
+                "rd.cos.oemtimeout=120 rd.cos.oemlabel=COS_OEM audit=1 audit_backlog_limit=8192 "
+                "intel_iommu=on amd_iommu=on iommu=pt harvester.test.bootargs=image")
+        if not cmdline or want not in cmdline[-1]:
+            problems.append(f"test OS {cmdline[-1] if cmdline else 'printed no cmdline'} (want {want!r})")
+        if not ctx.console(node).find(r'UEFI boot entry Boot[0-9A-F]{4} "elemental-shim" -> \\EFI\\elemental\\shim\.efi'
+                                      r'.*first in BootOrder'):
+            problems.append("no 'UEFI boot entry ... elemental-shim ... first in BootOrder' line from the agent")
+        return not problems, "; ".join(problems)
     return fn
 
 
@@ -535,7 +613,8 @@ scenario(Scenario(
              "the kernel line's harvester.os.hostname=pxe-lab-node1 is in the plan (merged)"),
         line("node1", h.MARK + r" STAGE memory", "STAGE memory"),
         line("node1", RE_PAST_MEMORY, "the memory check passed: a later STAGE began"),
-    ] + installed("node1", "create", "pxe-lab-node1", "cluster-init", hooks=True)))
+    ] + installed("node1", "create", "pxe-lab-node1", "cluster-init", hooks=True)
+    + [bootstrap_files("node1", "create"), preloaded("node1"), image_boot("node1")]))
 
 scenario(Scenario(
     "dhcpd-create-join",
@@ -591,7 +670,7 @@ scenario(Scenario(
     checks=pxe_chain("node1", "create") + agent_started("node1") + [
         served("node1", "config-create.yaml", 404),
         failed_in("node1", "configuration",
-                  r"config_url: cannot fetch http://\S+/config-create\.yaml: HTTP 404\b",
+                  r"config_url: http://\S+/config-create\.yaml answered HTTP 404\b",
                   "config_url's fetch naming the URL and HTTP 404"),
         not_requested("node1", "harvester-<version>-amd64.iso"),
         stopped_before("node1", RE_PAST_CONFIG, "no stage after configuration began"),
@@ -697,7 +776,8 @@ scenario(Scenario(
     [Node("node2", "join", "8G", boot_disk=True)],
     config_edit=with_token(), timeout=1500,
     checks=[served("node2", "config-join.yaml")]
-    + installed("node2", "join", "node2", "agent", SERVER_URL)))
+    + installed("node2", "join", "node2", "agent", SERVER_URL)
+    + [bootstrap_files("node2", "join"), image_boot("node2")]))
 
 scenario(Scenario(
     "join-cmdline",
@@ -755,6 +835,77 @@ scenario(Scenario(
     ] + failure("node1", "disk-check", r'install\.device "/dev/sdz" does not exist',
                 "a message naming install.device /dev/sdz as missing")))
 
+def failed_configuration(node, text, what):
+    """The agent's own FAILED line, anchored at its start: the configuration stage, with text."""
+    return line(node, r"^" + h.MARK + r" FAILED: configuration: .*" + text, what)
+
+
+def mac_only(mac):
+    """config_edit: the management interface given only as hwAddr (the README's form)."""
+    def edit(mode, text):
+        text, n = re.subn(rf"^(\s*)- name: {h.GUEST_IFACE}$", rf'\1- hwAddr: "{mac}"', text, flags=re.M)
+        if n != 1:
+            raise h.LabError(f"config-{mode}.yaml: no '- name: {h.GUEST_IFACE}' line to replace")
+        return text
+    return edit
+
+
+NO_SUCH_MAC = "52:54:00:00:00:99"
+
+scenario(Scenario(
+    "mac-only-interface",
+    "install.management_interface.interfaces given only as hwAddr: node1 (create, its NIC's MAC, "
+    "upper case) resolves it to enp0s3 in the configuration stage and installs; node2 (join, a MAC "
+    "no NIC has) fails in the configuration stage naming the MAC and the NICs present, its disk "
+    "byte-for-byte unchanged",
+    [Node("node1", "create", "8G"), Node("node2", "join", "8G")],
+    config_edit=with_token(lambda mode, text: mac_only(
+        h.CREATE_MAC.upper() if mode == "create" else NO_SUCH_MAC)(mode, text)),
+    timeout=1500,
+    # The agent names the MAC as it normalised it (lower case).
+    checks=[line("node1", r"^harvester-install: install\.management_interface\.interfaces\[0\]: MAC "
+                 + re.escape(h.CREATE_MAC) + r" is " + h.GUEST_IFACE + r"\.$",
+                 f"the MAC-only interface was resolved to {h.GUEST_IFACE}")]
+    + installed("node1", "create", "node1", "cluster-init", boot=False)
+    + pxe_chain("node2", "join") + agent_started("node2") + [
+        served("node2", "config-join.yaml"),
+        failed_configuration("node2", re.escape(
+            f"install.management_interface.interfaces[0]: no network interface has the MAC address "
+            f"{NO_SUCH_MAC}; this machine has {h.GUEST_IFACE} ({h.JOIN_MAC})"),
+            "FAILED: configuration: names the MAC and the NIC present with its MAC"),
+        stopped_before("node2", RE_PAST_CONFIG, "no stage after configuration began"),
+        no_line("node2", h.RE_SUCCEEDED.pattern, "no SUCCEEDED"),
+        disks_unchanged("node2"),
+    ]))
+
+
+def kernel_args(value):
+    """config_edit: os.additional_kernel_arguments set (after the os: password line)."""
+    def edit(mode, text):
+        text, n = re.subn(r"^(  password: .*)$", lambda m: m.group(1) + "\n  additional_kernel_arguments: " + value,
+                          text, count=1, flags=re.M)
+        if n != 1:
+            raise h.LabError(f"config-{mode}.yaml: no '  password:' line under os:")
+        return text
+    return edit
+
+
+scenario(Scenario(
+    "bad-kernel-args",
+    "os.additional_kernel_arguments with an unbalanced double quote (GRUB could not parse the "
+    "boot menu): FAILED in the configuration stage naming the key, disks byte-for-byte unchanged",
+    [Node("node1", "create", "8G")],
+    config_edit=with_token(kernel_args("'nomodeset rd.break=\"pre-mount'")),
+    checks=pxe_chain("node1", "create") + agent_started("node1") + [
+        served("node1", "config-create.yaml"),
+        failed_configuration("node1", re.escape('os.additional_kernel_arguments: "nomodeset rd.break=\"pre-mount" '
+                                                "has an unbalanced double quote"),
+                             "FAILED: configuration: names os.additional_kernel_arguments and the unbalanced quote"),
+        stopped_before("node1", RE_PAST_CONFIG, "no stage after configuration began"),
+        no_line("node1", h.RE_SUCCEEDED.pattern, "no SUCCEEDED"),
+        disks_unchanged("node1"),
+    ]))
+
 scenario(Scenario(
     "three-nodes",
     "three nodes at once from one nginx: node1 creates, node2 and node3 join; each installs, "
@@ -768,6 +919,256 @@ scenario(Scenario(
     + installed("node3", "join", "node2", "agent", SERVER_URL)))
 
 
+# --- pxe-first and power-loss (issue 9 item 3, issue 14 item 4) -----------------------------------
+
+RE_PXE_TRY = r"Start PXE over IPv4|>>Start PXE|iPXE initialising|iPXE \d"
+RE_DISK_GAVE_UP = r"BdsDxe: failed to load Boot[0-9A-F]{4} \"UEFI QEMU HARDDISK"
+
+
+def pxe_first_flow(ctx, node, vm, accel, cpu, timeout, grace, live):
+    """PXE install (QEMU's boot order: network first, written into the VM's own NVRAM by OVMF),
+    then power on again with the network and the PXE server still there but no fw_cfg boot
+    order: the firmware follows its NVRAM's BootOrder, which the install must have changed."""
+    out = vm.run(accel, cpu, timeout, stop=STOP_ALWAYS, grace=grace, live=live)
+    ctx.outcome[node] = out
+    if not (ctx.console(node).find(h.RE_SUCCEEDED) and out[0] == "exited"):
+        return
+    ctx.requests_at_reboot = len(ctx.requests(node))
+    vm.bootindex = False
+    vm.disk_console = h.Console()
+    ctx.disk_boot[node] = vm.run(
+        accel, cpu, min(timeout, 600), stop=[r"\[test-os\] done", RE_PXE_TRY, h.MARK + r" STAGE"],
+        grace=grace, live=live, console=vm.disk_console,
+        label="power on again: PXE server and network still there, no fw_cfg boot order")
+
+
+def boots_own_disk_first(node):
+    @check(f"{node}: the next power-on boots Boot#### \"elemental-shim\" (the install's entry, before the "
+           "network that BootOrder listed first), not PXE: the install does not run twice")
+    def fn(ctx):
+        if node not in ctx.disk_boot:
+            return False, "no second power-on (no SUCCEEDED + reboot)"
+        con = ctx.vm[node].disk_console
+        problems = []
+        before = ctx.console(node).find(r"BootOrder before: (Boot[0-9A-F]{4} \"[^\"]*\")")
+        if not before or "PXE" not in before[1].group(1):
+            problems.append("the agent's 'BootOrder before:' does not list the network first: "
+                            + (before[1].group(1) if before else "no such line"))
+        if not con.find(r'BdsDxe: (loading|starting) Boot[0-9A-F]{4} "elemental-shim"'):
+            problems.append("the firmware did not start \"elemental-shim\"")
+        hit = con.find(RE_PXE_TRY) or con.find(h.MARK)
+        if hit:
+            problems.append(f"it booted the network / the installer again: {hit[1].string.strip()[:120]}")
+        more = ctx.requests(node)[getattr(ctx, "requests_at_reboot", 0):]
+        if more:
+            problems.append(f"nginx served {[p for _, p, _ in more]} after the reboot")
+        return not problems, "; ".join(problems)
+    return fn
+
+
+scenario(Scenario(
+    "pxe-first",
+    "the VM keeps its UEFI variables and its BootOrder lists the network first; the PXE server "
+    "keeps serving the automatic install: after the install the next power-on boots the disk "
+    "through the new elemental-shim entry, and the install does not run twice",
+    [Node("node1", "create", "8G", boot_disk=True, flow=pxe_first_flow)],
+    config_edit=with_token(), timeout=1500,
+    checks=installed("node1", "create", "node1", "cluster-init") + [image_boot("node1"),
+                                                                      boots_own_disk_first("node1")]))
+
+
+# Where power-loss kills the VM (QEMU monitor `quit`): the first line matching each pattern.
+POWER_LOSS_KILLS = [
+    ("after disk-write (STAGE install: table and empty file systems)", h.MARK + r" STAGE install"),
+    ("in the middle of the image copy (mke2fs -d writing active.img)", r"Making active\.img"),
+    ("after COS_OEM is complete and synced, before the loader (the last moment before the commit)",
+     r"COS_OEM are complete and synced"),
+]
+
+
+def power_loss_flow(ctx, node, vm, accel, cpu, timeout, grace, live):
+    """For each kill point: PXE install, killed there; then the disk alone (no network) must
+    not boot; finally a PXE install to the end, and the disk boots."""
+    vm.monitor = vm.workdir / f"{node}-monitor.sock"
+    ctx.kills = []
+    for what, pattern in POWER_LOSS_KILLS:
+        con = h.Console()
+        vm.pxe = vm.net = True
+        out = vm.run(accel, cpu, timeout, stop=STOP_ALWAYS, grace=grace, live=live, console=con,
+                     kill_on=pattern, label=f"PXE install, killed {what}")
+        killed_at = con.find(pattern)
+        vm.pxe = vm.net = False
+        disk = h.Console()
+        boot = vm.run(accel, cpu, 240, stop=[r"\[test-os\] done", r"Shell> ", RE_DISK_GAVE_UP], grace=5.0,
+                      live=live, console=disk, label=f"boot the disk alone after the kill {what}")
+        ctx.kills.append({"what": what, "outcome": out, "killed_at": killed_at, "install": con,
+                          "disk_boot": boot, "disk": disk})
+    vm.pxe = vm.net = True
+    ctx.outcome[node] = vm.run(accel, cpu, timeout, stop=STOP_ALWAYS, grace=grace, live=live,
+                               label="PXE install to the end")
+    if ctx.console(node).find(h.RE_SUCCEEDED) and ctx.outcome[node][0] == "exited":
+        ctx.disk_boot[node] = vm.boot_disk(accel, cpu, timeout, live=live)
+
+
+def kills_left_no_bootable_disk(node):
+    @check(f"{node}: each kill ({len(POWER_LOSS_KILLS)} points) left a disk the firmware does not boot "
+           "(no test OS, no GRUB; it falls through)")
+    def fn(ctx):
+        kills = getattr(ctx, "kills", [])
+        if len(kills) != len(POWER_LOSS_KILLS):
+            return False, f"{len(kills)} kill points ran"
+        problems, seen = [], []
+        for k in kills:
+            if k["outcome"][0] != "killed" or not k["killed_at"]:
+                problems.append(f"{k['what']}: not killed there ({k['outcome'][0]})")
+                continue
+            d = k["disk"]
+            booted = d.find(r"\[test-os\]") or d.find(r"GNU GRUB|grub>|Linux version \d")
+            gave_up = d.find(RE_DISK_GAVE_UP)
+            if booted:
+                problems.append(f"{k['what']}: the disk booted: {booted[1].string.strip()[:100]}")
+            elif not gave_up:
+                problems.append(f"{k['what']}: the firmware did not report giving up on the disk "
+                                f"({k['disk_boot'][0]})")
+            seen.append(f"{k['what']}: killed at {k['killed_at'][0]:.0f} s, disk boot: "
+                        + (gave_up[1].string.strip()[:80] if gave_up else "?"))
+        return not problems, "; ".join(problems) or " | ".join(seen)
+    return fn
+
+
+scenario(Scenario(
+    "power-loss",
+    "the VM killed (QEMU monitor quit, no shutdown) after STAGE install, in the middle of the "
+    "image copy and just before the loader is written; after each kill the disk alone does not "
+    "boot (the firmware falls through), and the next PXE boot installs over it; the last install "
+    "succeeds and the disk boots",
+    [Node("node1", "create", "8G", boot_disk=True, flow=power_loss_flow)],
+    config_edit=with_token(), timeout=1500,
+    checks=[kills_left_no_bootable_disk("node1")]
+    + installed("node1", "create", "node1", "cluster-init") + [image_boot("node1")]))
+
+
+# An old Harvester data disk left in the server: a small ext4 labelled HARV_LH_DEFAULT with a file,
+# made on the host (mkfs.ext4 -d, 4 KiB blocks, one block group: one superblock at 1024).
+STRAY_FILE = "old-node-data.txt"
+STRAY_TEXT = "volumes of an old Harvester node: keep me\n"
+STRAY_SB_LABEL = (1024 + 120, 1024 + 136)     # s_volume_name
+STRAY_SB_CHECKSUM = (1024 + 1020, 1024 + 1024)  # s_checksum (metadata_csum)
+# what any write of the superblock updates: s_wtime, s_kbytes_written, s_wtime_hi
+STRAY_SB_STAMPS = ((1024 + 48, 1024 + 52), (1024 + 376, 1024 + 384), (1024 + 628, 1024 + 629))
+
+
+def stray_serial(node, i):
+    """Disk i's serial (the kernel names three AHCI disks in probe order, so the disks are named by
+    /dev/disk/by-id, as the disk engineer's harness does for every VM)."""
+    return f"{node}-sd{'abc'[i]}"
+
+
+def stray_by_id(node, i):
+    return f"/dev/disk/by-id/ata-QEMU_HARDDISK_{stray_serial(node, i)}"
+
+
+def add_stray_disk(node):
+    """prepare: node's third disk is the old data disk; a raw copy of it is kept. Every disk gets
+    a serial (unless the harness gave it one)."""
+    def prepare(ctx):
+        vm = ctx.vm[node]
+        command = vm.command
+
+        def with_serials(*args, **kw):
+            cmd = command(*args, **kw)
+            for i, a in enumerate(cmd):
+                m = re.fullmatch(r"ide-hd,drive=sd([a-f]),bus=ahci\.(\d+)(.*)", a)
+                if m and ",serial=" not in a:
+                    cmd[i] = a + f",serial={stray_serial(node, int(m.group(2)))}"
+            return cmd
+        vm.command = with_serials
+        work = vm.workdir
+        src = work / f"{node}-stray-src"
+        src.mkdir(exist_ok=True)
+        (src / STRAY_FILE).write_text(STRAY_TEXT)
+        raw = work / f"{node}-sdc.before.raw"
+        with open(raw, "wb") as f:
+            f.truncate(64 << 20)
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-b", "4096", "-L", "HARV_LH_DEFAULT", "-d", str(src), str(raw)],
+                       check=True)
+        disk = h.Disk(vm.tools, work / f"{node}-sdc.qcow2", "64M", pattern=False)
+        subprocess.run([vm.tools.qemu_img, "convert", "-f", "raw", "-O", "qcow2", str(raw), str(disk.path)],
+                       check=True)
+        vm.disks.append(disk)
+    return prepare
+
+
+def stray_label_logged(node):
+    """One 'Clearing the label' line, naming neither the install nor the data disk of the plan."""
+    @check(f"{node}: the agent logged clearing one HARV_LH_DEFAULT label, on neither the install nor the data disk")
+    def fn(ctx):
+        con = ctx.console(node)
+        inst = con.find(r"^Install disk: (/dev/sd[a-z]) \(install\.device")
+        data = con.find(r"^Data disk: (/dev/sd[a-z]) \(install\.data_disk")
+        cleared = [m.group(1) for _, m in con.all(
+            r"Clearing the label HARV_LH_DEFAULT of the ext4 file system on (/dev/sd[a-z])\b")]
+        if not inst or not data:
+            return False, "the plan's Install disk / Data disk lines are missing"
+        ok = len(cleared) == 1 and cleared[0] not in (inst[1].group(1), data[1].group(1))
+        return ok, f"cleared {cleared}; install {inst[1].group(1)}, data {data[1].group(1)}"
+    return fn
+
+
+def stray_disk_relabelled(node):
+    """From the host, after the VM ended: sdc has no label any more, its file reads back, and every
+    byte other than the superblock's label, checksum and write stamps is what it was."""
+    @check(f"{node}: sdc (an old HARV_LH_DEFAULT) lost its label and nothing else")
+    def fn(ctx):
+        vm = ctx.vm[node]
+        before = vm.workdir / f"{node}-sdc.before.raw"
+        after = vm.workdir / f"{node}-sdc.after.raw"
+        if len(vm.disks) < 3:
+            return False, "the VM had no third disk"
+        subprocess.run([vm.tools.qemu_img, "convert", "-f", "qcow2", "-O", "raw", str(vm.disks[2].path), str(after)],
+                       check=True)
+        problems = []
+        label = subprocess.run(["blkid", "-p", "-o", "value", "-s", "LABEL", str(after)],
+                               stdout=subprocess.PIPE, text=True).stdout.strip()
+        if label:
+            problems.append(f"its label is {label!r}")
+        cat = subprocess.run(["debugfs", "-R", f"cat /{STRAY_FILE}", str(after)],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
+        if cat != STRAY_TEXT:
+            problems.append(f"/{STRAY_FILE} reads {cat[:80]!r}")
+        a, b = before.read_bytes(), after.read_bytes()
+        if len(a) != len(b):
+            problems.append(f"size {len(b)}, was {len(a)}")
+        else:
+            changed = [i for blk in range(0, len(a), 4096) if a[blk:blk + 4096] != b[blk:blk + 4096]
+                       for i in range(blk, min(blk + 4096, len(a))) if a[i] != b[i]]
+            allowed = (STRAY_SB_LABEL, STRAY_SB_CHECKSUM) + STRAY_SB_STAMPS
+            outside = [i for i in changed if not any(lo <= i < hi for lo, hi in allowed)]
+            if outside:
+                problems.append(f"{len(outside)} bytes changed outside the label, first at {outside[0]}")
+            if not changed:
+                problems.append("not a byte changed")
+        return not problems, "; ".join(problems) or "label cleared, the file and every other byte unchanged"
+    return fn
+
+
+scenario(Scenario(
+    "stray-label",
+    "create with an install disk, a data disk and a third disk left from an old node (an ext4 "
+    "labelled HARV_LH_DEFAULT holding a file), all named by /dev/disk/by-id: the agent clears the "
+    "third disk's label (logged) and nothing else, as v1.1.2's clear_disk_label; the data disk "
+    "becomes the new HARV_LH_DEFAULT; checked from the host",
+    [Node("node1", "create", "8G", data_disk="300G")],
+    config_edit=with_token(lambda mode, text: set_key("data_disk", stray_by_id("node1", 1))(
+        mode, set_key("device", stray_by_id("node1", 0))(mode, text))),
+    prepare=add_stray_disk("node1"),
+    timeout=1500,
+    checks=[stray_label_logged("node1")]
+    + installed("node1", "create", "node1", "cluster-init", boot=False, data_disk=True,
+                device=stray_by_id("node1", 0))
+    + [stray_disk_relabelled("node1")]))
+
+
 # --- Running one ----------------------------------------------------------------------------------
 
 def run_nodes(lab, ctx, nodes, accel, cpu, timeout, grace, live):
@@ -777,6 +1178,9 @@ def run_nodes(lab, ctx, nodes, accel, cpu, timeout, grace, live):
     def boot(node):
         vm = ctx.vm[node.name]
         try:
+            if node.flow:
+                node.flow(ctx, node.name, vm, accel, cpu, timeout, grace, live and len(nodes) == 1)
+                return
             ctx.outcome[node.name] = vm.run(
                 accel, cpu, timeout, stop=STOP_ALWAYS + node.stop, grace=grace, actions=node.actions,
                 live=live and len(nodes) == 1, prefix=(f"{node.name}| " if live and len(nodes) > 1 else None))
@@ -825,6 +1229,8 @@ def run_scenario(name, build_dir=None, verbose=False):
         for node in s.nodes:
             ctx.vm[node.name] = lab.new_vm(node.name, node.mode, node.mac, node.mem,
                                            data_disk=node.data_disk)
+        if s.prepare:
+            s.prepare(ctx)
         print(f"  kernel line: {lab.served.kernel_line(f'ipxe-{s.nodes[0].mode}-efi')}")
         with h.vm_slots(len(s.nodes)):
             t_vm = time.monotonic()

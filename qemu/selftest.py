@@ -92,14 +92,16 @@ VERDICTS = {
          f"{M} FAILED: iso: Not enough memory: 7 GiB installed, at least 8 GiB needed" + TAIL,
          f"{M} FAILED: memory: cannot read /sys/devices/system/memory" + TAIL]),
     "config-404": (
-        f"{M} FAILED: configuration: config_url: cannot fetch {URL}/config-create.yaml: HTTP 404 Not Found. "
-        "Check install.config_url on the kernel command line and that the server serves the file." + TAIL,
+        f"{M} FAILED: configuration: config_url: {URL}/config-create.yaml answered HTTP 404 Not Found: the "
+        "file is not there. Check the URL (host, path and file name) against what the server serves." + TAIL,
         [f"harvester-install: Fetching the configuration from {URL}/config-create.yaml (giving up after 60 s).",
-         f"{M} FAILED: configuration: config_url: cannot fetch {URL}/config-create.yaml: HTTP 500" + TAIL,
-         f"{M} FAILED: iso: ISO: cannot fetch {URL}/config-create.yaml: HTTP 404 Not Found." + TAIL]),
+         f"{M} FAILED: configuration: config_url: {URL}/config-create.yaml answered HTTP 500" + TAIL,
+         f"{M} FAILED: configuration: config_url: cannot fetch {URL}/config-create.yaml: Failed to connect to "
+         "10.0.2.2 port 40404" + TAIL,
+         f"{M} FAILED: iso: ISO: {URL}/config-create.yaml answered HTTP 404 Not Found." + TAIL]),
     "config-invalid": (
-        f"{M} FAILED: configuration: The configuration is invalid: server_url (kernel command line): "
-        "required when install.mode is join." + TAIL,
+        f"{M} FAILED: configuration: The configuration is invalid: server_url: required for mode join: the "
+        "cluster to join, https://<vip>:443 (not set)" + TAIL,
         ["harvester-install: warning: harvester.install.server_url is an unknown key: ignored",
          f"{M} FAILED: disk-check: server_url is wrong" + TAIL]),
     "iso-checksum-mismatch": (

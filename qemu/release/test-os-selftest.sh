@@ -61,6 +61,15 @@ stages:
         role: agent
         server: https://10.0.2.100:443
         token: not-a-real-token
+    - path: /etc/rancher/rancherd/config.yaml.d/10-harvester.yaml
+      permissions: 384
+      content: |
+        resources:
+        - path: /etc/rancher/rancherd/config.yaml.d/not-a-file-entry.yaml
+    - path: /etc/rancher/rancherd/config.yaml.d/13-monitoring.yaml
+      permissions: 384
+      content: |
+        resources: []
 EOF
 
 # COS_STATE: cOS/active.img (ext2, COS_ACTIVE, the OS tree) and grub2/grub.cfg.
@@ -122,6 +131,7 @@ want=(
     "[test-os] hostname=selftest-node"
     "[test-os] role=agent"
     "[test-os] server=https://10.0.2.100:443"
+    "[test-os] bootstrap=10-harvester.yaml 13-monitoring.yaml"
     "[test-os] labels=COS_GRUB COS_OEM COS_RECOVERY COS_STATE COS_PERSISTENT HARV_LH_DEFAULT"
     "[test-os] done"
 )

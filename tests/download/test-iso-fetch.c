@@ -168,7 +168,7 @@ static void test_iso_fetch_failures(void **state) {
         assert_int_equal(iso_fetch(&c, &img), -ENOENT);
         assert_false(is_tmpfs(iso_dir));
         _cleanup_free_ char *log = log_text();
-        assert_non_null(strstr(log, "lacks files the install needs: boot/kernel, boot/initrd, EFI/BOOT/BOOTX64.EFI"));
+        assert_non_null(strstr(log, "lacks files the install needs: boot/kernel, boot/initrd."));
 
         _cleanup_free_ char *nf = test_server_url(&srv, "/404/harvester.iso");
         c.install.iso_url = nf;

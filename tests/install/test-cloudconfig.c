@@ -113,6 +113,83 @@ static void check_rke2_kubelet_labels(const char *content, const char *want_labe
         ydoc_free(d);
 }
 
+static const char *const bootstrap_names[] = {
+        "10-harvester.yaml",  "11-monitoring-crd.yaml",     "12-monitoring-dashboard.yaml", "13-monitoring.yaml",
+        "14-logging-crd.yaml", "15-logging.yaml", "20-harvester-settings.yaml",  "22-addons.yaml",
+};
+
+/* The eight rancherd bootstrap resources of a create node: each 0600, each a "resources" list, the
+ * chart versions where v1.1.2's templates put them, the VIP in 13's external URLs. */
+static void check_bootstrap_files(struct ydoc *d, const char *monitoring, const char *logging, const char *vip) {
+        size_t n = 0;
+        for (size_t i = 0; i < ELEMENTSOF(bootstrap_names); i++) {
+                _cleanup_free_ char *path = strdup_printf("/etc/rancher/rancherd/config.yaml.d/%s", bootstrap_names[i]);
+                const char *content = file_content(d, path);
+                assert_non_null(content);
+                assert_int_equal(file_perm(d, path), 0600);
+                struct ydoc *b = ydoc_parse(content);
+                assert_non_null(yget(b, NULL, "resources"));
+                ydoc_free(b);
+                n++;
+        }
+        assert_int_equal(n, 8);
+
+        struct {
+                const char *file, *chart, *version;
+        } charts[] = {
+                { "11-monitoring-crd.yaml", "rancher-monitoring-crd", monitoring },
+                { "13-monitoring.yaml", "rancher-monitoring", monitoring },
+                { "14-logging-crd.yaml", "rancher-logging-crd", logging },
+                { "15-logging.yaml", "rancher-logging", logging },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(charts); i++) {
+                _cleanup_free_ char *path = strdup_printf("/etc/rancher/rancherd/config.yaml.d/%s", charts[i].file);
+                struct ydoc *b = ydoc_parse(file_content(d, path));
+                yaml_node_t *mc = yfind(b, yget(b, NULL, "resources"), "metadata.name", charts[i].chart);
+                assert_non_null(mc);
+                assert_string_equal(ystr(b, mc, "kind"), "ManagedChart");
+                assert_string_equal(ystr(b, mc, "metadata.namespace"), "fleet-local");
+                assert_string_equal(ystr(b, mc, "spec.chart"), charts[i].chart);
+                assert_string_equal(ystr(b, mc, "spec.version"), charts[i].version);
+                assert_string_equal(ystr(b, mc, "spec.repoName"), "harvester-charts");
+                ydoc_free(b);
+        }
+
+        struct ydoc *b = ydoc_parse(file_content(d, "/etc/rancher/rancherd/config.yaml.d/13-monitoring.yaml"));
+        yaml_node_t *mc = yfind(b, yget(b, NULL, "resources"), "metadata.name", "rancher-monitoring");
+        char want[512];
+        snprintf(want, sizeof want,
+                 "https://%s/api/v1/namespaces/cattle-monitoring-system/services/http:rancher-monitoring-alertmanager:9093/proxy/", vip);
+        assert_string_equal(ystr(b, mc, "spec.values.alertmanager.alertmanagerSpec.externalUrl"), want);
+        snprintf(want, sizeof want,
+                 "https://%s/api/v1/namespaces/cattle-monitoring-system/services/http:rancher-monitoring-prometheus:9090/proxy/", vip);
+        assert_string_equal(ystr(b, mc, "spec.values.prometheus.prometheusSpec.externalUrl"), want);
+        assert_string_equal(ystr(b, mc, "spec.diff.comparePatches.0.operations.0.op"), "remove");
+        ydoc_free(b);
+
+        /* 12: the namespace and the two Grafana dashboards, their "{{name}}" legends kept as they are */
+        b = ydoc_parse(file_content(d, "/etc/rancher/rancherd/config.yaml.d/12-monitoring-dashboard.yaml"));
+        assert_int_equal(ylen(b, NULL, "resources"), 3);
+        yaml_node_t *cm = yfind(b, yget(b, NULL, "resources"), "metadata.name", "harvester-vm-dashboard");
+        assert_non_null(cm);
+        assert_string_equal(ystr(b, cm, "metadata.labels.grafana_dashboard"), "1");
+        yaml_node_t *json = ykey(b, yget(b, cm, "data"), "harvester_vm_dashboard.json");
+        assert_non_null(json);
+        assert_int_equal(json->type, YAML_SCALAR_NODE);
+        assert_non_null(strstr((const char *)json->data.scalar.value, "\"legendFormat\": \"{{name}}\""));
+        ydoc_free(b);
+
+        /* 15: the EventTailer; 22: both Addons disabled */
+        b = ydoc_parse(file_content(d, "/etc/rancher/rancherd/config.yaml.d/15-logging.yaml"));
+        assert_non_null(yfind(b, yget(b, NULL, "resources"), "kind", "EventTailer"));
+        ydoc_free(b);
+        b = ydoc_parse(file_content(d, "/etc/rancher/rancherd/config.yaml.d/22-addons.yaml"));
+        yaml_node_t *addons = yget(b, NULL, "resources");
+        assert_string_equal(ystr(b, yfind(b, addons, "metadata.name", "vm-import-controller"), "spec.enabled"), "false");
+        assert_string_equal(ystr(b, yfind(b, addons, "metadata.name", "pcidevices-controller"), "spec.enabled"), "false");
+        ydoc_free(b);
+}
+
 static void test_create_static(void **state) {
         struct config *c = config_create_static();
         char *custom = NULL, *hc = NULL;
@@ -211,6 +288,7 @@ static void test_create_static(void **state) {
 
         /* rke2 */
         const char *labels = "topology.kubernetes.io/zone=zone1,rack=r12,node-role.harvesterhci.io/management=true";
+        check_bootstrap_files(d, "100.1.0+up19.0.3", "100.1.3+up3.17.7", "10.0.2.100");
         const char *server = file_content(d, "/etc/rancher/rke2/config.yaml.d/90-harvester-server.yaml");
         struct ydoc *sv = ydoc_parse(server);
         assert_string_equal(ystr(sv, NULL, "cni"), "multus,canal");
@@ -369,6 +447,11 @@ static void test_join_dhcp(void **state) {
         /* join writes no server drop-in and no bootstrap manifests */
         assert_null(file_entry(d, "/etc/rancher/rke2/config.yaml.d/90-harvester-server.yaml"));
         assert_null(file_entry(d, "/etc/rancher/rancherd/config.yaml.d/10-harvester.yaml"));
+        for (size_t i = 0; i < ELEMENTSOF(bootstrap_names); i++) {
+                _cleanup_free_ char *path = strdup_printf("/etc/rancher/rancherd/config.yaml.d/%s", bootstrap_names[i]);
+                assert_null(file_entry(d, path));
+        }
+        assert_null(strstr(custom, "rancherd/config.yaml.d/"));
         assert_null(yfind(d, yget(d, init, "directories"), "path", "/etc/rancher/rancherd/config.yaml.d"));
         check_rke2_kubelet_labels(file_content(d, "/etc/rancher/rke2/config.yaml.d/90-harvester-agent.yaml"),
                                   "node-role.harvesterhci.io/worker=true");
@@ -496,7 +579,8 @@ static void test_release_versions(void **state) {
         assert_int_equal(mkdir(path, 0755), 0);
         snprintf(path, sizeof path, "%s/etc/harvester-release.yaml", root);
         write_text(path, "harvester: v1.1.3\nharvesterChart: 1.1.3\nos: Harvester v1.1.3\nkubernetes: v1.24.13+rke2r1\n"
-                         "rancher: v2.6.12\nmonitoringChart: 100.1.0+up19.0.3\nminUpgradableVersion: 'v1.1.2'\n"
+                         "rancher: v2.6.12\nmonitoringChart: 100.1.1+up19.0.9\nloggingChart: '100.1.4+up3.17.8'\n"
+                         "minUpgradableVersion: 'v1.1.2'\n"
                          "nested:\n  a: [1, 2]\n");
         snprintf(path, sizeof path, "%s/etc/os-release", root);
         write_text(path, "NAME=\"SLE Micro\"\nPRETTY_NAME=\"Harvester v1.1.3\"\nGRUB_ENTRY_NAME=\"Harvester v1.1.3 (GRUB)\"\n");
@@ -508,6 +592,9 @@ static void test_release_versions(void **state) {
         assert_string_equal(rel.kubernetes, "v1.24.13+rke2r1");
         assert_string_equal(rel.rancher, "v2.6.12");
         assert_string_equal(rel.os_name, "Harvester v1.1.3 (GRUB)");
+        assert_string_equal(rel.monitoring_chart, "100.1.1+up19.0.9");
+        assert_string_equal(rel.logging_chart, "100.1.4+up3.17.8");
+        assert_int_equal(harvester_release_check(&rel), 0);
 
         struct config *c = config_new("create");
         char *custom = NULL, *hc = NULL;
@@ -522,6 +609,7 @@ static void test_release_versions(void **state) {
         yaml_node_t *chart = yfind(bd, yget(bd, NULL, "resources"), "metadata.name", "harvester");
         assert_string_equal(ystr(bd, chart, "spec.version"), "1.1.3");
         ydoc_free(bd);
+        check_bootstrap_files(d, "100.1.1+up19.0.9", "100.1.4+up3.17.8", c->install.vip);
         /* no password: no passwd key */
         assert_null(yget(d, NULL, "stages.initramfs.0.users.rancher.passwd"));
         ydoc_free(d);
@@ -541,6 +629,8 @@ static void test_release_versions(void **state) {
         struct ydoc *h = ydoc_parse(hc);
         assert_string_equal(ystr(h, NULL, "runtimeversion"), "v1.25.9+rke2r1");
         assert_string_equal(ystr(h, NULL, "harvesterchartversion"), "1.1.3");
+        assert_string_equal(ystr(h, NULL, "monitoringchartversion"), "100.1.1+up19.0.9");
+        assert_string_equal(ystr(h, NULL, "loggingchartversion"), "100.1.4+up3.17.8");
         ydoc_free(h);
         free(custom);
         free(hc);
@@ -556,6 +646,23 @@ static void test_release_versions(void **state) {
         assert_null(rel.harvester);
         assert_null(rel.kubernetes);
         assert_string_equal(rel.os_name, "Debian");
+        harvester_release_done(&rel);
+        /* an image without chart versions: the check fails, and so does rendering a create node
+         * (a join node needs none) */
+        assert_int_equal(harvester_release_check(&rel), -EINVAL);
+        free(rel.monitoring_chart);
+        rel.monitoring_chart = xstrdup("100.1.0+up19.0.3");
+        assert_int_equal(harvester_release_check(&rel), -EINVAL); /* loggingChart still missing */
+        c = config_new("create");
+        custom = hc = NULL;
+        assert_int_equal(cloudconfig_render(c, &rel, NULL, &custom, &hc), -EINVAL);
+        assert_null(custom);
+        config_destroy(c);
+        c = config_new("join");
+        assert_int_equal(cloudconfig_render(c, &rel, NULL, &custom, &hc), 0);
+        free(custom);
+        free(hc);
+        config_destroy(c);
         harvester_release_done(&rel);
         /* a malformed release file is an error */
         snprintf(path, sizeof path, "%s/etc/harvester-release.yaml", root);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The install steps over directories: grub.cfg (console, serial terminal, kernel arguments), the
- * loader on the ESP, kernel-side sparse copies, OS images from a tree (mke2fs -d, tune2fs), image
+/* The install steps over directories: the image's grub.cfg and bootargs.cfg as a v1.1.2 install
+ * patches them (harv-install's sed as the oracle), COS_STATE's boot files, state.yaml, grubenv, the
+ * loader on the ESP and its commit order, kernel-side sparse copies, OS images from a tree (mke2fs -d, tune2fs), image
  * bundles, the saved log. No root needed. */
 #include <blkid.h>
 #include <regex.h>
@@ -8,6 +9,7 @@
 #include "helpers.h"
 
 #include "install.h"
+#include "iso.h"
 #include "log.h"
 
 static char *path_in(const char *dir, const char *name) {
@@ -72,140 +74,164 @@ static void grub_syntax_ok(const char *cfg) {
 
 /* ---------------------------------------------------------------------------------------------- */
 
-static void test_grub_cfg_serial(void **state) {
-        struct config *c = config_new("create");
-        c->install.tty = xstrdup("ttyS1,115200n8");
-        c->os.additional_kernel_arguments = xstrdup("rd.debug foo=\"a b\" multipath=off");
-        char *cfg = NULL;
-        assert_int_equal(install_render_grub_cfg(c, &cfg), 0);
-        golden_check("grub-serial.cfg", cfg);
-        grub_syntax_ok(cfg);
-
-        assert_int_equal(count_matches(cfg, "^serial --unit=1 --speed=115200$"), 1);
-        assert_int_equal(count_matches(cfg, "^terminal_input serial console$"), 1);
-        assert_int_equal(count_matches(cfg, "^terminal_output serial console$"), 1);
-        assert_int_equal(count_matches(cfg, "^set timeout=5$"), 1);
-        /* three entries, each finding its partition by label and booting inside its image */
-        assert_int_equal(count_matches(cfg, "^menuentry "), 3);
-        assert_int_equal(count_matches(cfg, "^menuentry \"\\$\\{display_name\\}\" --id cos \\{$"), 1);
-        assert_int_equal(count_matches(cfg, "^  search --no-floppy --label --set=root COS_STATE$"), 2);
-        assert_int_equal(count_matches(cfg, "^  search --no-floppy --label --set=root COS_RECOVERY$"), 1);
-        assert_int_equal(count_matches(cfg, "^  loopback loop0 /cOS/active.img$"), 1);
-        assert_int_equal(count_matches(cfg, "^  loopback loop0 /cOS/passive.img$"), 1);
-        assert_int_equal(count_matches(cfg, "^  loopback loop0 /cOS/recovery.img$"), 1);
-        const char *tail = " panic=0 net.ifnames=1 rd.cos.oemtimeout=120 rd.cos.oemlabel=COS_OEM audit=1 "
-                           "audit_backlog_limit=8192 intel_iommu=on amd_iommu=on iommu=pt rd.debug foo=\"a b\" multipath=off ";
-        char want[1024], tail_i[512];
-        const char *imgs[][2] = { { "COS_ACTIVE", "active" }, { "COS_PASSIVE", "passive" }, { "COS_SYSTEM", "recovery" } };
-        for (size_t i = 0; i < ELEMENTSOF(imgs); i++) {
-                snprintf(tail_i, sizeof tail_i, "%s${extra_cmdline} ${extra_%s_cmdline}\n", tail, imgs[i][1]);
-                snprintf(want, sizeof want,
-                         "  linux (loop0)/boot/vmlinuz console=ttyS1,115200n8 console=tty1 root=LABEL=%s "
-                         "cos-img/filename=/cOS/%s.img%s",
-                         imgs[i][0], imgs[i][1], tail_i);
-                assert_non_null(strstr(cfg, want));
-        }
-        assert_int_equal(count_matches(cfg, "^  initrd \\(loop0\\)/boot/initrd$"), 3);
-        /* the saved choice on COS_OEM */
-        assert_non_null(strstr(cfg, "load_env -f \"(${oem_blk})/grubenv\""));
-        assert_non_null(strstr(cfg, "set default=\"${saved_entry}\""));
-        free(cfg);
-        config_destroy(c);
+/* The release's image files (qemu/release/cos/), shaped like v1.1.2's. */
+static char *release_file(const char *name) {
+        const char *src = getenv("TESTS_SOURCE_DIR");
+        assert_non_null(src);
+        char *p = strdup_printf("%s/../qemu/release/cos/%s", src, name);
+        assert_non_null(p);
+        char *text = read_text(p);
+        free(p);
+        return text;
 }
 
-static void test_grub_cfg_consoles(void **state) {
-        struct config *c = config_new("join");
-        char *cfg = NULL;
+/* harv-install's own sed expressions over text: the oracle for install_patch_grub_cfg. */
+static char *sed_patch(const char *text) {
+        char *tmp = tmpdir_new(), *f = path_in(tmp, "grub.cfg"), cmd[4600];
+        write_text(f, text);
+        snprintf(cmd, sizeof cmd,
+                 "sed -i 's/search /search --no-floppy /' '%1$s' && "
+                 "sed -i 's/search.fs_label /search --no-floppy --label /' '%1$s' && "
+                 "sed -i 's/search.file /search --no-floppy --file /' '%1$s' && "
+                 "sed -i 's/search.fs_uuid /search --no-floppy --fs-uuid /' '%1$s' && "
+                 "sed -i -E 's/^(\\s*search\\b)(.*)root$/\\1 --set=root\\2/' '%1$s'",
+                 f);
+        assert_int_equal(system(cmd), 0);
+        char *out = read_text(f);
+        free(f);
+        tmpdir_remove(tmp);
+        return out;
+}
 
-        /* no tty anywhere: tty1 only, no serial terminal, no extra arguments */
-        assert_int_equal(install_render_grub_cfg(c, &cfg), 0);
-        assert_int_equal(count_matches(cfg, "^  linux \\(loop0\\)/boot/vmlinuz console=tty1 root=LABEL="), 3);
-        assert_int_equal(count_matches(cfg, "iommu=pt \\$\\{extra_cmdline\\} \\$\\{extra_[a-z]+_cmdline\\}$"), 3);
-        assert_null(strstr(cfg, "serial"));
+static void test_patch_grub_cfg(void **state) {
+        char *image = release_file("grub.cfg"), *cfg = NULL;
+        /* the release's file as a v1.1.2 install leaves it: harv-install's sed, byte for byte */
+        assert_int_equal(install_patch_grub_cfg(image, NULL, &cfg), 0);
+        char *want = sed_patch(image);
+        assert_string_equal(cfg, want);
         grub_syntax_ok(cfg);
+        assert_int_equal(count_matches(cfg, "^  search --no-floppy --no-floppy --label --set=root COS_STATE$"), 2);
         free(cfg);
+        free(want);
+        free(image);
 
-        /* tty1 given: the same */
+        /* the other search forms, and lines ending in "root" */
+        const char *forms = "search.fs_label COS_STATE root\n"
+                            "  search.file /cOS/active.img root\n"
+                            "\tsearch.fs_uuid 1234 root\n"
+                            "searching root\n"
+                            "search --label COS_OEM --set oem\n"
+                            "echo search root";
+        assert_int_equal(install_patch_grub_cfg(forms, NULL, &cfg), 0);
+        want = sed_patch(forms);
+        assert_string_equal(cfg, want);
+        assert_non_null(strstr(cfg, "search --set=root --no-floppy --label COS_STATE \n"));
+        free(cfg);
+        free(want);
+
+        /* elemental's console edit: every console=tty1 gets the tty after it */
+        assert_int_equal(install_patch_grub_cfg("linux /vmlinuz console=tty1 quiet\nx console=tty1\n", "ttyS0,115200", &cfg), 0);
+        assert_string_equal(cfg, "linux /vmlinuz console=tty1 console=ttyS0,115200 quiet\nx console=tty1 console=ttyS0,115200\n");
+        free(cfg);
+}
+
+static void test_patch_bootargs(void **state) {
+        char *image = release_file("bootargs.cfg"), *out = NULL;
+        assert_int_equal(install_patch_bootargs(image, "ttyS1,115200n8", &out), 0);
+        assert_int_equal(count_matches(out, "^set console_params=\"console=ttyS1,115200n8 console=tty1\"$"), 1);
+        assert_int_equal(count_matches(out, "console=tty1\"$"), 1);
+        /* nothing else changes */
+        char *back = NULL;
+        assert_int_equal(install_patch_bootargs(image, NULL, &back), 0);
+        assert_string_equal(back, image);
+        assert_int_equal(strlen(out), strlen(image) + strlen("console=ttyS1,115200n8 "));
+        free(back);
+        free(out);
+        grub_syntax_ok(image);
+        free(image);
+        /* an image without the line */
+        assert_int_equal(install_patch_bootargs("set kernel=/boot/vmlinuz\n", "ttyS0", &out), -ENOENT);
+}
+
+static void test_console(void **state) {
+        struct config *c = config_new("create");
+        const char *tty = "x";
+        assert_int_equal(install_console(c, &tty), 0);
+        assert_null(tty);
         c->install.tty = xstrdup("tty1");
-        assert_int_equal(install_render_grub_cfg(c, &cfg), 0);
-        assert_int_equal(count_matches(cfg, " console=tty1 root=LABEL="), 3);
-        assert_null(strstr(cfg, "serial"));
-        free(cfg);
-
+        assert_int_equal(install_console(c, &tty), 0);
+        assert_null(tty);
+        free(c->install.tty);
+        c->install.tty = xstrdup("/dev/ttyS2");
+        assert_int_equal(install_console(c, &tty), 0);
+        assert_string_equal(tty, "ttyS2");
         /* no install.tty: the console the installer's kernel used (the last console=) */
         free(c->install.tty);
         c->install.tty = NULL;
         xpush(&c->boot.consoles, "tty1");
         xpush(&c->boot.consoles, "ttyS0,115200");
-        assert_int_equal(install_render_grub_cfg(c, &cfg), 0);
-        assert_int_equal(count_matches(cfg, " console=ttyS0,115200 console=tty1 root=LABEL="), 3);
-        assert_int_equal(count_matches(cfg, "^serial --unit=0 --speed=115200$"), 1);
-        free(cfg);
-
-        /* /dev/ prefix, no speed */
-        c->install.tty = xstrdup("/dev/ttyS2");
-        assert_int_equal(install_render_grub_cfg(c, &cfg), 0);
-        assert_int_equal(count_matches(cfg, " console=ttyS2 console=tty1 root=LABEL="), 3);
-        assert_int_equal(count_matches(cfg, "^serial --unit=2 --speed=115200$"), 1);
-        free(cfg);
-
-        /* what GRUB's shell would interpret is refused */
-        c->os.additional_kernel_arguments = xstrdup("quiet; reboot");
-        cfg = NULL;
-        assert_int_equal(install_render_grub_cfg(c, &cfg), -EINVAL);
-        assert_null(cfg);
-        free(c->os.additional_kernel_arguments);
-        c->os.additional_kernel_arguments = xstrdup("init=$x");
-        assert_int_equal(install_render_grub_cfg(c, &cfg), -EINVAL);
-        free(c->os.additional_kernel_arguments);
-        c->os.additional_kernel_arguments = NULL;
-        free(c->install.tty);
+        assert_int_equal(install_console(c, &tty), 0);
+        assert_string_equal(tty, "ttyS0,115200");
         c->install.tty = xstrdup("ttyS0 quiet");
-        assert_int_equal(install_render_grub_cfg(c, &cfg), -EINVAL);
+        assert_int_equal(install_console(c, &tty), -EINVAL);
         config_destroy(c);
 }
 
-static void test_write_grub(void **state) {
-        char *tmp = tmpdir_new();
-        char *iso = path_in(tmp, "iso"), *efi = path_in(tmp, "efi"), *st = path_in(tmp, "state");
-        mkdirs(tmp, "iso/EFI/BOOT");
-        mkdirs(tmp, "efi");
+/* A directory shaped like the image: the release's cos files, EFI binaries, modules. */
+static char *fake_rootfs(const char *tmp) {
+        char *root = path_in(tmp, "rootfs");
+        mkdirs(tmp, "rootfs/etc/cos");
+        mkdirs(tmp, "rootfs/" IMAGE_EFI_DIR);
+        mkdirs(tmp, "rootfs/" IMAGE_GRUB_MODULE_DIR);
+        char *g = release_file("grub.cfg"), *b = release_file("bootargs.cfg");
+        char *p = path_in(root, IMAGE_GRUB_CFG);
+        write_text(p, g);
+        free(p);
+        p = path_in(root, IMAGE_BOOTARGS_CFG);
+        write_text(p, b);
+        free(p);
+        free(g);
+        free(b);
+        for (size_t i = 0; install_efi_files[i]; i++) {
+                char *rel = strdup_printf("%s/%s", IMAGE_EFI_DIR, install_efi_files[i]), data[64];
+                p = path_in(root, rel);
+                snprintf(data, sizeof data, "MZ-%s", install_efi_files[i]);
+                write_text(p, data);
+                free(p);
+                free(rel);
+        }
+        for (size_t i = 0; install_grub_modules[i]; i++) {
+                char *rel = strdup_printf("%s/%s", IMAGE_GRUB_MODULE_DIR, install_grub_modules[i]);
+                p = path_in(root, rel);
+                write_text(p, install_grub_modules[i]);
+                free(p);
+                free(rel);
+        }
+        return root;
+}
+
+static void test_write_state_boot(void **state) {
+        char *tmp = tmpdir_new(), *root = fake_rootfs(tmp), *st = path_in(tmp, "state");
         mkdirs(tmp, "state");
-        char *loader = path_in(iso, "EFI/BOOT/BOOTX64.EFI"), *grub_efi = path_in(iso, "EFI/BOOT/grub.efi");
-        char *iso_cfg = path_in(iso, "EFI/BOOT/grub.cfg");
-        write_bytes(loader, "MZ-loader\0\1\2", 12, 0);
-        write_bytes(grub_efi, "MZ-grub", 7, 0);
-        write_text(iso_cfg, "# the ISO's own menu\n");
+        assert_int_equal(install_write_state_boot(root, st, "ttyS0", "Harvester v1.1.2"), 0);
 
-        struct config *c = config_new("create");
-        c->install.tty = xstrdup("ttyS0");
-        assert_int_equal(install_write_grub(c, efi, st, loader, "Harvester v1.1.2"), 0);
-
-        char *p = path_in(efi, "EFI/BOOT/BOOTX64.EFI");
-        assert_true(files_equal(loader, p));
-        free(p);
-        p = path_in(efi, "EFI/BOOT/grub.efi");
-        assert_true(files_equal(grub_efi, p));
-        free(p);
-        p = path_in(efi, "EFI/BOOT/grub.cfg");
-        char *stub = read_text(p);
-        grub_syntax_ok(stub);
-        assert_string_equal(stub, "# Written by harvester-install-agent: the boot menu is on COS_STATE.\n"
-                                  "search --no-floppy --label --set=root COS_STATE\n"
-                                  "set prefix=($root)/grub2\n"
-                                  "configfile ($root)/grub2/grub.cfg\n");
-        free(stub);
-        free(p);
-
-        p = path_in(st, "grub2/grub.cfg");
-        char *cfg = read_text(p), *want = NULL;
-        assert_int_equal(install_render_grub_cfg(c, &want), 0);
+        char *p = path_in(st, "grub2/grub.cfg"), *cfg = read_text(p), *image = release_file("grub.cfg"), *want = NULL;
+        assert_int_equal(install_patch_grub_cfg(image, "ttyS0", &want), 0);
         assert_string_equal(cfg, want);
         assert_int_equal(file_mode(p), 0644);
+        free(p);
         free(cfg);
         free(want);
-        free(p);
-
+        free(image);
+        for (size_t i = 0; install_grub_modules[i]; i++) {
+                char *rel = strdup_printf("grub2/x86_64-efi/%s", install_grub_modules[i]);
+                p = path_in(st, rel);
+                char *m = read_text(p);
+                assert_string_equal(m, install_grub_modules[i]);
+                free(m);
+                free(p);
+                free(rel);
+        }
         p = path_in(st, "grub_oem_env");
         char *env = NULL;
         size_t len = 0;
@@ -215,19 +241,227 @@ static void test_write_grub(void **state) {
         assert_memory_equal(env, head, strlen(head));
         free(env);
         free(p);
+        p = path_in(st, "grubmenu");
+        char *menu = read_text(p);
+        grub_syntax_ok(menu);
+        assert_int_equal(count_matches(menu, "^menuentry \"\\$\\{display_name\\} \\(debug\\)\" --id debug \\{$"), 1);
+        assert_int_equal(count_matches(menu, "^  linux \\(loop0\\)\\$kernel \\$kernelcmd \\$\\{extra_cmdline\\} "
+                                             "\\$\\{extra_passive_cmdline\\} \\$\\{crash_kernel_params\\}$"), 1);
+        free(menu);
+        free(p);
 
-        /* a missing loader is an error */
-        char *missing = path_in(iso, "EFI/BOOT/none.efi");
-        assert_true(install_write_grub(c, efi, st, missing, NULL) < 0);
-        free(missing);
-
-        config_destroy(c);
-        free(loader);
-        free(grub_efi);
-        free(iso_cfg);
-        free(iso);
-        free(efi);
+        /* an image without a module: an error naming it */
+        p = path_in(root, IMAGE_GRUB_MODULE_DIR "/xzio.mod");
+        assert_int_equal(unlink(p), 0);
+        free(p);
+        assert_int_equal(install_write_state_boot(root, st, NULL, NULL), -ENOENT);
+        free(root);
         free(st);
+        tmpdir_remove(tmp);
+}
+
+static void test_state_yaml(void **state) {
+        char *text = NULL;
+        assert_int_equal(install_render_state_yaml("/run/harvester-install/mnt/rootfs", 1700000000, &text), 0);
+        assert_string_equal(text, "# Autogenerated file by elemental client, do not edit\n"
+                                  "\n"
+                                  "date: \"2023-11-14T22:13:20Z\"\n"
+                                  "oem:\n"
+                                  "    label: COS_OEM\n"
+                                  "persistent:\n"
+                                  "    label: COS_PERSISTENT\n"
+                                  "recovery:\n"
+                                  "    label: COS_RECOVERY\n"
+                                  "    recovery:\n"
+                                  "        source: dir:///run/harvester-install/mnt/rootfs\n"
+                                  "        label: COS_SYSTEM\n"
+                                  "        fs: ext2\n"
+                                  "state:\n"
+                                  "    label: COS_STATE\n"
+                                  "    active:\n"
+                                  "        source: dir:///run/harvester-install/mnt/rootfs\n"
+                                  "        label: COS_ACTIVE\n"
+                                  "        fs: ext2\n"
+                                  "    passive:\n"
+                                  "        source: dir:///run/harvester-install/mnt/rootfs\n"
+                                  "        label: COS_PASSIVE\n"
+                                  "        fs: ext2\n");
+        /* it is YAML */
+        struct ydoc *d = ydoc_parse(text);
+        assert_string_equal(ystr(d, NULL, "state.active.label"), "COS_ACTIVE");
+        assert_string_equal(ystr(d, NULL, "recovery.recovery.label"), "COS_SYSTEM");
+        ydoc_free(d);
+        free(text);
+
+        char *tmp = tmpdir_new(), *st = path_in(tmp, "state"), *rec = path_in(tmp, "recovery");
+        mkdirs(tmp, "state");
+        mkdirs(tmp, "recovery");
+        assert_int_equal(install_write_state_yaml("/src", st, rec), 0);
+        char *a = path_in(st, "state.yaml"), *b = path_in(rec, "state.yaml");
+        assert_true(files_equal(a, b));
+        free(a);
+        free(b);
+        free(st);
+        free(rec);
+        tmpdir_remove(tmp);
+}
+
+static void test_grubenv(void **state) {
+        char *tmp = tmpdir_new();
+        struct config *c = config_new("create");
+        c->os.additional_kernel_arguments = xstrdup("rd.debug foo=\"a b\" multipath=off");
+        assert_int_equal(install_write_grubenv(c, tmp), 0);
+        char *p = path_in(tmp, "grubenv"), *env = NULL;
+        size_t len = 0;
+        assert_int_equal(read_full_file(p, &env, &len), 0);
+        assert_int_equal(len, 1024);
+        const char *head = "# GRUB Environment Block\nextra_cmdline=rd.debug foo=\"a b\" multipath=off\n###";
+        assert_memory_equal(env, head, strlen(head));
+        free(env);
+        /* none: an empty block */
+        free(c->os.additional_kernel_arguments);
+        c->os.additional_kernel_arguments = NULL;
+        assert_int_equal(install_write_grubenv(c, tmp), 0);
+        assert_int_equal(read_full_file(p, &env, &len), 0);
+        assert_memory_equal(env, "# GRUB Environment Block\n###", 27);
+        free(env);
+        /* what GRUB would interpret */
+        c->os.additional_kernel_arguments = xstrdup("a=$x");
+        assert_int_equal(install_write_grubenv(c, tmp), -EINVAL);
+        free(p);
+        config_destroy(c);
+        tmpdir_remove(tmp);
+}
+
+/* The iso stage's check of the mounted image (os_image_check): every file the install reads. */
+static void test_os_image_check(void **state) {
+        char *tmp = tmpdir_new(), *root = fake_rootfs(tmp), *iso = path_in(tmp, "iso");
+        mkdirs(tmp, "iso");
+        mkdirs(tmp, "rootfs/boot");
+        const char *more[] = { "boot/vmlinuz", "boot/initrd", "etc/harvester-release.yaml" };
+        for (size_t i = 0; i < ELEMENTSOF(more); i++) {
+                char *p = path_in(root, more[i]);
+                write_text(p, "x\n");
+                free(p);
+        }
+        assert_int_equal(os_image_check(iso, root), 0);
+
+        /* each file the install reads is checked: removing any one fails, naming it */
+        const char *each[] = { "boot/vmlinuz", "boot/initrd", "etc/harvester-release.yaml", IMAGE_GRUB_CFG,
+                               IMAGE_BOOTARGS_CFG, IMAGE_EFI_DIR "/shim.efi", IMAGE_EFI_DIR "/grub.efi",
+                               IMAGE_EFI_DIR "/MokManager.efi", IMAGE_GRUB_MODULE_DIR "/loopback.mod",
+                               IMAGE_GRUB_MODULE_DIR "/squash4.mod", IMAGE_GRUB_MODULE_DIR "/xzio.mod" };
+        for (size_t i = 0; i < ELEMENTSOF(each); i++) {
+                char *p = path_in(root, each[i]), *kept = strdup_printf("%s.kept", p);
+                assert_int_equal(rename(p, kept), 0);
+                assert_int_equal(os_image_check(iso, root), -ENOENT);
+                assert_non_null(log_last_error());
+                assert_non_null(strstr(log_last_error(), each[i]));
+                assert_int_equal(rename(kept, p), 0);
+                free(kept);
+                free(p);
+        }
+        /* a link out of the image counts as missing */
+        char *mod = path_in(root, IMAGE_GRUB_MODULE_DIR "/xzio.mod");
+        assert_int_equal(unlink(mod), 0);
+        assert_int_equal(symlink("/etc/hostname", mod), 0);
+        assert_int_equal(os_image_check(iso, root), -ENOENT);
+        assert_int_equal(unlink(mod), 0);
+        write_text(mod, "xzio");
+        /* bootargs.cfg without the console line */
+        char *b = path_in(root, IMAGE_BOOTARGS_CFG);
+        write_text(b, "set kernel=/boot/vmlinuz\n");
+        assert_int_equal(os_image_check(iso, root), -ENOENT);
+        assert_non_null(strstr(log_last_error(), "console_params"));
+        char *orig = release_file("bootargs.cfg");
+        write_text(b, orig);
+        /* an image bundle that is not a directory */
+        mkdirs(tmp, "iso/bundle/harvester");
+        char *bundle = path_in(iso, "bundle/harvester/images");
+        write_text(bundle, "not a directory");
+        assert_int_equal(os_image_check(iso, root), -ENOTDIR);
+        unlink(bundle);
+        mkdirs(tmp, "iso/bundle/harvester/images");
+        assert_int_equal(os_image_check(iso, root), 0);
+        free(bundle);
+        free(orig);
+        free(b);
+        free(mod);
+        free(iso);
+        free(root);
+        tmpdir_remove(tmp);
+}
+
+/* rename(2) calls of install_write_loader, in order (-Wl,--wrap=rename). */
+static char renamed[16][64];
+static size_t n_renamed;
+int __real_rename(const char *a, const char *b);
+int __wrap_rename(const char *a, const char *b);
+int __wrap_rename(const char *a, const char *b) {
+        if (n_renamed < ELEMENTSOF(renamed)) {
+                const char *efi = strstr(b, "/efi/");
+                snprintf(renamed[n_renamed++], sizeof renamed[0], "%s", efi ? efi + 5 : b);
+        }
+        return __real_rename(a, b);
+}
+
+static void test_write_loader(void **state) {
+        char *tmp = tmpdir_new(), *root = fake_rootfs(tmp), *efi = path_in(tmp, "efi");
+        mkdirs(tmp, "efi");
+        n_renamed = 0;
+        assert_int_equal(install_write_loader(root, efi), 0);
+        size_t n = n_renamed;
+
+        char *shim = path_in(root, IMAGE_EFI_DIR "/shim.efi");
+        const char *same_as_shim[] = { "EFI/BOOT/BOOTX64.EFI", "EFI/BOOT/shim.efi", "EFI/elemental/shim.efi" };
+        for (size_t i = 0; i < ELEMENTSOF(same_as_shim); i++) {
+                char *p = path_in(efi, same_as_shim[i]);
+                assert_true(files_equal(shim, p));
+                free(p);
+        }
+        const char *dirs[] = { "EFI/BOOT", "EFI/elemental" };
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                for (size_t k = 1; install_efi_files[k]; k++) {
+                        char *rel = strdup_printf("%s/%s", dirs[i], install_efi_files[k]);
+                        char *src = strdup_printf("%s/%s/%s", root, IMAGE_EFI_DIR, install_efi_files[k]);
+                        char *p = path_in(efi, rel);
+                        assert_true(files_equal(src, p));
+                        free(p);
+                        free(src);
+                        free(rel);
+                }
+                char *rel = strdup_printf("%s/grub.cfg", dirs[i]), *p = path_in(efi, rel), *stub = read_text(p);
+                assert_string_equal(stub, "search --no-floppy --label --set=root COS_STATE\n"
+                                          "set prefix=($root)/grub2\n"
+                                          "configfile ($root)/grub2/grub.cfg");
+                grub_syntax_ok(stub);
+                free(stub);
+                free(p);
+                free(rel);
+        }
+        /* the commit point: the entry's shim, then BOOTX64.EFI, renamed into place last */
+        assert_int_equal(n, 9);
+        assert_string_equal(renamed[n - 2], "EFI/elemental/shim.efi");
+        assert_string_equal(renamed[n - 1], "EFI/BOOT/BOOTX64.EFI");
+        char cmd[4200];
+        snprintf(cmd, sizeof cmd, "find '%s' -name '*.new' | grep -q .", efi);
+        assert_int_not_equal(system(cmd), 0);
+
+        /* an image without MokManager.efi: nothing the firmware boots is written */
+        char *efi2 = path_in(tmp, "efi2"), *mok = path_in(root, IMAGE_EFI_DIR "/MokManager.efi");
+        mkdirs(tmp, "efi2");
+        assert_int_equal(unlink(mok), 0);
+        assert_int_equal(install_write_loader(root, efi2), -ENOENT);
+        char *boot = path_in(efi2, "EFI/BOOT/BOOTX64.EFI"), *entry = path_in(efi2, "EFI/elemental/shim.efi");
+        assert_int_equal(access(boot, F_OK), -1);
+        assert_int_equal(access(entry, F_OK), -1);
+        free(boot);
+        free(entry);
+        free(mok);
+        free(efi2);
+        free(shim);
+        free(root);
+        free(efi);
         tmpdir_remove(tmp);
 }
 
@@ -396,33 +630,33 @@ static void test_make_images(void **state) {
 /* ---------------------------------------------------------------------------------------------- */
 
 static void test_preload_images(void **state) {
+        /* Without root: the rancherd bundle is copied; the Harvester bundle's import is in
+         * test-preload-root.c. */
         char *tmp = tmpdir_new();
-        char *iso = path_in(tmp, "iso"), *pers = path_in(tmp, "persistent");
+        char *iso = path_in(tmp, "iso"), *pers = path_in(tmp, "persistent"), *st = path_in(tmp, "state");
         mkdirs(tmp, "iso/bundle/rancherd/images");
-        mkdirs(tmp, "iso/bundle/harvester/images");
         mkdirs(tmp, "persistent");
+        mkdirs(tmp, "state");
         char *a = path_in(iso, "bundle/rancherd/images/rancherd-bootstrap-images-v1.1.2.tar.zst");
-        char *b = path_in(iso, "bundle/harvester/images/harvester-images-v1.1.2.tar.zst");
         write_text(a, "rancherd images\n");
-        write_text(b, "harvester images\n");
 
-        assert_int_equal(install_preload_images(iso, pers), 0);
+        assert_int_equal(install_preload_images(iso, st, pers, "/nonexistent-target"), 0);
         char *a2 = path_in(pers, ".state/var-lib-rancher.bind/agent/images/rancherd-bootstrap-images-v1.1.2.tar.zst");
-        char *b2 = path_in(pers, ".state/var-lib-rancher.bind/rke2/agent/images/harvester-images-v1.1.2.tar.zst");
         assert_true(files_equal(a, a2));
-        assert_true(files_equal(b, b2));
+        char *rke2_images = path_in(pers, ".state/var-lib-rancher.bind/rke2/agent/images");
+        assert_int_equal(access(rke2_images, F_OK), -1); /* no Harvester bundle: nothing there */
+        free(rke2_images);
         free(a2);
-        free(b2);
 
         /* an ISO without bundles: nothing to do */
         char *empty = path_in(tmp, "empty");
         mkdirs(tmp, "empty");
-        assert_int_equal(install_preload_images(empty, pers), 0);
+        assert_int_equal(install_preload_images(empty, st, pers, "/nonexistent-target"), 0);
         free(empty);
         free(a);
-        free(b);
         free(iso);
         free(pers);
+        free(st);
         tmpdir_remove(tmp);
 }
 
@@ -456,9 +690,14 @@ static void test_copy_log(void **state) {
 int main(void) {
         log_set_max_level(LOG_LEVEL_ERROR);
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_grub_cfg_serial),
-                cmocka_unit_test(test_grub_cfg_consoles),
-                cmocka_unit_test(test_write_grub),
+                cmocka_unit_test(test_patch_grub_cfg),
+                cmocka_unit_test(test_patch_bootargs),
+                cmocka_unit_test(test_console),
+                cmocka_unit_test(test_write_state_boot),
+                cmocka_unit_test(test_state_yaml),
+                cmocka_unit_test(test_grubenv),
+                cmocka_unit_test(test_write_loader),
+                cmocka_unit_test(test_os_image_check),
                 cmocka_unit_test(test_copy_file),
                 cmocka_unit_test(test_make_images),
                 cmocka_unit_test(test_preload_images),

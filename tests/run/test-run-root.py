@@ -11,9 +11,10 @@ as root on loop devices, with a local ISO (file://) built here and a webhook lis
                 need 21 MiB): the loop device's writes fail, mkfs.ext4 says "Input/output error
                 while writing out and closing file system" and fails; on a 1 MiB tmpfs mkfs.vfat
                 fails first (its error on stderr, then its version banner on stdout)
-  8 install     the install stage cannot mount what it needs: on this test machine COS_GRUB
-                (vfat: the host kernel has none, TEST-MACHINE.md); where vfat and iso9660 exist,
-                the ISO's rootfs.squashfs (garbage here) fails to mount instead
+  5 iso         also: the ISO's rootfs.squashfs is garbage: it does not mount (iso stage)
+  8 install     the install stage cannot write COS_GRUB: on this test machine it cannot mount it
+                (vfat: the host kernel has none, TEST-MACHINE.md); where vfat exists, the image's
+                70 MiB shim.efi does not fit on the 64 MiB partition
 
 Each case checks the exit code, the one "[harvester-install] FAILED: <stage>: ..." line (its
 stage and the real error: never a tool's version banner), that the FAILED webhook arrived and no
@@ -31,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -137,7 +139,28 @@ class Resources:
         self.loops, self.mounts = [], []
 
 
-def make_iso(work, name, rootfs_garbage=False):
+def add_image_files(root, shim_bytes=b"MZ shim\n" * 100):
+    """What the iso stage checks inside rootfs.squashfs (os_image_check): the kernel and initrd,
+    the release file, the image's GRUB files (qemu/release/cos/), the EFI binaries and modules."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "qemu", "release", "cos")
+    files = {
+        "boot/vmlinuz": b"kernel\n" * 100, "boot/initrd": b"initrd\n" * 100,
+        "etc/harvester-release.yaml": b"harvester: v1.1.2-test\nos: Harvester v1.1.2-test\n"
+                                      b"monitoringChart: 100.1.0+up19.0.3\nloggingChart: 100.1.3+up3.17.7\n",
+        "etc/cos/grub.cfg": open(os.path.join(src, "grub.cfg"), "rb").read(),
+        "etc/cos/bootargs.cfg": open(os.path.join(src, "bootargs.cfg"), "rb").read(),
+        "usr/share/efi/x86_64/shim.efi": shim_bytes, "usr/share/efi/x86_64/grub.efi": b"MZ grub\n" * 100,
+        "usr/share/efi/x86_64/MokManager.efi": b"MZ mok\n" * 100,
+    }
+    for m in ("loopback", "squash4", "xzio"):
+        files["usr/share/grub2/x86_64-efi/%s.mod" % m] = m.encode() * 100
+    for rel, data in files.items():
+        os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
+        with open(os.path.join(root, rel), "wb") as f:
+            f.write(data)
+
+
+def make_iso(work, name, rootfs_garbage=False, big_shim=False):
     """An ISO9660 image holding what the ISO stage checks for: rootfs.squashfs (a real squashfs of
     a small tree, or garbage), boot/kernel, boot/initrd, EFI/BOOT/BOOTX64.EFI."""
     tree = os.path.join(work, name + ".d")
@@ -145,6 +168,8 @@ def make_iso(work, name, rootfs_garbage=False):
         os.makedirs(os.path.join(tree, d), exist_ok=True)
     with open(os.path.join(tree, "rootfs", "etc", "os-release"), "w") as f:
         f.write("NAME=test\n")
+    # big_shim: a 70 MiB shim.efi (zeros: a small squashfs) that cannot fit on the 64 MiB COS_GRUB.
+    add_image_files(os.path.join(tree, "rootfs"), b"MZ" + bytes(70 << 20) if big_shim else b"MZ shim\n" * 100)
     sq = os.path.join(tree, "rootfs.squashfs")
     if rootfs_garbage:
         with open(sq, "wb") as f:
@@ -246,7 +271,13 @@ def case(work, res, listener, code, stage, what, pattern, device, iso_url, check
     return p
 
 
+def on_signal(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds through main's finally: loops and mounts released
+
+
 def main():
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, on_signal)
     if os.geteuid() != 0:
         skip("needs root (loop devices, mount namespaces)")
     if not AGENT or not os.access(AGENT, os.X_OK):
@@ -315,9 +346,15 @@ def main():
              r"mkfs\.vfat failed for " + re.escape(tdev) + r"p1 \(exit status \d+\): mkfs\.(vfat|fat): .*"
              r"(Input/output error|No space left)", tdev, iso_url, good, table_gone=True)
 
+        # 5 again: a rootfs.squashfs that does not mount fails in the iso stage, before any write.
+        isog = make_iso(work, "garbage-rootfs", rootfs_garbage=True)
+        case(work, res, listener, 5, "iso", "rootfs.squashfs does not mount", r"Cannot mount .*rootfs",
+             dev, "file://" + isog, sha512(isog))
+
         # 8: the install stage fails after the disk was written (see the docstring).
-        iso8 = make_iso(work, "garbage-rootfs", rootfs_garbage=True)
-        case(work, res, listener, 8, "install", "a mount of the install stage fails", r"Cannot mount",
+        iso8 = make_iso(work, "big-shim", big_shim=True)
+        case(work, res, listener, 8, "install", "the install stage cannot write COS_GRUB",
+             r"Cannot mount .*COS_GRUB|Cannot mount '/dev/\S+p1'|Cannot copy .*shim\.efi.*No space left",
              dev, "file://" + iso8, sha512(iso8), table_gone=True)
     finally:
         listener.stop()
