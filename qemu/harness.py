@@ -772,6 +772,17 @@ class Disk:
 
 # --- The VM ---------------------------------------------------------------------------------------
 
+def disk_serial(vm_name, i):
+    """The serial number of a VM's disk i (ATA: at most 20 characters)."""
+    return f"{vm_name}-sd{'abcdef'[i]}"[-20:]
+
+
+def disk_by_id(vm_name, i):
+    """The name the guest's udev gives disk i, whatever order the kernel finds the disks in
+    (several disks on one AHCI controller come up as sda or sdb by probe order)."""
+    return f"/dev/disk/by-id/ata-QEMU_HARDDISK_{disk_serial(vm_name, i)}"
+
+
 class Console:
     """The cleaned lines of a serial console, with the time each arrived (s since start)."""
 
@@ -830,6 +841,27 @@ class VM:
         self.qemu_log = self.workdir / f"{name}-qemu.log"
         self.console = Console()
 
+    def hmp(self, command):
+        """Sends one command to the running VM's human monitor (self.monitor); returns what it
+        answered."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as so:
+            so.settimeout(5)
+            so.connect(str(self.monitor))
+            so.sendall(command.encode() + b"\n")
+            out = b""
+            with contextlib.suppress(socket.timeout, OSError):
+                # Until the monitor echoed the command and prompted again (it ran): closing
+                # earlier can drop the command unread.
+                while True:
+                    chunk = so.recv(4096)
+                    if not chunk:
+                        break
+                    out += chunk
+                    echoed = out.split(command.encode(), 1)
+                    if len(echoed) == 2 and b"(qemu)" in echoed[1]:
+                        break
+        return out.decode("utf-8", "replace")
+
     def command(self, accel, cpu, no_reboot=True):
         t = self.tools
         cmd = [t.qemu, "-name", f"pxe-lab-{self.name}",
@@ -859,7 +891,7 @@ class VM:
             for i, disk in enumerate(self.disks):
                 dev = "sd" + "abcdef"[i]
                 cmd += ["-drive", f"if=none,id={dev},file={disk.path},format=qcow2,discard=unmap",
-                        "-device", f"ide-hd,drive={dev},bus=ahci.{i}"
+                        "-device", f"ide-hd,drive={dev},bus=ahci.{i},serial={disk_serial(self.name, i)}"
                         + (f",bootindex={2 if self.pxe else 1}" if i == 0 and self.bootindex else "")]
         return cmd
 
@@ -886,12 +918,16 @@ class VM:
                 pass
 
     def run(self, accel, cpu, timeout, stop=(), grace=3.0, live=False, interactive=False,
-            no_reboot=True, label=None, prefix=None, console=None, kill_on=None):
+            no_reboot=True, label=None, prefix=None, console=None, kill_on=None, actions=()):
         """Boots and reads the console until QEMU exits, a `stop` pattern matched (+ grace s),
         or the timeout. live: the raw console on stdout; prefix: cleaned lines on stdout, each
         after prefix (several VMs at once). kill_on: a pattern at whose first line the VM is
-        killed at once (kill(); needs self.monitor). Returns (reason, seconds): reason is
-        "exited", "stopped", "killed" or "timeout"."""
+        killed at once (kill(); needs self.monitor); actions: [(pattern, fn)], fn(vm) called
+        once, when the first line matching pattern arrives (fn may use hmp()). Returns
+        (reason, seconds): reason is "exited", "stopped", "killed" or "timeout"."""
+        pending = [(re.compile(p), fn) for p, fn in actions]
+        if pending and not self.monitor:
+            self.monitor = self.workdir / f"{self.name}-monitor.sock"
         console = console if console is not None else self.console
         kill_rx = re.compile(kill_on) if kill_on else None
         killed = False
@@ -938,6 +974,9 @@ class VM:
                     console.lines.append((now - t0, text))
                     if prefix is not None and text.strip():
                         print(f"{prefix}{text}", flush=True)
+                    for a in [a for a in pending if a[0].search(text)]:
+                        pending.remove(a)
+                        a[1](self)
                     if kill_rx and not killed and kill_rx.search(text):
                         self.kill()
                         killed = True

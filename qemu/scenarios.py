@@ -10,9 +10,11 @@ failed scenario is kept in qemu/logs/<name>/ and its tail printed.
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -37,10 +39,11 @@ class Node:
     """One VM of a scenario."""
 
     def __init__(self, name, mode="create", mem="8G", mac=None, data_disk=None, stop=(),
-                 boot_disk=False, flow=None):
+                 boot_disk=False, flow=None, actions=()):
         self.name, self.mode, self.mem, self.mac = name, mode, mem, mac
         self.data_disk = data_disk
         self.stop = list(stop)
+        self.actions = list(actions)  # [(console pattern, fn(vm))] during the PXE boot
         self.boot_disk = boot_disk  # after SUCCEEDED + reboot: boot the installed disk (issue 6)
         # flow(ctx, node, vm, accel, cpu, timeout, grace, live): boots the VM its own way
         # (pxe-first, power-loss) instead of "PXE install, then maybe boot the disk".
@@ -294,7 +297,9 @@ def with_webhooks(events=("STARTED", "SUCCEEDED", "FAILED"), then=None):
                 f"    url: {lab.listener.url(ev)}/{{{{.Hostname}}}}",
                 "    payload: '{\"event\": \"" + ev + "\", \"hostname\": \"{{.Hostname}}\", "
                 "\"mac\": \"{{.MACAddr}}\", \"ipv4\": \"{{.IPAddrV4}}\", "
-                "\"ipv6\": \"{{.IPAddrV6}}\"}'",
+                "\"ipv6\": \"{{.IPAddrV6}}\", \"disk\": \"{{.InstallDisk}}\", "
+                "\"disk_by_id\": \"{{.InstallDiskByID}}\", \"disk_serial\": \"{{.InstallDiskSerial}}\", "
+                "\"disk_size\": \"{{.InstallDiskSize}}\"}'",
                 "    headers:",
                 "      Content-Type:",
                 "      - application/json",
@@ -342,6 +347,53 @@ def webhook(node, event, hostname):
         if r["headers"].get("content-type") != "application/json":
             problems.append(f"content-type {r['headers'].get('content-type')!r}")
         return not problems, "; ".join(problems) or r["body"]
+    return fn
+
+
+def webhook_disk(node, event, size):
+    """The webhook's template data named the install disk: its by-id name and serial number (the
+    harness gives every disk one) and its size in bytes."""
+    serial, by_id = h.disk_serial(node, 0), h.disk_by_id(node, 0)
+
+    @check(f"{node}: webhook {event} names the install disk ({by_id}, serial {serial}, {size} bytes)")
+    def fn(ctx):
+        reqs = [r for r in ctx.hooks(node) if r["path"].startswith(f"/hook/{event}/")]
+        if len(reqs) != 1:
+            return False, f"{len(reqs)} {event} requests of {node}"
+        try:
+            body = json.loads(reqs[0]["body"])
+        except ValueError:
+            return False, f"payload is not JSON: {reqs[0]['body'][:200]!r}"
+        want = {"disk_by_id": by_id, "disk_serial": serial, "disk_size": str(size)}
+        problems = [f"{k}={body.get(k)!r} (want {v!r})" for k, v in want.items() if body.get(k) != v]
+        return not problems, "; ".join(problems) or reqs[0]["body"]
+    return fn
+
+
+def no_partition_table(node):
+    """Read from the host: no GPT header (primary or backup) and no protective MBR on the install
+    disk."""
+    @check(f"{node}: no partition table left on the install disk (read from the host)")
+    def fn(ctx):
+        disk = ctx.vm[node].disks[0]
+        size = h.parse_size(disk.size)
+        with tempfile.TemporaryDirectory() as d:
+            head, tail = os.path.join(d, "head"), os.path.join(d, "tail")
+            for out, skip in ((head, 0), (tail, size // 512 - 1)):
+                h.run([ctx.lab.tools.qemu_img, "dd", "-f", "qcow2", "-O", "raw", "bs=512", "count=2" if not skip else "count=1",
+                       f"skip={skip}", f"if={disk.path}", f"of={out}"], quiet=True)
+            with open(head, "rb") as f:
+                mbr, lba1 = f.read(512), f.read(512)
+            with open(tail, "rb") as f:
+                last = f.read(512)
+        problems = []
+        if lba1[:8] == b"EFI PART":
+            problems.append("a primary GPT header")
+        if last[:8] == b"EFI PART":
+            problems.append("a backup GPT header")
+        if mbr[510:512] == b"\x55\xaa" and mbr[450] == 0xEE:
+            problems.append("a protective MBR")
+        return not problems, ", ".join(problems) or "none: primary, backup GPT and MBR gone"
     return fn
 
 
@@ -669,15 +721,53 @@ def set_key(key, value):
 
 scenario(Scenario(
     "create-data-disk",
-    "create with install.data_disk=/dev/sdb: sdb is one whole-disk HARV_LH_DEFAULT file "
-    "system, sda has no partition 6 (qemu/check-disk --data-disk)",
+    "create with two disks named by /dev/disk/by-id (the kernel names them sda and sdb in probe "
+    "order): install.device the first, install.data_disk the second; the plan shows each disk's "
+    "by-id name, model and serial; the data disk is one whole-disk HARV_LH_DEFAULT file system, "
+    "the install disk has no partition 6 (qemu/check-disk --data-disk)",
     [Node("node1", "create", "8G", data_disk="300G")],
-    config_edit=with_token(set_key("data_disk", "/dev/sdb")),
+    config_edit=with_token(lambda mode, text: set_key("data_disk", h.disk_by_id("node1", 1))(
+        mode, set_key("device", h.disk_by_id("node1", 0))(mode, text))),
     timeout=1500,
-    checks=[line("node1", r"HARV_LH_DEFAULT.*/dev/sdb|/dev/sdb.*HARV_LH_DEFAULT",
-                 "the agent formatted /dev/sdb as HARV_LH_DEFAULT"),
-            no_line("node1", r"Formatting /dev/sda6", "no partition 6 on /dev/sda")]
-    + installed("node1", "create", "node1", "cluster-init", boot=False, data_disk=True)))
+    checks=[line("node1", r"^Install disk: /dev/sd[a-z] \(install\.device \"" + re.escape(h.disk_by_id("node1", 0)) + r"\"\)",
+                 "the plan names the install disk by the by-id name given"),
+            line("node1", r"^  by-id " + re.escape(h.disk_by_id("node1", 0)) + r", model QEMU HARDDISK, serial node1-sda$",
+                 "the plan shows the install disk's by-id name, model and serial"),
+            line("node1", r"^Data disk: /dev/sd[a-z] \(install\.data_disk \"" + re.escape(h.disk_by_id("node1", 1)) + r"\"\)",
+                 "the plan names the data disk by the by-id name given"),
+            line("node1", r"^  by-id " + re.escape(h.disk_by_id("node1", 1)) + r", model QEMU HARDDISK, serial node1-sdb$",
+                 "the plan shows the data disk's by-id name, model and serial"),
+            line("node1", r"Formatting the data disk /dev/sd[a-z] .*HARV_LH_DEFAULT",
+                 "the agent formatted the data disk as HARV_LH_DEFAULT"),
+            no_line("node1", r"Formatting /dev/sd[a-z]6", "no partition 6 on the install disk")]
+    + installed("node1", "create", "node1", "cluster-init", boot=False, data_disk=True,
+                device=h.disk_by_id("node1", 0))))
+
+
+def ctrl_alt_delete(vm):
+    """A real stop of the unit: the key press makes systemd start ctrl-alt-del.target (reboot),
+    which conflicts with harvester-install-agent.service: systemd sends the agent SIGTERM."""
+    vm.hmp("sendkey ctrl-alt-delete")
+
+
+scenario(Scenario(
+    "sigterm",
+    "Ctrl-Alt-Delete (sent through QEMU's monitor) once the install stage began: systemd stops "
+    "the unit, the agent gets SIGTERM, removes the partition table it wrote, prints FAILED "
+    "(stopped by SIGTERM) and sends the FAILED webhook; the disk, read from the host, has no "
+    "partition table; the STARTED webhook named the install disk",
+    [Node("node1", "create", "8G", actions=[(h.MARK + r" STAGE install", ctrl_alt_delete)])],
+    listener=True, config_edit=with_webhooks(), grace=20,
+    checks=pxe_chain("node1", "create") + agent_started("node1") + [
+        line("node1", h.MARK + r" STAGE install", "the install stage began"),
+        failed_in("node1", "install", r"stopped by SIGTERM.*partition table written to the install disk was removed",
+                  "the agent was stopped by SIGTERM and removed the partition table"),
+        no_line("node1", h.RE_SUCCEEDED.pattern, "no SUCCEEDED"),
+        webhook("node1", "FAILED", "node1"),
+        no_webhook("node1", "SUCCEEDED"),
+        webhook_disk("node1", "STARTED", 300 << 30),
+        no_partition_table("node1"),
+        vm_ended("node1", "the VM came to an end (the reboot systemd began, not the timeout)")]))
 
 scenario(Scenario(
     "join",
@@ -1093,7 +1183,7 @@ def run_nodes(lab, ctx, nodes, accel, cpu, timeout, grace, live):
                 node.flow(ctx, node.name, vm, accel, cpu, timeout, grace, live and len(nodes) == 1)
                 return
             ctx.outcome[node.name] = vm.run(
-                accel, cpu, timeout, stop=STOP_ALWAYS + node.stop, grace=grace,
+                accel, cpu, timeout, stop=STOP_ALWAYS + node.stop, grace=grace, actions=node.actions,
                 live=live and len(nodes) == 1, prefix=(f"{node.name}| " if live and len(nodes) > 1 else None))
             if node.boot_disk and ctx.console(node.name).find(h.RE_SUCCEEDED) \
                     and ctx.outcome[node.name][0] == "exited":
