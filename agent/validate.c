@@ -866,6 +866,13 @@ int config_validate(const struct config *c, struct diags *d) {
         if (in->iso_checksum && !valid_checksum(in->iso_checksum))
                 problem(&v, "install.iso_checksum", "must be sha512:<128 hex digits> or sha256:<64 hex digits>");
         check_url(&v, "install.iso_checksum_url", in->iso_checksum_url, true);
+        /* The ISO stage (download.c, iso_fetch) refuses an ISO it cannot verify (README, "TLS"): say so
+         * here, so that a configuration `config` calls valid is one the install can carry out. */
+        if (in->automatic && !isempty(in->iso_url) && isempty(in->iso_checksum) && isempty(in->iso_checksum_url) &&
+            !in->skipchecks)
+                missing(&v, "install.iso_checksum_url",
+                        "required (or install.iso_checksum): the ISO cannot be verified without a checksum; "
+                        "install.skipchecks, which installs an unverified ISO, is only for test rigs");
         check_url(&v, "install.config_url", in->config_url, true);
         if (in->config_url_timeout < 1)
                 problem(&v, "install.config_url_timeout", "must be at least 1 (seconds), got %" PRId64,

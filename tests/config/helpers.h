@@ -143,5 +143,6 @@ static inline void dump_diags(const struct diags *d) {
         "      - name: ens5\n"                                                                           \
         "  device: /dev/sda\n"                                                                           \
         "  iso_url: http://10.0.0.10/harvester.iso\n"                                                    \
+        "  iso_checksum_url: http://10.0.0.10/harvester.sha512\n"                                       \
         "  vip: 10.0.0.99\n"                                                                             \
         "  vip_mode: static\n"

@@ -57,7 +57,7 @@ static void test_seed_create(void **state) {
                 /* Where values came from. */
                 assert_string_equal(config_where(c, "install.automatic"), "kernel command line");
                 const char *w = config_where(c, "install.vip");
-                assert_non_null(strstr(w, "/config.yaml:29:8"));
+                assert_non_null(strstr(w, "/config.yaml:31:8"));
                 assert_string_equal(config_where(c, "install.config_url_timeout"), "default");
                 config_free(c);
         }
@@ -135,7 +135,7 @@ static void test_config_url_file(void **state) {
         _cleanup_free_ char *url = strdup_printf("file://%s", path);
         assert_string_equal(c->source_name, url);
         /* Positions name the URL. */
-        _cleanup_free_ char *where = strdup_printf("%s:29:8", url);
+        _cleanup_free_ char *where = strdup_printf("%s:31:8", url);
         assert_string_equal(config_where(c, "install.vip"), where);
         assert_null(strstr(err, "rd.noverifyssl"));
         config_free(TAKE_PTR(c));

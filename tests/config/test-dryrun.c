@@ -83,7 +83,8 @@ static char *max_yaml(void) {
                 y = n;
         }
         char *n = y ? strdup_printf("%sinstall:\n  mode: create\n  automatic: true\n  role: witness\n"
-                                    "  device: /dev/sda\n  iso_url: http://10.0.0.10/h.iso\n  vip: 10.0.0.99\n"
+                                    "  device: /dev/sda\n  iso_url: http://10.0.0.10/h.iso\n"
+                                    "  iso_checksum_url: http://10.0.0.10/h.sha512\n  vip: 10.0.0.99\n"
                                     "  vip_mode: static\n  management_interface:\n    method: static\n"
                                     "    ip: 10.0.0.5\n    subnet_mask: 255.255.255.0\n    gateway: 10.0.0.1\n"
                                     "    vlan_id: 2\n    interfaces:\n", y) : NULL;

@@ -185,10 +185,10 @@ static void test_unknown_keys_warn(void **state) {
         const struct diag *g = diags_find(&d, "install.vip_hwaddress", true);
         assert_non_null(g);
         assert_string_equal(g->message, "unknown key, ignored");
-        assert_string_equal(g->where, "config.yaml:16:18");
+        assert_string_equal(g->where, "config.yaml:17:18");
         g = diags_find(&d, "extra", true);
         assert_non_null(g);
-        assert_string_equal(g->where, "config.yaml:17:1");
+        assert_string_equal(g->where, "config.yaml:18:1");
         assert_null(diags_find(&d, "extra.deep", true)); /* one warning for the whole unknown subtree */
         assert_non_null(diags_find(&d, "os_extra", true));
         g = diags_find(&d, "install.bogus", true);
@@ -372,7 +372,7 @@ static void test_merge_scalars(void **state) {
         assert_string_equal(c->install.device, "/dev/vda");
         assert_false(c->install.automatic);
         assert_string_equal(config_where(c, "install.mode"), "kernel command line");
-        assert_string_equal(config_where(c, "install.vip"), "config.yaml:14:8");
+        assert_string_equal(config_where(c, "install.vip"), "config.yaml:15:8");
         assert_string_equal(c->install.vip, "10.0.0.99"); /* untouched file value */
         diags_clear(&d);
 }
@@ -510,6 +510,22 @@ static char *print_to_string(const struct config *c, bool json, bool show) {
         "  management_interface:\n"                                                                      \
         "    interfaces: [{name: ens5}]\n"
 
+/* FULL_YAML gives management_interface and iso_checksum_url twice: drop the first of each
+ * (VALID_CREATE's). */
+static char *full_yaml(void) {
+        static const char *const firsts[] = { "  management_interface:\n    interfaces:\n      - name: ens5\n",
+                                              "  iso_checksum_url: http://10.0.0.10/harvester.sha512\n" };
+        char *yaml = strdup(FULL_YAML);
+        assert_non_null(yaml);
+        for (size_t i = 0; i < ELEMENTSOF(firsts); i++) {
+                char *first = strstr(yaml, firsts[i]);
+                assert_non_null(first);
+                size_t k = strlen(firsts[i]);
+                memmove(first, first + k, strlen(first + k) + 1);
+        }
+        return yaml;
+}
+
 static void check_secrets_hidden(const char *out) {
         static const char *const secrets[] = { "Token-123", "Secret-Pass-42", "UrlPass-9", "CfgPass-8",
                                                "HookUrlPass-7", "HookPass-6" };
@@ -522,12 +538,7 @@ static void check_secrets_hidden(const char *out) {
 
 static void test_print_yaml_roundtrip(void **state) {
         struct diags d;
-        _cleanup_free_ char *yaml = strdup(FULL_YAML);
-        /* FULL_YAML gives management_interface twice: drop the first (VALID_CREATE's). */
-        char *first = strstr(yaml, "  management_interface:\n    interfaces:\n      - name: ens5\n");
-        assert_non_null(first);
-        size_t k = strlen("  management_interface:\n    interfaces:\n      - name: ens5\n");
-        memmove(first, first + k, strlen(first + k) + 1);
+        _cleanup_free_ char *yaml = full_yaml();
         _cleanup_config_ struct config *c = build("harvester.os.labels.topology.kubernetes.io/zone=z1", yaml, &d);
         /* The keys this installer refuses (validate.c) are still bound and printed. */
         assert_int_equal(diags_errors(&d), problems_at(&d, "install.addons") +
@@ -634,10 +645,7 @@ static void collect(const char *s, void *userdata) {
 
 static void test_secrets_listed_and_registered(void **state) {
         struct diags d;
-        _cleanup_free_ char *yaml = strdup(FULL_YAML);
-        char *first = strstr(yaml, "  management_interface:\n    interfaces:\n      - name: ens5\n");
-        size_t k = strlen("  management_interface:\n    interfaces:\n      - name: ens5\n");
-        memmove(first, first + k, strlen(first + k) + 1);
+        _cleanup_free_ char *yaml = full_yaml();
         _cleanup_config_ struct config *c = build("harvester.server_url=https://a:SrvPass-5@10.0.0.1", yaml, &d);
         diags_clear(&d);
         _cleanup_strv_free_ char **l = NULL;

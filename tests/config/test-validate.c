@@ -117,6 +117,12 @@ static const struct config_case rule_cases[] = {
         { "harvester.install.iso_checksum=md5:abc", NULL, "install.iso_checksum", "sha512:<128 hex digits>", NULL },
         { "harvester.install.iso_checksum=sha256:" HEX64 "0", NULL, "install.iso_checksum", "sha256:<64", NULL },
         { "harvester.install.iso_checksum_url=smb://h/sums", NULL, "install.iso_checksum_url", "not an http", NULL },
+        /* The ISO stage refuses an ISO without a checksum unless install.skipchecks (README, "TLS"). */
+        { "harvester.install.iso_checksum_url=", NULL, "install.iso_checksum_url",
+          "required (or install.iso_checksum): the ISO cannot be verified without a checksum", "not set" },
+        { "harvester.install.mode=join harvester.server_url=10.0.0.1 harvester.install.iso_checksum_url=", NULL,
+          "install.iso_checksum_url", "install.skipchecks, which installs an unverified ISO, is only for test rigs",
+          "not set" },
         { "harvester.install.config_url=ftp://h/c.yaml", NULL, "install.config_url", "not an http", NULL },
         { "harvester.install.config_url_timeout=0", NULL, "install.config_url_timeout", "at least 1", NULL },
         { "harvester.install.persistent_partition_size=150GB", NULL, "install.persistent_partition_size",
@@ -139,7 +145,7 @@ static const struct config_case rule_cases[] = {
           "must not have a path", NULL },
         { "harvester.server_url=http://10.0.0.1 harvester.install.mode=join", NULL, "server_url",
           "must be an https:// URL", NULL },
-        { NULL, "webhooks",  "install.webhooks[0].event", "unknown event \"BEGUN\"", "config.yaml:17:14" },
+        { NULL, "webhooks",  "install.webhooks[0].event", "unknown event \"BEGUN\"", "config.yaml:18:14" },
         { NULL, "webhooks",  "install.webhooks[0].method", "unknown HTTP method \"FETCH\"", NULL },
         { NULL, "webhooks",  "install.webhooks[1].url", "required", "not set" },
         { NULL, "webhooks",  "install.webhooks[1].event", "required", "not set" },
@@ -320,6 +326,11 @@ static void test_valid_variants(void **state) {
                      "harvester.install.iso_checksum_url=https://h/sha512sum",
                      VALID_CREATE, NULL);
         expect_valid("harvester.install.iso_checksum=sha512:" HEX64 HEX64, VALID_CREATE, NULL);
+        /* A checksum by either key, or install.skipchecks (test rigs), or no automatic install. */
+        expect_valid("harvester.install.iso_checksum_url= harvester.install.iso_checksum=sha256:" HEX64, VALID_CREATE,
+                     NULL);
+        expect_valid("harvester.install.iso_checksum_url= harvester.install.skipchecks=true", VALID_CREATE, NULL);
+        expect_valid("harvester.install.iso_checksum_url= harvester.install.automatic=false", VALID_CREATE, NULL);
         expect_valid("harvester.install.persistent_partition_size=150Gi harvester.install.role=witness "
                      "harvester.system_settings.ntp-servers=x harvester.install.cluster_pod_cidr=10.52.0.0/16 "
                      "harvester.install.cluster_dns=10.53.0.10",

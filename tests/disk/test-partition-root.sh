@@ -80,6 +80,7 @@ install:
   vip: 10.0.0.10
   vip_mode: static
   iso_url: http://127.0.0.1/harvester.iso
+  iso_checksum_url: http://127.0.0.1/harvester.sha512
   device: $1
 EOF
         if [ -n "${2:-}" ]; then

@@ -81,6 +81,7 @@ install:
   vip: 10.0.0.10
   vip_mode: static
   iso_url: http://127.0.0.1/harvester.iso
+  iso_checksum_url: http://127.0.0.1/harvester.sha512
   device: $dev
 CONFIG
 fail=0 t0=$(date +%s)

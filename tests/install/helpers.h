@@ -60,6 +60,7 @@ static inline struct config *config_new(const char *mode) {
         c->install.automatic = true;
         c->install.device = xstrdup("/dev/sda");
         c->install.iso_url = xstrdup("http://10.0.2.2/harvester.iso");
+        c->install.iso_checksum_url = xstrdup("http://10.0.2.2/harvester.sha512");
         c->install.management_interface.method = xstrdup("dhcp");
         add_interface(c, "ens5");
         if (streq(mode, "create")) {

@@ -26,7 +26,8 @@ static struct test_server srv = { .stdin_fd = -1, .stdout_fd = -1 };
 static char *dir, *capture, *cert, *key;
 static char config_text[] = "scheme_version: 1\ntoken: tls-token-1\nos:\n  hostname: node1\n  password: Pa55word-x\n"
                             "install:\n  mode: create\n  management_interface:\n    interfaces:\n    - name: ens5\n"
-                            "  device: /dev/sda\n  iso_url: http://10.0.0.1/h.iso\n  vip: 10.0.0.99\n  vip_mode: static\n";
+                            "  device: /dev/sda\n  iso_url: http://10.0.0.1/h.iso\n  iso_checksum_url: http://10.0.0.1/h.sha512\n"
+                            "  vip: 10.0.0.99\n  vip_mode: static\n";
 static const char iso_data[] = "not really an ISO, but bytes to fetch\n";
 
 static int setup(void **state) {
