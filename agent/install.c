@@ -928,7 +928,8 @@ int install_preload_images(const char *iso_dir, const char *state_dir, const cha
             (r = mounts_add(&m, "/dev", dev, NULL, "bind")) < 0 ||
             (r = mounts_add(&m, "/proc", proc, NULL, "bind")) < 0)
                 goto finish;
-        r = preload_import(root, PRELOAD_TIMEOUT_USEC);
+        r = preload_import(root, (const char *const[]) { root, usr_local, rancher, images, lists, dev, proc, NULL },
+                           PRELOAD_TIMEOUT_USEC);
 finish:;
         int q = mounts_release(&m);
         if (r == 0 && q < 0)

@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -265,6 +266,57 @@ static int stop_chrooted(const char *root, pid_t server) {
         return n == 0 ? 0 : log_error_errno(EBUSY, "%zu processes of the image preload in %s do not end.", n, root);
 }
 
+/* Unmounts (lazily, deepest first) every mount below root that the import itself left: a real
+ * rke2 mounts its containers' root file systems under /run/k3s and /var/lib/rancher/rke2. The
+ * mounts install.c made (keep, NULL-terminated, full paths) stay for it to undo. */
+static int umount_leftovers(const char *root, const char *const *keep) {
+        _cleanup_free_ char *info = NULL;
+        _cleanup_(strv_freep) char **found = NULL;
+        size_t rl = strlen(root);
+        int r = read_full_file("/proc/self/mountinfo", &info, NULL);
+        if (r < 0)
+                return r;
+        for (char *line = info, *next; line && *line; line = next) {
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = 0;
+                /* id parent major:minor root mount-point ... (octal escapes in the paths) */
+                char *f = line;
+                for (int i = 0; i < 4 && f; i++) {
+                        f = strchr(f, ' ');
+                        if (f)
+                                f++;
+                }
+                if (!f)
+                        continue;
+                f[strcspn(f, " ")] = 0;
+                char mp[4096];
+                size_t n = 0;
+                for (const char *c = f; *c && n + 1 < sizeof mp; c++) {
+                        if (c[0] == '\\' && c[1] >= '0' && c[1] <= '3' && c[2] && c[3]) {
+                                mp[n++] = (char)(((c[1] - '0') << 6) | ((c[2] - '0') << 3) | (c[3] - '0'));
+                                c += 3;
+                        } else
+                                mp[n++] = *c;
+                }
+                mp[n] = 0;
+                if (strncmp(mp, root, rl) != 0 || mp[rl] != '/')
+                        continue;
+                bool ours = false;
+                for (size_t i = 0; keep && keep[i]; i++)
+                        ours = ours || streq(mp, keep[i]);
+                if (!ours && strv_push(&found, mp) < 0)
+                        return -ENOMEM;
+        }
+        /* mountinfo lists parents first: undo in reverse */
+        for (size_t i = strv_length(found); i-- > 0;) {
+                log_info("Image preload: unmounting %s, left by the import.", found[i]);
+                if (umount2(found[i], MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+                        return log_error_errno(errno, "Cannot unmount %s: %s", found[i], strerror(errno));
+        }
+        return 0;
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
         return remove(path) < 0 && errno != ENOENT ? -1 : 0;
 }
@@ -304,7 +356,7 @@ static int step(const char *root, char *const *argv, const char *what) {
         return -EIO;
 }
 
-int preload_import(const char *root, uint64_t timeout_usec) {
+int preload_import(const char *root, const char *const *keep_mounts, uint64_t timeout_usec) {
         uint64_t start = now_usec(), deadline = start + timeout_usec;
         _cleanup_free_ char *rancherd = strdup_printf("%s" PRELOAD_RANCHERD_DIR, root), *image = NULL;
         _cleanup_free_ char *tmp = strdup_printf("%s/usr/local/preload.XXXXXX", root), *log_path = NULL;
@@ -420,6 +472,9 @@ int preload_import(const char *root, uint64_t timeout_usec) {
 
 cleanup:
         q = stop_chrooted(root, server);
+        if (q < 0 && r == 0)
+                r = q;
+        q = umount_leftovers(root, keep_mounts);
         if (q < 0 && r == 0)
                 r = q;
         /* What the temporary server leaves that the node's own rke2 must not find. */

@@ -49,8 +49,9 @@ int preload_check(const char *iso_dir, const char *rootfs_dir);
  *   ctr --connect-timeout 1s version                 (until containerd answers)
  *   ctr-check-images.sh /tmp/images-lists/<each>.txt (until every listed image is in containerd)
  * with only HOME=/root, PATH=/var/lib/rancher/rke2/bin:... and CONTAINERD_ADDRESS in the environment; then every process whose root
- * is root is stopped (TERM, then KILL), and /rke2.log, /etc/rancher/rke2/rke2.yaml,
+ * is root is stopped (TERM, then KILL), every mount below root but keep_mounts (the caller's,
+ * NULL-terminated) is detached (a real rke2's container file systems), and /rke2.log, /etc/rancher/rke2/rke2.yaml,
  * /var/lib/rancher/rke2/server, the pod manifests and <tmp> are removed. Gives up after
  * timeout_usec. 0 or -errno (logged).
  */
-int preload_import(const char *root, uint64_t timeout_usec);
+int preload_import(const char *root, const char *const *keep_mounts, uint64_t timeout_usec);

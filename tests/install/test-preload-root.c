@@ -70,7 +70,7 @@ static char *make_rootfs(bool with_wharfie) {
         mkdir_all(bin);
         _cleanup_free_ char *bb = pj(bin, "busybox");
         run_ok((char *[]) { (char *)"cp", (char *)"/usr/bin/busybox", bb, NULL });
-        static const char *const applets[] = { "sh", "tar", "env", "grep", "mktemp", "cat", "cp", "mkdir",
+        static const char *const applets[] = { "sh", "tar", "env", "grep", "mount", "mktemp", "cat", "cp", "mkdir",
                                                "sleep", "dirname", "basename", "wc", "rm", "ls", "true" };
         for (size_t i = 0; i < ELEMENTSOF(applets); i++) {
                 _cleanup_free_ char *l = pj(bin, applets[i]);
@@ -165,6 +165,8 @@ static void test_import(void **state) {
         assert_non_null(strstr(log, "imported harvester-images-b.tar.zst\n"));
         /* 4: each list checked until complete */
         assert_non_null(strstr(log, "ctr-check-images.sh /tmp/images-lists/harvester-images.txt: all 3 images present\n"));
+        /* 5: the "container" mount of the fake rke2 was made, and undone (mounts_under_tmp above) */
+        assert_non_null(strstr(log, "mounted /run/k3s/containerd/io.containerd.runtime.v2.task/k8s.io/fake-etcd/rootfs\n"));
 
         /* containerd's store stays on COS_PERSISTENT; the tarballs do not */
         _cleanup_free_ char *imported = pj(bind, "rke2/agent/containerd/fake-images.txt"), *got = read_text(imported);
