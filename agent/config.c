@@ -19,6 +19,7 @@
 #include "http.h"
 #include "log.h"
 #include "schema.h"
+#include "urltemplate.h"
 #include "validate.h"
 #include "yamlload.h"
 
@@ -252,6 +253,31 @@ static int fetch_config_url(struct config *c, const struct node *ctree, const ch
         return 0;
 }
 
+/* Where the node's facts for URL variables are read: the machine itself. A test points
+ * HARVESTER_INSTALL_FACTS_ROOT at a fake tree (sys/class/dmi/id, sys/class/net, proc/net/route). */
+static struct url_facts node_facts(const char *cmdline) {
+        return (struct url_facts){ .root = getenv("HARVESTER_INSTALL_FACTS_ROOT") ?: "", .cmdline = cmdline };
+}
+
+/* Expands the ${...} variables of *url (the value of path, set at where) in place, logging the
+ * result. 0, -EINVAL (the problem is in d), -ENOMEM. */
+static int expand_url(char **url, const char *path, const char *where, const char *cmdline, struct diags *d) {
+        if (!url_template_used(*url))
+                return 0;
+        struct url_facts f = node_facts(cmdline);
+        _cleanup_free_ char *out = NULL, *problem = NULL;
+        int r = url_template_expand(*url, &f, &out, &problem);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return diags_add(d, false, path, where, "%s", problem) ?: -EINVAL;
+        _cleanup_free_ char *shown = url_redact(out);
+        log_info("%s expands to %s on this node.", path, shown ? shown : "(out of memory)");
+        free(*url);
+        *url = TAKE_PTR(out);
+        return 0;
+}
+
 /* The kernel arguments: parsed, canonicalised, their secrets registered. */
 static int load_cmdline(const char *text, struct config *c, struct diags *d, struct node **ret) {
         _cleanup_node_ struct node *ctree = NULL;
@@ -325,7 +351,10 @@ static int load(const struct config_source *src, struct config *c, struct diags 
         if ((r = load_cmdline(text, c, d, &ctree)) < 0)
                 return r;
 
-        const char *url = scalar_of(node_lookup(ctree, "install.config_url"));
+        _cleanup_free_ char *url = NULL;
+        const char *u = scalar_of(node_lookup(ctree, "install.config_url"));
+        if (u && !(url = strdup(u)))
+                return -ENOMEM;
         if (src->config_file) {
                 if (!(c->source_name = strdup(src->config_file)))
                         return -ENOMEM;
@@ -334,12 +363,21 @@ static int load(const struct config_source *src, struct config *c, struct diags 
                         return log_error_errno(r, "Cannot read the configuration file \"%s\": %s", src->config_file,
                                                strerror(-r));
         } else if (url) {
+                if ((r = expand_url(&url, "install.config_url", "kernel command line", text, d)) < 0)
+                        return r;
                 if (!(c->source_name = url_hide_password(url)))
                         return -ENOMEM;
                 if ((r = fetch_config_url(c, ctree, url, d, &body, &len)) < 0)
                         return r;
         }
-        return load_rest(c, TAKE_PTR(ctree), body, len, d);
+        if ((r = load_rest(c, TAKE_PTR(ctree), body, len, d)) < 0)
+                return r;
+        if (src->expand_urls && diags_errors(d) == 0 &&
+            ((r = expand_url(&c->install.iso_url, "install.iso_url", config_where(c, "install.iso_url"), text, d)) < 0 ||
+             (r = expand_url(&c->install.iso_checksum_url, "install.iso_checksum_url",
+                             config_where(c, "install.iso_checksum_url"), text, d)) < 0))
+                return r;
+        return 0;
 }
 
 int config_load(const struct config_source *src, struct config **ret) {
@@ -533,6 +571,9 @@ int cmd_config(const struct global_opts *g, int argc, char **argv) {
                 return EXIT_INTERNAL;
         if (r < 0)
                 return EXIT_INVALID;
+        if (url_template_used(cfg->install.iso_url) || url_template_used(cfg->install.iso_checksum_url))
+                log_info("install.iso_url, install.iso_checksum_url: ${mac}, ${uuid}, ${serial} and ${hostname} are "
+                         "shown as written; the node expands them from what it is when the install starts.");
         if (config_has_mac_only_interfaces(cfg))
                 log_info("install.management_interface.interfaces: an interface given only by hw_addr is resolved "
                          "to its name on the node, from the NICs it has, when the install starts.");

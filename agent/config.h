@@ -137,6 +137,9 @@ struct config {
 struct config_source {
         const char *cmdline_file; /* NULL: /proc/cmdline + the dracut cmdline.d/<name>.conf files */
         const char *config_file;  /* NULL: fetch install.config_url when set */
+        /* On the node (run): install.iso_url and install.iso_checksum_url get their ${mac}, ${uuid},
+         * ... expanded (urltemplate.h). install.config_url is expanded whenever it is fetched. */
+        bool expand_urls;
 };
 
 /*

@@ -985,13 +985,15 @@ int install_preload_images(const char *iso_dir, const char *state_dir, const cha
 
         struct mounts m = {};
         start = now_usec();
-        if ((r = mounts_add(&m, img, root, "ext2", "loop")) < 0 ||
-            (r = mounts_add(&m, persistent_dir, usr_local, NULL, "bind")) < 0 ||
-            (r = mounts_add(&m, state_bind, rancher, NULL, "bind")) < 0 ||
-            (r = mounts_add(&m, bundle, images, NULL, "bind")) < 0 ||
-            (r = mounts_add(&m, bundle_lists, lists, NULL, "bind")) < 0 ||
-            (r = mounts_add(&m, "/dev", dev, NULL, "bind")) < 0 ||
-            (r = mounts_add(&m, "/proc", proc, NULL, "bind")) < 0)
+        /* Each one private: under systemd every mount is shared, and a bind below a bind of
+         * COS_PERSISTENT would otherwise show up (and be unmounted) at each of its peers. */
+        if ((r = mounts_add(&m, img, root, "ext2", "loop,private")) < 0 ||
+            (r = mounts_add(&m, persistent_dir, usr_local, NULL, "bind,private")) < 0 ||
+            (r = mounts_add(&m, state_bind, rancher, NULL, "bind,private")) < 0 ||
+            (r = mounts_add(&m, bundle, images, NULL, "bind,private")) < 0 ||
+            (r = mounts_add(&m, bundle_lists, lists, NULL, "bind,private")) < 0 ||
+            (r = mounts_add(&m, "/dev", dev, NULL, "bind,private")) < 0 ||
+            (r = mounts_add(&m, "/proc", proc, NULL, "bind,private")) < 0)
                 goto finish;
         r = preload_import(root, (const char *const[]) { root, usr_local, rancher, images, lists, dev, proc, NULL },
                            PRELOAD_TIMEOUT_USEC);

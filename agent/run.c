@@ -160,7 +160,8 @@ int cmd_run(const struct global_opts *g, int argc, char **argv) {
 
         if (stage_begin(&run, "configuration") < 0)
                 return run_failed(&run, EXIT_INTERNAL);
-        struct config_source src = { .cmdline_file = g->cmdline_file, .config_file = g->config_file };
+        struct config_source src = { .cmdline_file = g->cmdline_file, .config_file = g->config_file,
+                                     .expand_urls = true };
         r = config_load(&src, &cfg);
         if (r < 0)
                 return run_failed(&run, r == -EINVAL ? EXIT_INVALID : r == -ENOMEM ? EXIT_INTERNAL : EXIT_CONFIG_URL);

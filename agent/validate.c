@@ -7,6 +7,7 @@
 #include "http.h"
 #include "log.h"
 #include "schema.h"
+#include "urltemplate.h"
 #include "validate.h"
 
 /* ======================================================================================
@@ -542,6 +543,15 @@ static void check_network(struct vctx *v) {
         }
 }
 
+/* The URLs the node expands ${mac}, ${uuid}, ... in (urltemplate.h): only known variables. */
+static void check_url_vars(struct vctx *v, const char *path, const char *url) {
+        _cleanup_free_ char *var = url_template_problem(url);
+        if (var) {
+                _cleanup_free_ char *sv = show(url);
+                problem(v, path, "%s: %s", sv, var);
+        }
+}
+
 static void check_url(struct vctx *v, const char *path, const char *url, bool allow_file) {
         if (isempty(url))
                 return;
@@ -550,6 +560,7 @@ static void check_url(struct vctx *v, const char *path, const char *url, bool al
                 problem(v, path, "%s is not an %s URL", sv, allow_file ? "http://, https:// or file://" : "http(s)://");
                 return;
         }
+
         /* What libcurl will fetch: a password with an unencoded '/', '?' or '#' does not parse. */
         _cleanup_free_ char *why = url_parse_problem(url);
         if (why)
@@ -874,6 +885,9 @@ int config_validate(const struct config *c, struct diags *d) {
                         "required (or install.iso_checksum): the ISO cannot be verified without a checksum; "
                         "install.skipchecks, which installs an unverified ISO, is only for test rigs");
         check_url(&v, "install.config_url", in->config_url, true);
+        check_url_vars(&v, "install.iso_url", in->iso_url);
+        check_url_vars(&v, "install.iso_checksum_url", in->iso_checksum_url);
+        check_url_vars(&v, "install.config_url", in->config_url);
         if (in->config_url_timeout < 1)
                 problem(&v, "install.config_url_timeout", "must be at least 1 (seconds), got %" PRId64,
                         in->config_url_timeout);

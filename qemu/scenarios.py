@@ -920,6 +920,73 @@ scenario(Scenario(
     + installed("node3", "join", "node2", "agent", SERVER_URL)))
 
 
+# --- URL variables (issue 13 item 4) -------------------------------------------------------------
+
+# iPXE expands ${...} in every script line until none is left (no escape), so a ${mac} on the
+# kernel line would be iPXE's. The agent's own expansion is proved through the served config file
+# instead: its iso_url holds ${mac_hyphen} and its iso_checksum_url ${uuid} (QEMU's -uuid, the
+# SMBIOS product UUID), both served only under the expanded names.
+URL_UUID = "4c4c4544-0031-3510-8052-b4c04f4a3732"
+
+
+def url_vars(mode, text):
+    text, n = re.subn(r"^(  iso_url: )(\S+)/(harvester-[^/\s]+-amd64\.iso)$",
+                      lambda m: f'{m.group(1)}"{m.group(2)}/by-mac/${{mac_hyphen}}/{m.group(3)}"', text, flags=re.M)
+    text, k = re.subn(r"^(  iso_checksum_url: )(\S+)/([^/\s]+)$",
+                      lambda m: f'{m.group(1)}"{m.group(2)}/by-uuid/${{uuid}}/{m.group(3)}"', text, flags=re.M)
+    if n != 1 or k != 1:
+        raise h.LabError(f"config-{mode}.yaml: no iso_url/iso_checksum_url line to template")
+    return text
+
+
+def url_vars_prepare(node, mac):
+    """prepare: the node's SMBIOS UUID is URL_UUID; /harvester/by-mac/<mac-with-hyphens>/ and
+    /harvester/by-uuid/<uuid>/ are the release folder (symlinks), nothing else is."""
+    def prepare(ctx):
+        vm = ctx.vm[node]
+        command = vm.command
+
+        def with_uuid(*args, **kw):
+            return command(*args, **kw) + ["-uuid", URL_UUID]
+        vm.command = with_uuid
+        for d in (ctx.lab.served.dir, ctx.lab.served.root / "n" / node / "harvester"):
+            for sub, name in (("by-mac", mac.replace(":", "-")), ("by-uuid", URL_UUID)):
+                (d / sub).mkdir(mode=0o755, exist_ok=True)
+                (d / sub).chmod(0o755)
+                (d / sub / name).symlink_to("..")
+    return prepare
+
+
+def nothing_unexpanded(node):
+    @check(f"{node}: no request named a variable unexpanded")
+    def fn(ctx):
+        bad = [p for _, p, _ in ctx.requests(node) if "$" in p or "%24" in p or "%7B" in p.upper()]
+        return not bad, f"requests: {bad}"
+    return fn
+
+
+scenario(Scenario(
+    "url-template",
+    "one config for every node, its iso_url holding ${mac_hyphen} and its iso_checksum_url ${uuid}: "
+    "the agent expands them in the initrd from the booting NIC and SMBIOS, logs the expanded URLs, "
+    "and fetches and verifies the ISO from the only paths that exist, the expanded ones",
+    [Node("node1", "create", "8G", stop=[h.MARK + r" STAGE disk-check"])],
+    config_edit=with_token(url_vars), prepare=url_vars_prepare("node1", h.CREATE_MAC), grace=1.0,
+    checks=pxe_chain("node1", "create") + agent_started("node1") + [
+        served("node1", "config-create.yaml"),
+        line("node1", r"^harvester-install: install\.iso_url expands to http://\S+/by-mac/"
+             + h.CREATE_MAC.replace(":", "-") + r"/harvester-\S+-amd64\.iso on this node\.$",
+             "the agent logged iso_url with ${mac_hyphen} expanded to the NIC's MAC"),
+        line("node1", r"^harvester-install: install\.iso_checksum_url expands to http://\S+/by-uuid/"
+             + URL_UUID + r"/\S+ on this node\.$",
+             "the agent logged iso_checksum_url with ${uuid} expanded to the SMBIOS UUID"),
+        served_whole("node1", f"by-mac/{h.CREATE_MAC.replace(':', '-')}/harvester-<version>-amd64.iso"),
+        line("node1", h.MARK + r" STAGE disk-check", "the ISO stage passed (fetched and verified)"),
+        nothing_unexpanded("node1"),
+        no_line("node1", h.RE_FAILED.pattern, "no FAILED marker"),
+    ]))
+
+
 # --- pxe-first and power-loss (issue 9 item 3, issue 14 item 4) -----------------------------------
 
 RE_PXE_TRY = r"Start PXE over IPv4|>>Start PXE|iPXE initialising|iPXE \d"

@@ -121,6 +121,20 @@ has "$tmp/kargs.err" "error: os.additional_kernel_arguments:"
 has "$tmp/kargs.err" "has an unbalanced double quote"
 [ -s "$tmp/kargs.out" ] && fail "kargs: printed a configuration"
 
+# 10. URL variables: the offline config command shows iso_url as written and says the node expands
+# it; an unknown variable is exit 2 naming the key and the variable.
+sed 's#^  iso_url: .*#  iso_url: "http://10.100.0.10/harvester/${serial}/harvester.iso"#' "$fx/config-create.yaml" >"$tmp/urlvar.yaml"
+grep -q 'serial' "$tmp/urlvar.yaml" || fail "urlvar: fixture not rewritten"
+run urlvar --cmdline "$fx/cmdline-create.txt" --config "$tmp/urlvar.yaml" config
+expect_rc 0 urlvar
+has "$tmp/urlvar.out" 'iso_url: "http://10.100.0.10/harvester/${serial}/harvester.iso"'
+has "$tmp/urlvar.err" "the node expands them from what it is when the install starts"
+sed 's#\${serial}#${serial_number}#' "$tmp/urlvar.yaml" >"$tmp/urlbad.yaml"
+run urlbad --cmdline "$fx/cmdline-create.txt" --config "$tmp/urlbad.yaml" config
+expect_rc 2 urlbad
+has "$tmp/urlbad.err" 'error: install.iso_url: "http://10.100.0.10/harvester/${serial_number}/harvester.iso": unknown variable ${serial_number}'
+[ -s "$tmp/urlbad.out" ] && fail "urlbad: printed a configuration"
+
 if [ "$failures" -gt 0 ]; then
 	echo "$failures check(s) failed"
 	exit 1

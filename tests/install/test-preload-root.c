@@ -10,6 +10,7 @@
  * loop devices or a static busybox.
  */
 #include <dirent.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 
 #include "helpers.h"
@@ -125,13 +126,17 @@ static char *make_state(const char *rootfs) {
         return st;
 }
 
-/* Mounts whose mount point is under tmp. */
+/* Mounts whose mount point (mountinfo's fifth field) is under tmp. */
 static size_t mounts_under_tmp(void) {
         _cleanup_free_ char *info = NULL;
         assert_int_equal(read_full_file("/proc/self/mountinfo", &info, NULL), 0);
         size_t n = 0;
-        for (char *p = info; (p = strstr(p, tmp)); p += strlen(tmp))
-                n++;
+        char *save = NULL;
+        for (char *line = strtok_r(info, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                char mp[4096];
+                if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) == 1 && strncmp(mp, tmp, strlen(tmp)) == 0)
+                        n++;
+        }
         return n;
 }
 
@@ -139,10 +144,24 @@ static void test_import(void **state) {
         _cleanup_free_ char *rootfs = make_rootfs(true), *iso = make_iso("iso", true), *st = make_state(rootfs);
         _cleanup_free_ char *pers = pj(tmp, "persistent"), *target = pj(tmp, "target");
         mkdir_all(pers);
+        mkdir_all(target);
+        /* As under systemd: COS_PERSISTENT and the target's parent are shared mounts. */
+        assert_int_equal(mount(pers, pers, NULL, MS_BIND, NULL), 0);
+        assert_int_equal(mount(NULL, pers, NULL, MS_SHARED, NULL), 0);
+        assert_int_equal(mount(target, target, NULL, MS_BIND, NULL), 0);
+        assert_int_equal(mount(NULL, target, NULL, MS_SHARED, NULL), 0);
+        _cleanup_free_ char *under = pj(target, "root");
+        mkdir_all(under);
+        free(target);
+        target = strdup(under);
 
         assert_int_equal(preload_wanted(iso), 1);
         assert_int_equal(preload_check(iso, rootfs), 0);
         assert_int_equal(install_preload_images(iso, st, pers, target), 0);
+        _cleanup_free_ char *target_parent = pj(tmp, "target");
+        assert_int_equal(mounts_under_tmp(), 2); /* only the test's own two shared binds */
+        assert_int_equal(umount(target_parent), 0);
+        assert_int_equal(umount(pers), 0);
         assert_int_equal(mounts_under_tmp(), 0);
 
         _cleanup_free_ char *bind = pj(pers, ".state/var-lib-rancher.bind");
