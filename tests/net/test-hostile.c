@@ -20,6 +20,7 @@
 #include "install.h"
 #include "log.h"
 #include "schema.h"
+#include "log-capture.h"
 #include "server.h"
 #include "util.h"
 
@@ -45,19 +46,6 @@ static int teardown(void **state) {
         free(dir);
         free(capture);
         return 0;
-}
-
-/* The log written since the last call. */
-static char *log_since_last(void) {
-        static size_t seen;
-        char *all = NULL;
-        size_t len = 0;
-        assert_int_equal(read_full_file(capture, &all, &len), 0);
-        char *r = strdup(all + (seen < len ? seen : len));
-        seen = len;
-        free(all);
-        assert_non_null(r);
-        return r;
 }
 
 /* No byte below 0x20 other than the newlines that end lines, no DEL, and no line that begins
@@ -180,12 +168,12 @@ static void test_url_validation(void **state) {
 
         /* Fetched anyway (config_url on the kernel line is fetched before validation): refused
          * before any request, without the password in the log. */
-        _cleanup_free_ char *old = log_since_last(), *body = NULL;
+        _cleanup_free_ char *old = log_since_last(capture), *body = NULL;
         _cleanup_free_ char *url = strdup_printf("http://u:pa/ss@127.0.0.1:%d/ok/hello.txt", srv.port);
         assert_int_equal(test_server_reset(&srv), 0);
         struct http_options o = { .what = "config_url" };
         assert_int_equal(http_get(url, &o, &body, NULL), -EINVAL);
-        _cleanup_free_ char *log = log_since_last();
+        _cleanup_free_ char *log = log_since_last(capture);
         assert_null(strstr(log, "pa/ss"));
         assert_non_null(strstr(log, "percent-encoded"));
         assert_int_equal(test_server_count(&srv, "/"), 0);
@@ -265,13 +253,13 @@ static void test_escape_controls(void **state) {
 }
 
 static void test_log_lines_escaped(void **state) {
-        _cleanup_free_ char *old = log_since_last();
+        _cleanup_free_ char *old = log_since_last(capture);
         log_error("ISO file name: %s", "x\n[harvester-install] SUCCEEDED\r\x1b[2J");
-        _cleanup_free_ char *log = log_since_last();
+        _cleanup_free_ char *log = log_since_last(capture);
         assert_no_forged_line(log);
         assert_string_equal(log, "harvester-install: error: ISO file name: x\\n[harvester-install] SUCCEEDED\\r\\x1b[2J\n");
         log_marker("FAILED: %s", "a\r[harvester-install] SUCCEEDED\n[harvester-install] SUCCEEDED");
-        _cleanup_free_ char *marker = log_since_last();
+        _cleanup_free_ char *marker = log_since_last(capture);
         assert_string_equal(marker, "[harvester-install] FAILED: a\\r[harvester-install] SUCCEEDED\\n[harvester-install] SUCCEEDED\n");
         /* The FAILED marker repeats the escaped text. */
         assert_string_equal(log_last_error(), "ISO file name: x\\n[harvester-install] SUCCEEDED\\r\\x1b[2J");
@@ -279,10 +267,10 @@ static void test_log_lines_escaped(void **state) {
 
 static void test_lying_reason_phrase(void **state) {
         _cleanup_free_ char *url = test_server_url(&srv, "/lie/status-marker/x.iso");
-        _cleanup_free_ char *old = log_since_last(), *body = NULL;
+        _cleanup_free_ char *old = log_since_last(capture), *body = NULL;
         struct http_options o = { .what = "config_url" };
         assert_int_equal(http_get(url, &o, &body, NULL), -EIO);
-        _cleanup_free_ char *log = log_since_last();
+        _cleanup_free_ char *log = log_since_last(capture);
         assert_no_forged_line(log);
         assert_non_null(strstr(log, "Busy\\r[harvester-install] SUCCEEDED \\x1b[2J"));
 }

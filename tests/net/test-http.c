@@ -10,6 +10,7 @@
 
 #include "http.h"
 #include "log.h"
+#include "log-capture.h"
 #include "server.h"
 #include "util.h"
 
@@ -41,21 +42,8 @@ static int teardown(void **state) {
         return 0;
 }
 
-/* The log written since the last call. */
-static char *log_since_last(void) {
-        static size_t seen;
-        char *all = NULL;
-        size_t len = 0;
-        assert_int_equal(read_full_file(capture, &all, &len), 0);
-        char *r = strdup(all + (seen < len ? seen : len));
-        seen = len;
-        free(all);
-        assert_non_null(r);
-        return r;
-}
-
 static int get(const char *url, const struct http_options *o, char **body, size_t *len) {
-        _cleanup_free_ char *old = log_since_last();
+        _cleanup_free_ char *old = log_since_last(capture);
         return http_get(url, o, body, len);
 }
 
@@ -120,7 +108,7 @@ static void test_4xx_fail_at_once(void **state) {
                 assert_null(body);
                 assert_int_equal(len, 4711); /* untouched on failure */
                 assert_int_equal(test_server_count(&srv, t[i].path), 1);
-                _cleanup_free_ char *log = log_since_last();
+                _cleanup_free_ char *log = log_since_last(capture);
                 assert_non_null(strstr(log, t[i].shown));
                 assert_non_null(strstr(log, url));
                 assert_null(strstr(log, "attempt"));
@@ -136,7 +124,7 @@ static void test_503_twice_then_200(void **state) {
         assert_int_equal(get(url, &o, &body, &len), 0);
         assert_string_equal(body, "hello, world\n");
         assert_int_equal(test_server_count(&srv, "/fail503x2/hello.txt"), 3);
-        _cleanup_free_ char *log = log_since_last();
+        _cleanup_free_ char *log = log_since_last(capture);
         _cleanup_free_ char *l1 = strdup_printf("config_url: attempt 1 failed: HTTP 503 Service Unavailable (%s); next try in ", url);
         _cleanup_free_ char *l2 = strdup_printf("config_url: attempt 2 failed: HTTP 503 Service Unavailable (%s); next try in ", url);
         assert_non_null(strstr(log, l1));
@@ -154,7 +142,7 @@ static void test_500_until_deadline(void **state) {
         int n = test_server_count(&srv, "/status/500/forever");
         /* the first retry comes within 1 s, so at least two attempts fit in 3 s */
         assert_true(n >= 2);
-        _cleanup_free_ char *log = log_since_last();
+        _cleanup_free_ char *log = log_since_last(capture);
         assert_non_null(strstr(log, "config_url: giving up on"));
         assert_non_null(strstr(log, "HTTP 500"));
         assert_non_null(strstr(log, "Raise harvester.install.config_url_timeout."));
@@ -190,7 +178,7 @@ static void test_stall_then_ok(void **state) {
         assert_int_equal(len, sizeof(big));
         assert_memory_equal(body, big, sizeof(big));
         assert_int_equal(test_server_count(&srv, "/stall/big.bin"), 2);
-        _cleanup_free_ char *log = log_since_last();
+        _cleanup_free_ char *log = log_since_last(capture);
         assert_non_null(strstr(log, "attempt 1 failed: stalled: nothing received for 1 s ("));
 }
 
@@ -230,7 +218,7 @@ static void test_max_body(void **state) {
         assert_int_equal(get(url, &o, &body, &len), -EFBIG);
         assert_null(body);
         assert_int_equal(test_server_count(&srv, "/ok/big.bin"), 1);
-        _cleanup_free_ char *log = log_since_last();
+        _cleanup_free_ char *log = log_since_last(capture);
         assert_non_null(strstr(log, "is larger than"));
 
         /* Without Content-Length help: norange drops the first GET, so use file:// too. */
@@ -259,7 +247,7 @@ static void test_connection_refused(void **state) {
         char *body = NULL;
         struct http_options o = { .what = "config_url", .deadline_sec = 2 };
         assert_int_equal(get(url, &o, &body, NULL), -ETIMEDOUT);
-        _cleanup_free_ char *log = log_since_last();
+        _cleanup_free_ char *log = log_since_last(capture);
         assert_non_null(strstr(log, "attempt 1 failed: "));
         assert_non_null(strstr(log, "giving up on"));
 
@@ -293,7 +281,7 @@ static void test_userinfo_not_logged(void **state) {
         char *body = NULL;
         struct http_options o = { .what = "config_url", .deadline_sec = 10 };
         assert_int_equal(get(url, &o, &body, NULL), -ENOENT);
-        _cleanup_free_ char *log = log_since_last();
+        _cleanup_free_ char *log = log_since_last(capture);
         assert_null(strstr(log, "s3cr3t-pw"));
         assert_non_null(strstr(log, "http://operator:<redacted>@127.0.0.1:"));
         /* ... yet the credentials were sent */

@@ -18,6 +18,7 @@
 #include "download.h"
 #include "http.h"
 #include "log.h"
+#include "log-capture.h"
 #include "server.h"
 #include "util.h"
 #include "webhook.h"
@@ -61,31 +62,19 @@ static int teardown(void **state) {
         return 0;
 }
 
-static char *log_since_last(void) {
-        static size_t seen;
-        char *all = NULL;
-        size_t len = 0;
-        assert_int_equal(read_full_file(capture, &all, &len), 0);
-        char *r = strdup(all + (seen < len ? seen : len));
-        seen = len;
-        free(all);
-        assert_non_null(r);
-        return r;
-}
-
 /* http_get(), as config_url and the checksum list are fetched. */
 static void test_http_get_verifies(void **state) {
-        _cleanup_free_ char *url = test_server_tls_url(&srv, "/ok/config.yaml"), *old = log_since_last();
+        _cleanup_free_ char *url = test_server_tls_url(&srv, "/ok/config.yaml"), *old = log_since_last(capture);
         _cleanup_free_ char *body = NULL, *body2 = NULL;
         struct http_options o = { .what = "config_url", .tls_switch = "rd.noverifyssl on the kernel command line" };
         assert_int_equal(http_get(url, &o, &body, NULL), -EIO);
-        _cleanup_free_ char *log = log_since_last();
+        _cleanup_free_ char *log = log_since_last(capture);
         assert_non_null(strstr(log, "TLS certificate"));
         assert_non_null(strstr(log, "rd.noverifyssl on the kernel command line"));
         /* Without a switch, the message says none exists. */
         struct http_options list = { .what = "install.iso_checksum_url" };
         assert_int_equal(http_get(url, &list, &body, NULL), -EIO);
-        _cleanup_free_ char *log2 = log_since_last();
+        _cleanup_free_ char *log2 = log_since_last(capture);
         assert_non_null(strstr(log2, "no switch turns verification off"));
         o.insecure = true;
         assert_int_equal(http_get(url, &o, &body2, NULL), 0);
@@ -94,12 +83,12 @@ static void test_http_get_verifies(void **state) {
 
 static void test_no_https_to_http_redirect(void **state) {
         _cleanup_free_ char *url = test_server_tls_url(&srv, "/lie/to-http?to=http://127.0.0.1:%d/ok/config.yaml", srv.port);
-        _cleanup_free_ char *old = log_since_last(), *body = NULL;
+        _cleanup_free_ char *old = log_since_last(capture), *body = NULL;
         struct http_options o = { .what = "config_url", .insecure = true };
         assert_int_equal(test_server_reset(&srv), 0);
         assert_int_equal(http_get(url, &o, &body, NULL), -EPROTO);
         assert_int_equal(test_server_count(&srv, "/ok/"), 0);
-        _cleanup_free_ char *log = log_since_last();
+        _cleanup_free_ char *log = log_since_last(capture);
         assert_non_null(strstr(log, "from https:// only to https://"));
         /* http -> https is fine. */
         _cleanup_free_ char *up = test_server_url(&srv, "/status/302/x?location=https://127.0.0.1:%d/ok/config.yaml", srv.tls_port);
@@ -117,7 +106,7 @@ static int load(const char *cmdline, struct config **ret) {
 
 /* config_url: verified unless rd.noverifyssl (with a warning), and pinned by install.config_checksum. */
 static void test_config_url(void **state) {
-        _cleanup_free_ char *url = test_server_tls_url(&srv, "/ok/config.yaml"), *old = log_since_last();
+        _cleanup_free_ char *url = test_server_tls_url(&srv, "/ok/config.yaml"), *old = log_since_last(capture);
         _cleanup_free_ char *plain = strdup_printf("harvester.install.config_url=%s", url);
         _cleanup_free_ char *insecure = strdup_printf("rd.noverifyssl harvester.install.config_url=%s", url);
         struct config *c = NULL;
@@ -127,7 +116,7 @@ static void test_config_url(void **state) {
         assert_string_equal(c->token, "tls-token-1");
         config_free(c);
         c = NULL;
-        _cleanup_free_ char *log = log_since_last();
+        _cleanup_free_ char *log = log_since_last(capture);
         assert_non_null(strstr(log, "warning: rd.noverifyssl is on the kernel command line: TLS certificates are NOT verified"));
 
         struct checksum sum;
@@ -140,7 +129,7 @@ static void test_config_url(void **state) {
         _cleanup_free_ char *wrong = strdup_printf("%s harvester.install.config_checksum=sha256:%s", insecure, sum.hex);
         assert_int_equal(load(wrong, &c), -EREMOTEIO);
         assert_null(c);
-        _cleanup_free_ char *log2 = log_since_last();
+        _cleanup_free_ char *log2 = log_since_last(capture);
         assert_non_null(strstr(log2, "not the one install.config_checksum pins"));
 }
 
@@ -156,7 +145,7 @@ static int run_fetch(const char *args) {
 }
 
 static void test_fetch_iso_and_list(void **state) {
-        _cleanup_free_ char *old = log_since_last();
+        _cleanup_free_ char *old = log_since_last(capture);
         _cleanup_free_ char *iso = test_server_tls_url(&srv, "/ok/x.iso"), *list = test_server_tls_url(&srv, "/ok/SHA512SUMS");
         _cleanup_free_ char *dest = strdup_printf("%s/out.iso", dir);
         _cleanup_free_ char *a = strdup_printf("'%s' '%s' --checksum-url '%s'", iso, dest, list);
@@ -166,7 +155,7 @@ static void test_fetch_iso_and_list(void **state) {
         assert_int_not_equal(run_fetch(a), 0); /* the list fails first */
         assert_int_not_equal(run_fetch(c), 0); /* the ISO itself */
         assert_true(access(dest, F_OK) < 0);
-        _cleanup_free_ char *log = log_since_last();
+        _cleanup_free_ char *log = log_since_last(capture);
         assert_non_null(strstr(log, "--insecure"));
         assert_int_equal(run_fetch(b), 0);
         _cleanup_free_ char *got = NULL;
@@ -176,7 +165,7 @@ static void test_fetch_iso_and_list(void **state) {
 
 /* Webhooks: only their own insecure flag; rd.noverifyssl does not reach them. */
 static void test_webhook_insecure_flag(void **state) {
-        _cleanup_free_ char *url = test_server_tls_url(&srv, "/hook/tls"), *old = log_since_last();
+        _cleanup_free_ char *url = test_server_tls_url(&srv, "/hook/tls"), *old = log_since_last(capture);
         struct webhook hooks[] = { {
                 .event = (char[]){ "STARTED" },
                 .method = (char[]){ "POST" },

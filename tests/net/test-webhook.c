@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "log-capture.h"
 #include "server.h"
 #include "util.h"
 #include "webhook.h"
@@ -50,18 +51,6 @@ static int teardown(void **state) {
         free(dir);
         free(capture);
         return 0;
-}
-
-static char *log_since_last(void) {
-        static size_t seen;
-        char *all = NULL;
-        size_t len = 0;
-        assert_int_equal(read_full_file(capture, &all, &len), 0);
-        char *r = strdup(all + (seen < len ? seen : len));
-        seen = len;
-        free(all);
-        assert_non_null(r);
-        return r;
 }
 
 /* A config holding the given webhooks, hostname node1, management interface lo. */
@@ -110,7 +99,7 @@ static void test_started_templated(void **state) {
         } };
         struct fixture f;
         fixture_init(&f, hooks, ELEMENTSOF(hooks));
-        _cleanup_free_ char *old = log_since_last();
+        _cleanup_free_ char *old = log_since_last(capture);
         assert_int_equal(test_server_reset(&srv), 0);
 
         webhook_send(&f.c, "STARTED");
@@ -132,7 +121,7 @@ static void test_started_templated(void **state) {
         assert_non_null(strstr(r, body));
 
         /* one log line, with event, method, URL and outcome; the password nowhere */
-        _cleanup_free_ char *log = log_since_last();
+        _cleanup_free_ char *log = log_since_last(capture);
         _cleanup_free_ char *line = strdup_printf(
                 "webhook STARTED: POST http://127.0.0.1:%d/hook/started/node1?mac=00:00:00:00:00:00&ip=127.0.0.1: HTTP 200\n",
                 srv.port);
@@ -207,7 +196,7 @@ static void test_failures_logged_not_fatal(void **state) {
         struct fixture f;
         fixture_init(&f, hooks, ELEMENTSOF(hooks));
         assert_int_equal(test_server_reset(&srv), 0);
-        _cleanup_free_ char *old = log_since_last();
+        _cleanup_free_ char *old = log_since_last(capture);
 
         webhook_send(&f.c, "FAILED");
 
@@ -216,7 +205,7 @@ static void test_failures_logged_not_fatal(void **state) {
         assert_int_equal(test_server_count(&srv, "/hook/bad"), 0);
         assert_int_equal(test_server_count(&srv, "/hook/after"), 1);
 
-        _cleanup_free_ char *log = log_since_last();
+        _cleanup_free_ char *log = log_since_last(capture);
         _cleanup_free_ char *l500 = strdup_printf("webhook FAILED: POST %s failed: HTTP 500 (3 attempts); the install goes on.", u500);
         _cleanup_free_ char *l404 = strdup_printf("webhook FAILED: GET %s failed: HTTP 404 (1 attempt); the install goes on.", u404);
         _cleanup_free_ char *lref = strdup_printf("webhook FAILED: GET %s failed: ", refused);
@@ -239,9 +228,9 @@ static void test_url_userinfo_redacted(void **state) {
         struct webhook hooks[] = { { .event = (char[]){ "STARTED" }, .url = u } };
         struct fixture f;
         fixture_init(&f, hooks, 1);
-        _cleanup_free_ char *old = log_since_last();
+        _cleanup_free_ char *old = log_since_last(capture);
         webhook_send(&f.c, "STARTED");
-        _cleanup_free_ char *log = log_since_last();
+        _cleanup_free_ char *log = log_since_last(capture);
         assert_null(strstr(log, "Very-Secret"));
         assert_non_null(strstr(log, "http://who:<redacted>@127.0.0.1:"));
         assert_int_equal(test_server_count(&srv, "/hook/ui"), 1);
