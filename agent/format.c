@@ -50,16 +50,12 @@ int command_find(const char *name, char **ret) {
         return -ENOENT;
 }
 
-int run_command(char *const argv[], char **ret_output) {
+int command_spawn(char *const argv[], int out_fd, pid_t *ret_pid) {
         posix_spawn_file_actions_t fa;
         posix_spawnattr_t attr;
         _cleanup_(spawnattr_destroyp) posix_spawnattr_t *attrp = NULL;
         _cleanup_(file_actions_destroyp) posix_spawn_file_actions_t *fap = NULL;
-        _cleanup_close_ int rfd = -1, wfd = -1;
-        _cleanup_free_ char *out = NULL;
-        size_t len = 0, cap = 0;
-        int pipefd[2], r;
-        pid_t pid;
+        int r;
 
         /* One lookup, in the fixed search path: what runs is what was found. */
         _cleanup_free_ char *path = NULL, *path_env = NULL;
@@ -79,10 +75,6 @@ int run_command(char *const argv[], char **ret_output) {
         if (!isempty(mke2fs) && !(envp[2] = mke2fs_env = strdup_printf("MKE2FS_CONFIG=%s", mke2fs)))
                 return -ENOMEM;
 
-        if (pipe2(pipefd, O_CLOEXEC) < 0)
-                return -errno;
-        rfd = pipefd[0];
-        wfd = pipefd[1];
         r = posix_spawn_file_actions_init(&fa);
         if (r != 0)
                 return -r;
@@ -100,14 +92,28 @@ int run_command(char *const argv[], char **ret_output) {
             (r = posix_spawnattr_setsigdefault(&attr, &all)) != 0)
                 return -r;
         if ((r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)) != 0 ||
-            (r = posix_spawn_file_actions_adddup2(&fa, wfd, 1)) != 0 ||
-            (r = posix_spawn_file_actions_adddup2(&fa, wfd, 2)) != 0 ||
+            (r = posix_spawn_file_actions_adddup2(&fa, out_fd, 1)) != 0 ||
+            (r = posix_spawn_file_actions_adddup2(&fa, out_fd, 2)) != 0 ||
             (r = posix_spawn_file_actions_addclosefrom_np(&fa, 3)) != 0)
                 return -r;
         /* The inherited descriptors are closed (closefrom 3) whatever their O_CLOEXEC. */
-        r = posix_spawn(&pid, path, &fa, &attr, argv, envp);
-        if (r != 0)
-                return -r;
+        return -posix_spawn(ret_pid, path, &fa, &attr, argv, envp);
+}
+
+int run_command(char *const argv[], char **ret_output) {
+        _cleanup_close_ int rfd = -1, wfd = -1;
+        _cleanup_free_ char *out = NULL;
+        size_t len = 0, cap = 0;
+        int pipefd[2], r;
+        pid_t pid;
+
+        if (pipe2(pipefd, O_CLOEXEC) < 0)
+                return -errno;
+        rfd = pipefd[0];
+        wfd = pipefd[1];
+        r = command_spawn(argv, wfd, &pid);
+        if (r < 0)
+                return r;
         close(wfd);
         wfd = -1;
 

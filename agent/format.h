@@ -17,6 +17,10 @@
  * 128 + signal when killed), or -errno when it could not be run (-ENOENT: not found).
  */
 int run_command(char *const argv[], char **ret_output);
+/* Starts argv as run_command() does (one lookup, the fixed environment, default signals, stdin
+ * from /dev/null, no inherited descriptor) with stdout and stderr on out_fd, without waiting: the
+ * caller reaps *ret_pid. 0 or -errno (-ENOENT: not found). */
+int command_spawn(char *const argv[], int out_fd, pid_t *ret_pid);
 
 /* COMMAND_PATH, or $HARVESTER_INSTALL_TOOL_PATH when set (tests put fake tools first with it). */
 const char *command_search_path(void);

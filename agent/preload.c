@@ -12,7 +12,6 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -26,7 +25,6 @@
 #define PRELOAD_CADDR "CONTAINERD_ADDRESS=" PRELOAD_CONTAINERD_ADDRESS
 
 static inline void closedirp(DIR **d) { if (*d) closedir(*d); }
-static inline void file_actions_destroyp(posix_spawn_file_actions_t **a) { if (*a) posix_spawn_file_actions_destroy(*a); }
 
 static void sleep_usec(uint64_t usec) {
         struct timespec ts = { .tv_sec = (time_t)(usec / 1000000), .tv_nsec = (long)(usec % 1000000) * 1000 };
@@ -156,45 +154,35 @@ int preload_check(const char *iso_dir, const char *rootfs_dir) {
 
 /* ---- Running inside the new system ---- */
 
-/* chroot root env -i HOME=/root PATH=... CONTAINERD_ADDRESS=... argv... (output captured): nothing of the
- * installer's own environment (TMPDIR ...) goes into the new system. */
-static int run_in(const char *root, char *const *argv, char **ret_output) {
-        char *full[16] = { (char *)"chroot", (char *)root, (char *)"env", (char *)"-i", (char *)"HOME=/root",
-                           (char *)PRELOAD_PATH, (char *)PRELOAD_CADDR };
-        size_t n = 7;
+/* chroot root env -i HOME=/root PATH=... CONTAINERD_ADDRESS=... argv... into full (16 entries):
+ * nothing of the installer's own environment (TMPDIR ...) goes into the new system. 0 or -E2BIG. */
+static int chroot_argv(const char *root, char *const *argv, char *full[static 16]) {
+        char *const head[] = { (char *)"chroot", (char *)root, (char *)"env", (char *)"-i", (char *)"HOME=/root",
+                               (char *)PRELOAD_PATH, (char *)PRELOAD_CADDR };
+        size_t n = 0;
+        for (; n < ELEMENTSOF(head); n++)
+                full[n] = head[n];
         for (size_t i = 0; argv[i]; i++) {
-                if (n + 1 >= ELEMENTSOF(full))
+                if (n + 1 >= 16)
                         return -E2BIG;
                 full[n++] = argv[i];
         }
         full[n] = NULL;
-        return run_command(full, ret_output);
+        return 0;
 }
 
-/* Starts chroot root env ... argv... in the background, stdout and stderr to log_fd. */
+/* Runs argv in the new system (chroot_argv()), output captured. */
+static int run_in(const char *root, char *const *argv, char **ret_output) {
+        char *full[16];
+        int r = chroot_argv(root, argv, full);
+        return r < 0 ? r : run_command(full, ret_output);
+}
+
+/* Starts argv in the new system (chroot_argv()) in the background, stdout and stderr to log_fd. */
 static int spawn_in(const char *root, char *const *argv, int log_fd, pid_t *ret_pid) {
-        char *full[16] = { (char *)"chroot", (char *)root, (char *)"env", (char *)"-i", (char *)"HOME=/root",
-                           (char *)PRELOAD_PATH, (char *)PRELOAD_CADDR };
-        size_t n = 7;
-        for (size_t i = 0; argv[i]; i++) {
-                if (n + 1 >= ELEMENTSOF(full))
-                        return -E2BIG;
-                full[n++] = argv[i];
-        }
-        full[n] = NULL;
-        posix_spawn_file_actions_t fa;
-        _cleanup_(file_actions_destroyp) posix_spawn_file_actions_t *fap = NULL;
-        int r = posix_spawn_file_actions_init(&fa);
-        if (r != 0)
-                return -r;
-        fap = &fa;
-        if ((r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)) != 0 ||
-            (r = posix_spawn_file_actions_adddup2(&fa, log_fd, 1)) != 0 ||
-            (r = posix_spawn_file_actions_adddup2(&fa, log_fd, 2)) != 0 ||
-            (r = posix_spawn_file_actions_addclosefrom_np(&fa, 3)) != 0)
-                return -r;
-        r = posix_spawnp(ret_pid, full[0], &fa, NULL, full, environ);
-        return -r;
+        char *full[16];
+        int r = chroot_argv(root, argv, full);
+        return r < 0 ? r : command_spawn(full, log_fd, ret_pid);
 }
 
 /* Waits for pid until deadline: its exit status, or -ETIMEDOUT (it is then killed and reaped). */
