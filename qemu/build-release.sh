@@ -159,6 +159,7 @@ pkgver() { dpkg-query -W -f='${Version}' "$1" 2> /dev/null || echo none; }
     done
     (cd "$STAGE" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
     sha256sum "$SCRIPT"
+    (cd "$SRCDIR" && find qemu/release/dracut -type f -print0 | sort -z | xargs -0 sha256sum)
 } > "$WORK/initrd-stamp.new"
 {
     cat "$WORK/initrd-stamp.new"
@@ -189,6 +190,9 @@ for m in /usr/lib/dracut/modules.d/*; do
     [[ $(basename "$m") == *harvester-install ]] || ln -s "$m" "$BASE/modules.d/"
 done
 ln -s "$MODDIR" "$BASE/modules.d/"
+# The test release's own module (qemu/release/dracut/99pxe-lab-lvm): pxe-lab.lvm.vg= activates a
+# volume group before the agent starts (the scenario lvm-holder). Not part of the product.
+ln -s "$SRCDIR/qemu/release/dracut/99pxe-lab-lvm" "$BASE/modules.d/"
 
 INITRD="$WORK/out/${NAMES[1]}"
 mkdir -p "$WORK/out"
@@ -203,12 +207,13 @@ else
     say "building the initrd for $KVER (dracut --add harvester-install)"
     T1=$(date +%s.%N)
     # An explicit module list keeps it small and quick: the systemd initrd, systemd-networkd, our
-    # module (which pulls network, base and its kernel drivers); no generic kernel-modules sweep.
+    # module (which pulls network, base and its kernel drivers), the test-only pxe-lab-lvm; no
+    # generic kernel-modules sweep.
     HARVESTER_INSTALL_AGENT="$AGENT" dracutbasedir="$BASE" nice dracut \
         --conf /dev/null --confdir "$WORK/empty" --tmpdir "$WORK/tmp" \
         --kver "$KVER" --kmoddir "$KMODDIR" \
         --no-hostonly --no-hostonly-cmdline --no-early-microcode \
-        --modules "systemd-initrd dracut-systemd systemd-networkd harvester-install" \
+        --modules "systemd-initrd dracut-systemd systemd-networkd harvester-install pxe-lab-lvm" \
         --zstd --force "$INITRD" > "$WORK/dracut.log" 2>&1 \
         || { tail -n 30 "$WORK/dracut.log" >&2; die "dracut failed (log: $WORK/dracut.log)"; }
     INITRD_TIME=$(elapsed "$T1")
@@ -224,6 +229,7 @@ else
         usr/lib/dracut/hooks/cmdline/10-parse-harvester-install.sh \
         usr/sbin/mkfs.ext4 usr/sbin/mkfs.vfat usr/sbin/sfdisk usr/bin/partx usr/sbin/wipefs \
         usr/lib/systemd/systemd-networkd-wait-online \
+        usr/lib/pxe-lab/lvm-activate.sh usr/lib/systemd/system/pxe-lab-lvm.service usr/sbin/lvm /dm-mod.ko \
         /loop.ko /squashfs.ko /isofs.ko /ext4.ko /vfat.ko /efivarfs.ko libefiboot.so libefivar.so /ahci.ko /virtio_net.ko /virtio_blk.ko /e1000e.ko; do
         grep -q -- "$p" "$WORK/lsinitrd.txt" || missing="$missing $p"
     done

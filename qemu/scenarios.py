@@ -1237,6 +1237,95 @@ scenario(Scenario(
     + [stray_disk_relabelled("node1")]))
 
 
+# The old install's LVM on the install disk (lvm-holder): made from the host, where the kernel has
+# no device-mapper (pvcreate/vgcreate need none; lvcreate only with --driverloaded n).
+LVM_VG, LVM_LV = "oldvg", "oldlv"
+# The test release's initrd (qemu/release/dracut/99pxe-lab-lvm) activates it before the agent starts.
+RE_LVM_ACTIVATED = r"^\[pxe-lab\] activated the LVM volume group " + LVM_VG + r"$"
+
+
+def add_lvm_install_disk(node):
+    """prepare: node's install disk (sda, 300 GiB) becomes an LVM physical volume of the volume
+    group LVM_VG with one logical volume LVM_LV, written on a loop device over a sparse raw image
+    (nothing of it kept on the host: --devices names only that loop device, no metadata backup),
+    then converted to the VM's qcow2."""
+    def prepare(ctx):
+        vm = ctx.vm[node]
+        disk = vm.disks[0]
+        raw = vm.workdir / f"{node}-sda.lvm.raw"
+        with open(raw, "wb") as f:
+            f.truncate(h.parse_size(disk.size))
+        loop = subprocess.run(["losetup", "--find", "--show", str(raw)], check=True,
+                              stdout=subprocess.PIPE, text=True).stdout.strip()
+        try:
+            opts = ["--devices", loop, "--config", "backup { backup=0 archive=0 }"]
+            for cmd in (["pvcreate"] + opts + [loop],
+                        ["vgcreate"] + opts + [LVM_VG, loop],
+                        ["lvcreate"] + opts + ["--driverloaded", "n", "--activate", "n", "--zero", "n",
+                                               "-n", LVM_LV, "-L", "1G", LVM_VG]):
+                subprocess.run(["lvm"] + cmd, check=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+        finally:
+            subprocess.run(["losetup", "-d", loop], check=True)
+        subprocess.run([vm.tools.qemu_img, "convert", "-f", "raw", "-O", "qcow2", str(raw), str(disk.path)],
+                       check=True)
+        raw.unlink()
+    return prepare
+
+
+def lvm_holder_stopped(node):
+    """The agent found the active VG holding the install disk and stopped it with vgchange -an
+    (agent/wipe.c holder_stop): its line, anchored, naming the install disk of the plan."""
+    rx = (r"^harvester-install: (/dev/sd[a-z]) is held by the LVM logical volume /dev/mapper/" + LVM_VG + "-" + LVM_LV
+          + r" of volume group \"" + LVM_VG + r"\" of an old install; stopping it \(lvm vgchange\)\.$")
+
+    @check(f"{node}: the agent stopped the active volume group {LVM_VG} holding the install disk (lvm vgchange)")
+    def fn(ctx):
+        con = ctx.console(node)
+        inst = con.find(r"^Install disk: (/dev/sd[a-z]) \(install\.device")
+        hit = con.find(rx)
+        if not inst:
+            return False, "the plan's Install disk line is missing"
+        if not hit:
+            return False, f"no console line matches /{rx}/"
+        return hit[1].group(1) == inst[1].group(1), f"at {hit[0]:.1f} s: {hit[1].string.strip()[:200]}"
+    return fn
+
+
+def no_lvm_label(node):
+    """From the host: the LVM label (LABELONE, in one of the first four sectors) is gone from the
+    install disk, and blkid sees no LVM2_member there."""
+    @check(f"{node}: no LVM physical volume label left on the install disk")
+    def fn(ctx):
+        vm = ctx.vm[node]
+        head = vm.workdir / f"{node}-sda.head.raw"
+        subprocess.run([vm.tools.qemu_img, "dd", "-f", "qcow2", "-O", "raw", "bs=512", "count=2048",
+                        f"if={vm.disks[0].path}", f"of={head}"], check=True)
+        data = head.read_bytes()
+        kind = subprocess.run(["blkid", "-p", "-o", "value", "-s", "TYPE", str(head)],
+                              stdout=subprocess.PIPE, text=True).stdout.strip()
+        labels = [i // 512 for i in range(0, 2048, 512) if data[i:i + 8] == b"LABELONE"]
+        ok = not labels and kind != "LVM2_member"
+        return ok, f"LABELONE in sectors {labels}, blkid type {kind!r}"
+    return fn
+
+
+scenario(Scenario(
+    "lvm-holder",
+    "create on an install disk that an old install left as an LVM physical volume, its volume group "
+    "active in the installer (pxe-lab.lvm.vg= makes the test initrd activate it before the agent "
+    "starts): the agent reports the holder, stops it (vgchange -an) before the wipe, installs, "
+    "and the disk has no LVM label left, passes check-disk and boots",
+    [Node("node1", "create", "8G", boot_disk=True)],
+    cmdline_extra=f"pxe-lab.lvm.vg={LVM_VG}",
+    config_edit=with_token(), prepare=add_lvm_install_disk("node1"),
+    timeout=1500,
+    checks=[line("node1", RE_LVM_ACTIVATED, f"the test initrd activated the volume group {LVM_VG}"),
+            lvm_holder_stopped("node1")]
+    + installed("node1", "create", "node1", "cluster-init")
+    + [no_lvm_label("node1"), image_boot("node1")]))
+
+
 # --- Running one ----------------------------------------------------------------------------------
 
 def run_nodes(lab, ctx, nodes, accel, cpu, timeout, grace, live):
