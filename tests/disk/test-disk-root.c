@@ -278,17 +278,16 @@ static void skipped(const char *why) {
         n_skipped++;
 }
 
-/* An old install's LVM physical volume (and, where the kernel has device-mapper, its active
- * volume group: a holder that must be stopped first) on a disk of the wipe list. */
+/* An old install's LVM physical volume and volume group (no logical volume, so no holder) on a
+ * disk of the wipe list: wiped blank. The holder case (an ACTIVE volume group on the install disk,
+ * stopped by the agent with vgchange -an before the wipe) needs device-mapper, which the test
+ * machine's kernel lacks: the VM scenario lvm-holder (qemu/scenarios.py) runs it under Debian's
+ * kernel instead. */
 static void test_lvm(void **state) {
         if (!command_exists("lvm")) {
                 skipped("lvm2 is not installed: LVM not tested");
                 return;
         }
-        int dmfd = open("/dev/mapper/control", O_RDWR | O_CLOEXEC);
-        bool dm = dmfd >= 0;
-        if (dmfd >= 0)
-                close(dmfd);
         char *f1 = image("disk.img", 100 * GiB), *f3 = image("old.img", 2 * GiB);
         char *d1 = attach(f1), *d3 = attach(f3);
         char *out = NULL;
@@ -299,16 +298,6 @@ static void test_lvm(void **state) {
         free(out);
         struct holder *h = NULL;
         size_t n = 0;
-        if (dm) {
-                assert_non_null(out = run_out((const char *[]) { "lvcreate", "-y", "-L", "100M", "-n", "old", vg_name, NULL }));
-                free(out);
-                assert_int_equal(holders_list(d3 + 5, &h, &n), 0);
-                assert_int_equal(n, 1);
-                assert_true(h[0].lvm);
-                assert_string_equal(h[0].vg, vg_name);
-                holders_free(h, n);
-        } else
-                skipped("no device-mapper in this kernel: an active volume group (holder) not tested");
 
         struct config *c = config_new(d1, NULL);
         strv_push(&c->install.wipe_disks_list, d3);
