@@ -26,6 +26,9 @@ TOP = Path(__file__).resolve().parent.parent
 QEMU_DIR = TOP / "qemu"
 SEED_DIR = QEMU_DIR / "seed"
 CACHE = Path(os.environ.get("PXE_LAB_CACHE", QEMU_DIR / "cache"))
+# The VM slot locks are machine-wide (not per checkout), so that labs run from several clones
+# share PXE_LAB_MAX_VMS.
+SLOTS = Path(os.environ.get("PXE_LAB_SLOT_DIR", "/run/lock/pxe-lab"))
 LOGS = Path(os.environ.get("PXE_LAB_LOGS", QEMU_DIR / "logs"))
 
 # The seed's two hosts (dhcpd.conf): node1 creates the cluster, node2 joins it.
@@ -222,20 +225,21 @@ def locked(path):
 
 @contextlib.contextmanager
 def vm_slots(k=1):
-    """At most PXE_LAB_MAX_VMS (default 2) lab VMs at once on this machine, whoever starts them:
+    """At most PXE_LAB_MAX_VMS (default 2) lab VMs at once on this machine, whoever starts them
+    and from whichever checkout (the locks are in SLOTS):
     takes k slots, all at once. Waiters queue on a lock, so a run needing two slots is not
     starved by runs needing one."""
     n = max(1, int(os.environ.get("PXE_LAB_MAX_VMS", "2")))
     k = min(k, n)
-    CACHE.mkdir(parents=True, exist_ok=True)
+    SLOTS.mkdir(parents=True, exist_ok=True)
     held = []
-    with locked(CACHE / "vm-queue.lock"):
+    with locked(SLOTS / "vm-queue.lock"):
         waited = False
         while True:
             for i in range(n):
                 if len(held) == k:
                     break
-                f = open(CACHE / f"vm-slot-{i}.lock", "a")
+                f = open(SLOTS / f"vm-slot-{i}.lock", "a")
                 try:
                     fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     held.append(f)
