@@ -87,7 +87,8 @@ static void print_summary(const struct config *c) {
                 log_info("Joins the cluster at %s (role %s).", c->server_url, strempty(i->role));
         else
                 log_info("Creates a new cluster; VIP %s (%s).", strempty(i->vip), strempty(i->vip_mode));
-        log_info("ISO: %s, verified with %s.", i->iso_url,
+        _cleanup_free_ char *mirrors = strv_join(i->iso_urls, ", ");
+        log_info("ISO: %s%s, verified with %s.", strv_length(i->iso_urls) > 1 ? "mirrors " : "", strempty(mirrors),
                  i->iso_checksum ? "install.iso_checksum"
                  : i->iso_checksum_url ? i->iso_checksum_url
                                        : "nothing (no iso_checksum or iso_checksum_url)");
