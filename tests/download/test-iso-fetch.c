@@ -163,6 +163,31 @@ static void test_iso_fetch_checksum_url(void **state) {
         assert_non_null(strstr(log, "warning: ISO: THE ISO WILL NOT BE VERIFIED"));
 }
 
+/* Mirrors (README, "More than one server"): the first breaks off after 2 MB; the second continues
+ * from there into the same tmpfs (sized once, from the first answer); the checksum list's entry is
+ * the first mirror's file name; the digest covers the whole ISO once. */
+static void test_iso_fetch_mirrors(void **state) {
+        _cleanup_free_ char *m1 = test_server_url(&srv, "/ok/harvester.iso?m=1&drop_after=2000000");
+        _cleanup_free_ char *m2 = test_server_url(&srv, "/ok/harvester.iso?m=2");
+        _cleanup_free_ char *list = test_server_url(&srv, "/ok/SHA512SUMS");
+        struct config c = {};
+        c.install.iso_urls = (char *[]){ m1, m2, NULL };
+        c.install.iso_checksum_url = list;
+        struct iso_image img = {};
+        assert_int_equal(iso_fetch(&c, &img), 0);
+        assert_string_equal(img.digest, iso_sum);
+        assert_int_equal(test_server_count(&srv, "/ok/harvester.iso?m=1"), 1);
+        _cleanup_strv_free_ char **lines = NULL;
+        assert_int_equal(test_server_request_lines(&srv, "/ok/harvester.iso?m=2", &lines), 0);
+        assert_int_equal(strv_length(lines), 1);
+        assert_non_null(strstr(lines[0], "\"range\": \"bytes=2000000-\""));
+        _cleanup_free_ char *log = log_text();
+        assert_non_null(strstr(log, "ISO: 2 mirrors, tried in order"));
+        assert_non_null(strstr(log, "ISO: completed on http://"));
+        iso_image_release(&img);
+        assert_false(is_tmpfs(iso_dir));
+}
+
 /* TLS (README, "TLS"): the ISO's server is verified unless rd.noverifyssl and an inline
  * install.iso_checksum pins the content; the checksum list is always verified. */
 static void test_iso_fetch_tls(void **state) {
@@ -301,6 +326,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_iso_fetch),
                 cmocka_unit_test(test_iso_fetch_checksum_url),
+                cmocka_unit_test(test_iso_fetch_mirrors),
                 cmocka_unit_test(test_iso_fetch_tls),
                 cmocka_unit_test(test_iso_fetch_failures),
                 cmocka_unit_test(test_tmpfs_too_small),
