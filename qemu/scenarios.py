@@ -987,6 +987,43 @@ scenario(Scenario(
     ]))
 
 
+
+# --- ISO mirrors (issue 13 item 5) ---------------------------------------------------------------
+
+# install.iso_url as a YAML list: a first mirror that answers 404 (same file name, another folder,
+# as validation requires with iso_checksum_url), then the release's. The resume from a mid-way drop
+# is proved outside a VM (tests/download/test-fetch.c, test_mirror_*, against fault-server.py);
+# this proves the list reaches the download in the real initrd.
+def iso_mirrors(mode, text):
+    text, n = re.subn(r"^(  iso_url: )(\S+)/(harvester-[^/\s]+-amd64\.iso)$",
+                      lambda m: f"  iso_url:\n    - {m.group(2)}/gone/{m.group(3)}\n    - {m.group(2)}/{m.group(3)}",
+                      text, flags=re.M)
+    if n != 1:
+        raise h.LabError(f"config-{mode}.yaml: no iso_url line to turn into mirrors")
+    return text
+
+
+scenario(Scenario(
+    "iso-mirrors",
+    "install.iso_url lists two mirrors: the first answers 404 and is named in a warning and left "
+    "out, the second serves the ISO whole; verified, the install goes on to the disk check",
+    [Node("node1", "create", "8G", stop=[h.MARK + r" STAGE disk-check"])],
+    config_edit=with_token(iso_mirrors), grace=1.0,
+    checks=pxe_chain("node1", "create") + agent_started("node1") + [
+        served("node1", "config-create.yaml"),
+        line("node1", r"harvester-install: ISO: 2 mirrors, tried in order",
+             "the agent has both mirrors, in order"),
+        served("node1", "gone/harvester-<version>-amd64.iso", 404),
+        line("node1", r"warning: ISO: http://\S+/gone/harvester-\S+-amd64\.iso answered HTTP 404: .*"
+             r"\(mirror 1 of 2, not tried again\)", "the first mirror's 404 is named and it is left out"),
+        served_whole("node1", "harvester-<version>-amd64.iso"),
+        line("node1", r"harvester-install: ISO: checksum verified: sha512:", "the ISO is verified"),
+        line("node1", r"harvester-install: ISO: completed on http://\S+/harvester-\S+-amd64\.iso \(mirror 2 of 2\)",
+             "the ISO came from the second mirror"),
+        line("node1", h.MARK + r" STAGE disk-check", "the ISO stage passed"),
+        no_line("node1", h.RE_FAILED.pattern, "no FAILED marker"),
+    ]))
+
 # --- pxe-first and power-loss (issue 9 item 3, issue 14 item 4) -----------------------------------
 
 RE_PXE_TRY = r"Start PXE over IPv4|>>Start PXE|iPXE initialising|iPXE \d"
