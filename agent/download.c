@@ -1194,6 +1194,8 @@ static void fetch_usage(FILE *f) {
                 "Options:\n"
                 "  --checksum sha512:HEX|sha256:HEX   the digest the file must have\n"
                 "  --checksum-url URL    a checksum list (\"<hex>  <name>\" lines) with an entry for the file\n"
+                "  --mirror URL          another server of the same file, tried after URL (repeatable): a\n"
+                "                        transfer that breaks off continues there from the byte held\n"
                 "  --insecure            do not verify TLS certificates\n"
                 "  --stall-timeout SEC   resume when nothing arrived for SEC seconds (default 30)\n"
                 "  --deadline SEC        give up after SEC seconds of failing attempts in a row (default 600)\n"
@@ -1205,17 +1207,19 @@ static void fetch_usage(FILE *f) {
 }
 
 int cmd_fetch(const struct global_opts *g, int argc, char **argv) {
-        enum { OPT_CHECKSUM = 0x100, OPT_CHECKSUM_URL, OPT_INSECURE, OPT_STALL, OPT_DEADLINE };
+        enum { OPT_CHECKSUM = 0x100, OPT_CHECKSUM_URL, OPT_INSECURE, OPT_STALL, OPT_DEADLINE, OPT_MIRROR };
         static const struct option options[] = {
                 { "checksum", required_argument, NULL, OPT_CHECKSUM },
                 { "checksum-url", required_argument, NULL, OPT_CHECKSUM_URL },
                 { "insecure", no_argument, NULL, OPT_INSECURE },
                 { "stall-timeout", required_argument, NULL, OPT_STALL },
                 { "deadline", required_argument, NULL, OPT_DEADLINE },
+                { "mirror", required_argument, NULL, OPT_MIRROR },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
         const char *checksum = NULL, *checksum_url = NULL;
+        _cleanup_strv_free_ char **mirrors = NULL;
         bool insecure = false;
         int64_t stall = 0, deadline = 0;
         int c, r;
@@ -1230,6 +1234,10 @@ int cmd_fetch(const struct global_opts *g, int argc, char **argv) {
                         break;
                 case OPT_INSECURE:
                         insecure = true;
+                        break;
+                case OPT_MIRROR:
+                        if (strv_push(&mirrors, optarg) < 0)
+                                return EXIT_INTERNAL;
                         break;
                 case OPT_STALL:
                 case OPT_DEADLINE:
@@ -1255,6 +1263,18 @@ int cmd_fetch(const struct global_opts *g, int argc, char **argv) {
         if (checksum && checksum_url) {
                 log_error("fetch: give --checksum or --checksum-url, not both.");
                 return EXIT_INVALID;
+        }
+        _cleanup_strv_free_ char **urls = NULL;
+        if (mirrors) {
+                if (strv_push(&urls, url) < 0)
+                        return EXIT_INTERNAL;
+                STRV_FOREACH(m, mirrors)
+                        if (strv_push(&urls, *m) < 0)
+                                return EXIT_INTERNAL;
+                if (strv_length(urls) > ISO_MIRRORS_MAX) {
+                        log_error("fetch: at most %d URLs (URL and --mirror).", ISO_MIRRORS_MAX);
+                        return EXIT_INVALID;
+                }
         }
 
         struct checksum expected;
@@ -1288,6 +1308,7 @@ int cmd_fetch(const struct global_opts *g, int argc, char **argv) {
 
         const struct download_options o = {
                 .url = url,
+                .urls = urls,
                 .dest = dest,
                 .what = "fetch",
                 .expected = have ? &expected : NULL,

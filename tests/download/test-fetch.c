@@ -589,6 +589,17 @@ static void test_cli(void **state) {
         assert_int_equal(run_agent((const char *[]) { nf, dest, "--checksum", sum, NULL }), 5);
         assert_no_file(dest);
 
+        /* --mirror: the first URL breaks off, the mirror continues from the byte held */
+        _cleanup_free_ char *m1 = test_server_url(&srv, "/ok/f.bin?cli=1&drop_after=1000000");
+        _cleanup_free_ char *m2 = test_server_url(&srv, "/ok/f.bin?cli=2");
+        assert_int_equal(run_agent((const char *[]) { m1, dest, "--mirror", m2, "--checksum", sum, NULL }), 0);
+        assert_file_equals(dest, data_a, FILE_SIZE);
+        unlink(dest);
+        _cleanup_strv_free_ char **lines = NULL;
+        assert_int_equal(test_server_request_lines(&srv, "/ok/f.bin?cli=2", &lines), 0);
+        assert_int_equal(strv_length(lines), 1);
+        assert_non_null(strstr(lines[0], "\"range\": \"bytes=1000000-\""));
+
         assert_int_equal(run_agent((const char *[]) { ok, NULL }), 2);
         assert_int_equal(run_agent((const char *[]) { ok, dest, "--checksum", "md5:abc", NULL }), 2);
         assert_int_equal(run_agent((const char *[]) { ok, dest, "--stall-timeout", "x", NULL }), 2);
