@@ -215,7 +215,8 @@ install:
 """
     for ev in ("STARTED", "SUCCEEDED", "FAILED"):
         text += (f"    - event: {ev}\n      method: POST\n      url: http://127.0.0.1:{listener.port}/hook/{ev}\n"
-                 f"      payload: '{{\"event\": \"{ev}\", \"hostname\": \"{{{{.Hostname}}}}\"}}'\n")
+                 f"      payload: '{{\"event\": \"{ev}\", \"hostname\": \"{{{{.Hostname}}}}\""
+                 + (", \"report\": {{.Report}}" if ev != "STARTED" else "") + "}'\n")
     path = os.path.join(work, "config.yaml")
     with open(path, "w") as f:
         f.write(text)
@@ -260,6 +261,7 @@ def case(work, res, listener, code, stage, what, pattern, device, iso_url, check
         print(out[-4000:])
     expect(len(listener.hooks("FAILED")) == 1 and not listener.hooks("SUCCEEDED"),
            f"{name}: the FAILED webhook arrived (and no SUCCEEDED): {[r[1] for r in listener.log]}")
+    check_report(name, listener, stage, failed[0][1] if failed else None, written=table_gone)
     if table_gone:
         pt = subprocess.run(["wipefs", "--noheadings", "-O", "TYPE", device], stdout=subprocess.PIPE, text=True)
         types = pt.stdout.split()
@@ -269,6 +271,30 @@ def case(work, res, listener, code, stage, what, pattern, device, iso_url, check
                  if d.startswith(os.path.basename(device) + "p")]
         expect(not parts, f"{name}: the kernel knows no partition of {device} ({parts})")
     return p
+
+
+def check_report(name, listener, stage, why, written):
+    """The FAILED webhook's {{.Report}} (README, "Webhook events and the install report"): result
+    failed with the FAILED line, the stages up to the failing one timed, the disks once checked."""
+    hooks = listener.hooks("FAILED")
+    if len(hooks) != 1:
+        return
+    try:
+        rep = json.loads(hooks[0][2])["report"]
+    except (ValueError, KeyError, TypeError) as e:
+        expect(False, f"{name}: the FAILED payload carries the report as JSON ({e}): {hooks[0][2][:300]!r}")
+        return
+    stages = [s.get("name") for s in rep.get("stages", [])]
+    want = ["configuration", "memory", "iso", "disk-check", "disk-write", "install"]
+    expect(rep.get("result") == "failed" and why is not None and rep.get("failure") == f"{stage}: {why}",
+           f"{name}: the report says failed with the FAILED line ({rep.get('result')!r}, {rep.get('failure')!r})")
+    expect(stages == want[:want.index(stage) + 1] and all(s.get("seconds") is not None for s in rep["stages"]),
+           f"{name}: the report's stages end with {stage}, each timed ({rep.get('stages')})")
+    expect(rep.get("mode") == "create" and TOKEN not in hooks[0][2],
+           f"{name}: the report has the mode and no token")
+    if written:
+        disk = next((d for d in rep.get("disks", []) if d.get("role") == "install"), {})
+        expect(disk.get("size", 0) > 0 and disk.get("node"), f"{name}: the report names the install disk ({disk})")
 
 
 def on_signal(signum, frame):
