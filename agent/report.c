@@ -82,7 +82,9 @@ int report_stage_begin(struct install_report *r, const char *name, uint64_t mono
 
 int report_set_config(struct install_report *r, const struct config *c) {
         char *url = NULL;
-        if (c->install.iso_url && !(url = url_redact(c->install.iso_url)))
+        /* install.iso_url's first mirror (the configured one when there is one URL) */
+        const char *first = c->install.iso_urls ? c->install.iso_urls[0] : NULL;
+        if (first && !(url = url_redact(first)))
                 return -ENOMEM;
         free(r->iso_url);
         r->iso_url = url;

@@ -69,7 +69,7 @@ static void write_text(const char *path, const char *s) {
 static void fill(struct install_report *r) {
         struct config c = {};
         c.install.mode = (char[]){ "create" };
-        c.install.iso_url = (char[]){ "http://admin:" URL_PASSWORD "@10.0.0.1/harvester.iso" };
+        c.install.iso_urls = (char *[]){ (char[]){ "http://admin:" URL_PASSWORD "@10.0.0.1/harvester.iso" }, NULL };
         assert_int_equal(report_set_config(r, &c), 0);
         struct harvester_release rel = {
                 .harvester = (char[]){ "v1.1.2" }, .os_name = (char[]){ "Harvester v1.1.2" },
