@@ -255,6 +255,8 @@ int cmd_run(const struct global_opts *g, int argc, char **argv) {
         if (stage_begin(&run, "disk-check") < 0 || disks_prepare(cfg, &disks) < 0)
                 return run_failed(&run, EXIT_DISK);
         run.disks = disks;
+        if (disk_plan_name_disks(disks, cfg) < 0) /* selectors: the disks they chose, from here on */
+                return run_failed(&run, EXIT_INTERNAL);
         disk_plan_print(disks);
         if (report_set_plan_disks(&run.report, cfg, disks) < 0) {
                 log_oom();

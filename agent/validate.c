@@ -5,6 +5,7 @@
 #include <stdarg.h>
 
 #include "checksum.h"
+#include "diskselect.h"
 #include "http.h"
 #include "log.h"
 #include "schema.h"
@@ -685,20 +686,39 @@ static void check_files(struct vctx *v) {
         }
 }
 
+/* A disk: a /dev path, or a selector (diskselect.h; only its syntax here, the disks are matched in
+ * the disk stage). false when it is neither. */
+static bool check_disk_name(struct vctx *v, const char *key, const char *value, const char *example) {
+        _cleanup_free_ char *sv = show(value);
+        if (disk_selector_is(value)) {
+                _cleanup_(disk_selector_done) struct disk_selector sel = {};
+                _cleanup_free_ char *error = NULL;
+                int r = disk_selector_parse(value, &sel, &error);
+                if (r == -ENOMEM)
+                        v->r = r;
+                else if (r < 0 && !strpbrk(value, "=<>"))
+                        problem(v, key, "%s is not a /dev/ path (e.g. %s or /dev/disk/by-id/...) nor a disk selector (e.g. size>=100G,rotational=false)",
+                                sv, example);
+                else if (r < 0)
+                        problem(v, key, "%s is not a valid disk selector: %s", sv, strempty(error));
+                return r >= 0;
+        }
+        if (!is_dev_path(value)) {
+                problem(v, key, "%s is not a /dev/ path (e.g. %s or /dev/disk/by-id/...) nor a disk selector (e.g. size>=100G,rotational=false)",
+                        sv, example);
+                return false;
+        }
+        return true;
+}
+
 static void check_disks(struct vctx *v) {
         const struct install_config *in = &v->c->install;
         if (isempty(in->device))
                 missing(v, "install.device", "required: the disk to install to, e.g. /dev/sda");
-        else if (!is_dev_path(in->device)) {
-                _cleanup_free_ char *sv = show(in->device);
-                problem(v, "install.device", "%s is not a /dev/ path (e.g. /dev/sda or /dev/disk/by-id/...)",
-                        sv);
-        }
+        else
+                (void)check_disk_name(v, "install.device", in->device, "/dev/sda");
         if (!isempty(in->data_disk)) {
-                if (!is_dev_path(in->data_disk)) {
-                        _cleanup_free_ char *sv = show(in->data_disk);
-                        problem(v, "install.data_disk", "%s is not a /dev/ path (e.g. /dev/sdb)", sv);
-                } else if (streq_ptr(in->data_disk, in->device))
+                if (check_disk_name(v, "install.data_disk", in->data_disk, "/dev/sdb") && streq_ptr(in->data_disk, in->device))
                         problem(v, "install.data_disk",
                                 "is the same disk as install.device; give another disk for VM data, or leave it out");
         }

@@ -825,6 +825,58 @@ scenario(Scenario(
                 device=h.disk_by_id("node1", 0))))
 
 
+SELECT_DATA = "size>=300G,size<1T"
+
+
+def add_disk(node, size):
+    """prepare: one more disk (patterned, so disks_unchanged-style checks mean something)."""
+    def prepare(ctx):
+        vm = ctx.vm[node]
+        vm.disks.append(h.Disk(vm.tools, vm.workdir / f"{node}-sd{'abcdef'[len(vm.disks)]}.qcow2", size))
+    return prepare
+
+
+def disk_unchanged(node, i):
+    @check(f"{node}: disk {i} (serial {h.disk_serial(node, i)}) is byte-for-byte unchanged (qemu-img compare)")
+    def fn(ctx):
+        disks = ctx.vm[node].disks
+        if len(disks) <= i:
+            return False, f"the VM has {len(disks)} disks"
+        return disks[i].unchanged()
+    return fn
+
+
+scenario(Scenario(
+    "select-data-disk",
+    "create with three disks: install.device by its by-id name (300 GiB), install.data_disk the "
+    f"selector {SELECT_DATA!r}: the install disk matches it too but is never chosen again, the "
+    "200 GiB disk does not match, so the 400 GiB disk becomes the data disk (logged with every "
+    "field, the plan lists every disk); check-disk --data-disk on it, the 200 GiB disk unchanged",
+    [Node("node1", "create", "8G", data_disk="400G")],
+    config_edit=with_token(lambda mode, text: set_key("data_disk", f'"{SELECT_DATA}"')(
+        mode, set_key("device", h.disk_by_id("node1", 0))(mode, text))),
+    prepare=add_disk("node1", "200G"),
+    timeout=1500,
+    checks=[line("node1", r'install\.data_disk "' + re.escape(SELECT_DATA) + r'" chose /dev/sd[a-z] size=429496729600 '
+                 r'\(400 GiB\) .*serial=node1-sdb .*by-id ' + re.escape(h.disk_by_id("node1", 1)),
+                 "the agent logged the disk the selector chose: the 400 GiB one, serial node1-sdb"),
+            line("node1", r'^Data disk: /dev/sd[a-z] \(install\.data_disk "' + re.escape(SELECT_DATA) + r'"\), 400 GiB',
+                 "the plan names the data disk and the selector"),
+            line("node1", r"^  by-id " + re.escape(h.disk_by_id("node1", 1)) + r", model QEMU HARDDISK, serial node1-sdb$",
+                 "the plan shows the chosen disk's by-id name"),
+            line("node1", r"^  \* /dev/sd[a-z] size=429496729600 .*serial=node1-sdb ",
+                 "the plan's listing marks the 400 GiB disk chosen"),
+            line("node1", r"^    /dev/sd[a-z] size=322122547200 .*serial=node1-sda .*\(never chosen: chosen by install\.device\)$",
+                 "the plan's listing shows the install disk left out"),
+            line("node1", r"^    /dev/sd[a-z] size=214748364800 .*serial=node1-sdc ",
+                 "the plan's listing shows the 200 GiB disk, not chosen"),
+            line("node1", r"Formatting the data disk /dev/sd[a-z] \(400 GiB\)",
+                 "the agent formatted the 400 GiB disk as HARV_LH_DEFAULT"),
+            disk_unchanged("node1", 2)]
+    + installed("node1", "create", "node1", "cluster-init", boot=False, data_disk=True,
+                device=h.disk_by_id("node1", 0))))
+
+
 def ctrl_alt_delete(vm):
     """A real stop of the unit: the key press makes systemd start ctrl-alt-del.target (reboot),
     which conflicts with harvester-install-agent.service: systemd sends the agent SIGTERM."""
