@@ -6,6 +6,9 @@ server's OFFER and ACK as JSON (bootp fields and options).
 
 Run inside a lab network namespace on a veth port of its bridge (ask() sets that up):
   dhcp_probe.py --iface IFACE --mac MAC --arch N [--vendor-class TEXT] [--user-class TEXT]
+With --record it prints every DHCP request and answer it sees on IFACE instead (one JSON line
+each: what each client said and what the server answered), until it is stopped; the lab runs it
+on the bridge next to dhcpd (harness.Dhcpd.packets()).
 
 Python standard library only: raw AF_PACKET frames, because the client has no address yet and
 must send from 0.0.0.0:68 to the broadcast address with its own MAC (the MAC dhcpd.conf's host
@@ -24,7 +27,7 @@ import time
 
 COOKIE = b"\x63\x82\x53\x63"
 DISCOVER, OFFER, REQUEST, ACK, NAK = 1, 2, 3, 5, 6
-ETH_P_IP = 0x0800
+ETH_P_IP, ETH_P_ALL = 0x0800, 0x0003
 # What the firmware clients ask for (EDK2's PXE and HTTP Boot ask for these and more): subnet
 # mask, router, DNS, host name, domain, vendor class (60), TFTP server (66), boot file (67).
 PARAMS = bytes([1, 3, 6, 12, 15, 43, 54, 60, 66, 67])
@@ -65,12 +68,12 @@ def bootp(mac, xid, msg_type, args, extra=b""):
 def parse(packet):
     """A received Ethernet frame -> the BOOTP reply as a dict, or None."""
     ip = packet[14:]
-    if len(ip) < 28 or ip[9] != 17:
+    if packet[12:14] != b"\x08\x00" or len(ip) < 28 or ip[9] != 17:
         return None
     ihl = (ip[0] & 0x0F) * 4
     sport, dport = struct.unpack("!HH", ip[ihl:ihl + 4])
     b = ip[ihl + 8:]
-    if dport != 68 or len(b) < 240 or b[0] != 2 or b[236:240] != COOKIE:
+    if (b[:1], dport) not in ((b"\x01", 67), (b"\x02", 68)) or len(b) < 240 or b[236:240] != COOKIE:
         return None
     opts, i = {}, 240
     while i < len(b) and b[i] != 255:
@@ -82,12 +85,12 @@ def parse(packet):
         i += 2 + n
     text = lambda v: v.split(b"\0", 1)[0].decode("latin-1")  # noqa: E731
     return {
-        "xid": struct.unpack("!I", b[4:8])[0],
+        "op": b[0], "xid": struct.unpack("!I", b[4:8])[0],
         "yiaddr": socket.inet_ntoa(b[16:20]), "siaddr": socket.inet_ntoa(b[20:24]),
         "chaddr": ":".join(f"{x:02x}" for x in b[28:34]),
         "sname": text(b[44:108]), "file": text(b[108:236]),
         "type": opts.get(53, b"\0")[0],
-        "options": {str(k): (v.decode("latin-1") if k in (60, 66, 67, 12, 15) else v.hex())
+        "options": {str(k): (v.decode("latin-1") if k in (60, 66, 67, 77, 12, 15) else v.hex())
                     for k, v in sorted(opts.items())},
     }
 
@@ -101,20 +104,37 @@ def exchange(sock, mac, xid, packet, want, timeout):
             reply = parse(sock.recv(4096))
         except socket.timeout:
             break
-        if reply and reply["xid"] == xid and reply["type"] in (want, NAK):
+        if reply and reply["op"] == 2 and reply["xid"] == xid and reply["type"] in (want, NAK):
             return reply
     return None
+
+
+def record(iface):
+    """Prints every DHCP request and answer seen on iface, one JSON line each, until killed.
+    ETH_P_ALL: only such sockets see the frames the host itself sends (dhcpd's answers)."""
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)) as sock:
+        sock.bind((iface, 0))
+        while True:
+            got = parse(sock.recv(65536))
+            if got:
+                print(json.dumps(got), flush=True)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--iface", required=True)
-    p.add_argument("--mac", required=True)
-    p.add_argument("--arch", type=int, required=True, help="option 93: 0 BIOS, 7 UEFI x64, 16 UEFI x64 HTTP")
+    p.add_argument("--record", action="store_true",
+                   help="record every DHCP packet on --iface (JSON lines) instead of asking")
+    p.add_argument("--mac")
+    p.add_argument("--arch", type=int, help="option 93: 0 BIOS, 7 UEFI x64, 16 UEFI x64 HTTP")
     p.add_argument("--vendor-class", help="option 60, e.g. PXEClient:Arch:00000:UNDI:002001")
     p.add_argument("--user-class", help="option 77, e.g. iPXE")
     p.add_argument("--timeout", type=float, default=15)
     args = p.parse_args()
+    if args.record:
+        return record(args.iface)
+    if args.mac is None or args.arch is None:
+        p.error("--mac and --arch are needed to ask")
     mac = bytes.fromhex(args.mac.replace(":", ""))
     xid = random.getrandbits(32)
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP)) as sock:

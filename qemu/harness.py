@@ -729,14 +729,21 @@ class Dhcpd:
         self.conf = Path("/etc/dhcp/pxe-lab") / f"{netns.name}.conf"
         self.leases = Path("/var/lib/dhcp") / f"dhcpd.leases.{netns.name}"
         self.log = Path(workdir) / "dhcpd.log"
+        # Every DHCP packet on the bridge, both ways (qemu/dhcp_probe.py --record): what each
+        # client asked with (architecture, vendor and user class) and what dhcpd answered.
+        self.packet_log = Path(workdir) / "dhcp-packets.jsonl"
         self.conf_text = conf_text
-        self.proc = None
+        self.proc = self.recorder = None
 
     def start(self):
         self.conf.parent.mkdir(parents=True, exist_ok=True)
         self.conf.write_text(self.conf_text)
         self.leases.parent.mkdir(parents=True, exist_ok=True)
         self.leases.write_text("")
+        with open(self.packet_log, "ab") as out:
+            self.recorder = spawn(self.netns.prefix() + [sys.executable, "-u", QEMU_DIR / "dhcp_probe.py",
+                                                         "--record", "--iface", "br0"],
+                                  stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         log = open(self.log, "ab")
         self.proc = spawn(
             self.netns.prefix() + [self.dhcpd, "-4", "-f", "-d", "-cf", str(self.conf),
@@ -755,12 +762,23 @@ class Dhcpd:
 
     def stop(self):
         stop_process(self.proc)
-        self.proc = None
+        stop_process(self.recorder)
+        self.proc = self.recorder = None
         for f in (self.conf, self.leases, Path(f"{self.leases}~")):
             with contextlib.suppress(OSError):
                 f.unlink()
         with contextlib.suppress(OSError):
             self.conf.parent.rmdir()
+
+    def packets(self, mac=None):
+        """The recorded DHCP packets (dicts of dhcp_probe.parse: op 1 a client's, op 2 an
+        answer), in order; with mac, only those about that client."""
+        out = []
+        text = self.packet_log.read_text(errors="replace") if self.packet_log.exists() else ""
+        for line in text.splitlines():
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return [p for p in out if isinstance(p, dict) and (mac is None or p.get("chaddr") == mac)]
 
     def acks(self):
         """[(ip, mac)] of every DHCPACK it sent."""
@@ -1170,6 +1188,7 @@ class Lab:
         for f in (self.nginx.access_log if self.nginx else None,
                   self.nginx.error_log if self.nginx else None,
                   self.dhcpd.log if self.dhcpd else None,
+                  self.dhcpd.packet_log if self.dhcpd else None,
                   self.tftp.log if self.tftp else None):
             if f and f.exists():
                 shutil.copyfile(f, dest / ("nginx-" + f.name if "nginx" in str(f.parent) else f.name))

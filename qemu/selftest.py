@@ -239,7 +239,7 @@ def check_dhcpd_conf():
 
 
 def check_chain_helpers():
-    """The TFTP log reader and the DHCP probe's packets."""
+    """The TFTP log reader and the DHCP probe's and recorder's packets."""
     import dhcp_probe as dp
     tftp = h.Tftp.__new__(h.Tftp)
     with tempfile.TemporaryDirectory() as d:
@@ -267,7 +267,11 @@ def check_chain_helpers():
     expect(got and got["file"] == "ipxe.efi" and got["options"].get("60", "").startswith("HTTPClient")
            and got["chaddr"] == "52:54:00:6b:13:e2" and got["xid"] == 0x1234,
            f"the DHCP probe reads an answer's file, option 60, MAC and xid ({got})")
-    expect(dp.parse(f) is None, "the DHCP probe ignores requests (its own DISCOVER)")
+    mine = dp.parse(f)
+    expect(mine and mine["op"] == 1 and mine["options"].get("93") == "0010",
+           "the DHCP recorder reads a request (op 1, to port 67) with its options")
+    reply[14 + 20 + 2:14 + 20 + 4] = (67).to_bytes(2, "big")
+    expect(dp.parse(bytes(reply)) is None, "an answer to the server's port is not a DHCP packet")
 
 
 def get(url):
