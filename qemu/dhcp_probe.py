@@ -114,6 +114,7 @@ def record(iface):
     ETH_P_ALL: only such sockets see the frames the host itself sends (dhcpd's answers)."""
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)) as sock:
         sock.bind((iface, 0))
+        print(json.dumps({"recording": iface}), flush=True)
         while True:
             got = parse(sock.recv(65536))
             if got:

@@ -752,13 +752,15 @@ class Dhcpd:
         log.close()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if self.proc.poll() is not None or self.recorder.poll() is not None:
                 break
-            if "Sending on" in self.log.read_text(errors="replace"):
+            if "Sending on" in self.log.read_text(errors="replace") \
+                    and '"recording"' in self.packet_log.read_text(errors="replace"):
                 return self
             time.sleep(0.1)
         self.stop()
-        raise LabError(f"dhcpd did not start:\n{tail_file(self.log, 20)}")
+        raise LabError(f"dhcpd or its packet recorder did not start:\n{tail_file(self.log, 20)}\n"
+                       f"{tail_file(self.packet_log, 5)}")
 
     def stop(self):
         stop_process(self.proc)
@@ -778,7 +780,8 @@ class Dhcpd:
         for line in text.splitlines():
             with contextlib.suppress(ValueError):
                 out.append(json.loads(line))
-        return [p for p in out if isinstance(p, dict) and (mac is None or p.get("chaddr") == mac)]
+        return [p for p in out if isinstance(p, dict) and p.get("op") in (1, 2)
+                and (mac is None or p.get("chaddr") == mac)]
 
     def acks(self):
         """[(ip, mac)] of every DHCPACK it sent."""
