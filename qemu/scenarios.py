@@ -9,6 +9,7 @@ failed scenario is kept in qemu/logs/<name>/ and its tail printed.
 """
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -39,8 +40,9 @@ class Node:
     """One VM of a scenario."""
 
     def __init__(self, name, mode="create", mem="8G", mac=None, data_disk=None, stop=(),
-                 boot_disk=False, flow=None, actions=()):
+                 boot_disk=False, flow=None, actions=(), netboot="ipxe"):
         self.name, self.mode, self.mem, self.mac = name, mode, mem, mac
+        self.netboot = netboot  # harness.VM.netboot: the network boot client that starts
         self.data_disk = data_disk
         self.stop = list(stop)
         self.actions = list(actions)  # [(console pattern, fn(vm))] during the PXE boot
@@ -57,13 +59,14 @@ class Scenario:
 
     def __init__(self, name, title, nodes, checks, way="user", cmdline_extra="",
                  no_automatic=False, config_404=False, config_edit=None, timeout=600, grace=3.0,
-                 listener=False, no_rootfs_iso=False, prepare=None):
+                 listener=False, no_rootfs_iso=False, prepare=None, tftp=False):
         self.name, self.title, self.nodes, self.checks = name, title, nodes, checks
         self.prepare = prepare  # prepare(ctx): after the VMs are made, before they boot
         self.way, self.cmdline_extra = way, cmdline_extra
         self.no_automatic, self.config_404, self.config_edit = no_automatic, config_404, config_edit
         self.timeout, self.grace = timeout, grace
         self.listener, self.no_rootfs_iso = listener, no_rootfs_iso
+        self.tftp = tftp  # the dhcpd way's TFTP server (harness.Tftp)
 
 
 class Ctx:
@@ -715,6 +718,234 @@ scenario(Scenario(
         served("node2", "config-join.yaml"),
         past_config("node1"),
         past_config("node2"),
+    ]))
+
+# --- The guide's other boot paths (issue 11 item 2): the firmware's own PXE by TFTP, UEFI HTTP
+# Boot, legacy BIOS PXE. dhcpd.conf is the guide's whole config (qemu/seed/dhcpd.conf).
+
+# What a firmware's DHCP client says: option 93 (architecture) and option 60 (vendor class), as
+# EDK2's PXE (UefiPxeBcDxe), EDK2's HTTP Boot (HttpBootDxe) and a BIOS PXE ROM send them.
+PXE_BIOS = (0, "PXEClient:Arch:00000:UNDI:002001")
+PXE_UEFI = (7, "PXEClient:Arch:00007:UNDI:003000")
+HTTP_UEFI = (16, "HTTPClient:Arch:00016:UNDI:003001")
+
+
+def dhcp_answers(probes):
+    """prepare(ctx): before any VM boots, asks the lab's dhcpd as each firmware would (qemu/
+    dhcp_probe.py on a veth port of the namespace's bridge): probes {key: (mac, arch, vendor
+    class, user class)}; the answers land in ctx.dhcp[key] = (exit code, {offer, ack})."""
+    def prepare(ctx):
+        import dhcp_probe
+        ctx.dhcp = {key: dhcp_probe.ask(ctx.lab.netns, *args) for key, args in probes.items()}
+    return prepare
+
+
+def dhcp_answer(key, what, filename, vendor_class=None):
+    """dhcpd's OFFER and ACK to probe `key` name `filename` (the bootp file field); with
+    vendor_class, both carry option 60 with that text, without, no option 60 at all."""
+    @check(f"dhcpd answered {what} with filename {filename!r}"
+           + (f" and option vendor-class-identifier {vendor_class!r}" if vendor_class
+              else " and no vendor-class-identifier"))
+    def fn(ctx):
+        rc, got = ctx.dhcp[key]
+        if not isinstance(got, dict) or not got.get("offer") or not got.get("ack"):
+            return False, f"no OFFER/ACK (exit {rc}): {got}"
+        problems = []
+        for kind in ("offer", "ack"):
+            r = got[kind]
+            if r["file"] != filename:
+                problems.append(f"{kind} file {r['file']!r}")
+            if r["options"].get("60") != vendor_class:
+                problems.append(f"{kind} option 60 {r['options'].get('60')!r}")
+        return not problems, "; ".join(problems) or f"{got['ack']['yiaddr']}: {filename}"
+    return fn
+
+
+def tftp_sent(node, name):
+    """The TFTP server's log: it sent `name` whole to an address dhcpd leased to the node."""
+    @check(f"{node}: the TFTP server sent {name} to the node (its log, the node's leased address)")
+    def fn(ctx):
+        ips = {ip for ip, m in ctx.lab.dhcpd.acks() if m == ctx.vm[node].mac}
+        sent = ctx.lab.tftp.sent()
+        return any(f == name and ip in ips for f, ip in sent), f"sent {sent}; node's addresses {sorted(ips)}"
+    return fn
+
+
+def dhcp_chain(node, steps, mac=None):
+    """From the DHCP packets recorded on the bridge (harness.Dhcpd.packets()): for the node's
+    MAC, in this order, a request from each client (steps [(what, arch, vendor class prefix or
+    None for any, user class or None for none, filename[, option 60])]) that dhcpd ACKed with the step's filename (and
+    option 60 when given): the answers the guide's dhcpd.conf gave each stage of the chain."""
+    @check(f"{node}: dhcpd's answers on the wire, in order: "
+           + " -> ".join(f"{s[0]} -> {s[4]!r}" for s in steps))
+    def fn(ctx):
+        pkts = ctx.lab.dhcpd.packets(mac or ctx.vm[node].mac)
+        asked = {p["xid"]: p for p in pkts if p["op"] == 1}
+        at, seen = 0, []
+        for what, arch, vendor, user, filename, *opt60 in steps:
+            def fits(i, p):
+                q = asked.get(p["xid"], {}).get("options", {})
+                return (i >= at and p["op"] == 2 and p["type"] == 5 and p["file"] == filename
+                        and q.get("93") == f"{arch:04x}"
+                        and (not vendor or q.get("60", "").startswith(vendor))
+                        and q.get("77") == user
+                        and (not opt60 or p["options"].get("60") == opt60[0]))
+            hit = next((i for i, p in enumerate(pkts) if fits(i, p)), None)
+            if hit is None:
+                ans = [(p["file"], p["options"].get("60")) for p in pkts if p["op"] == 2]
+                return False, f"no ACK {filename!r} to {what} after packet {at}; seen {seen}; answers {ans}"
+            seen.append(f"{what}: packet {hit}")
+            at = hit + 1
+        return True, "; ".join(seen)
+    return fn
+
+
+def in_order(node, steps):
+    """steps [(pattern, what)]: each one's first console line comes after the previous one's."""
+    @check(f"{node}: the console shows, in this order: " + " -> ".join(w for _, w in steps))
+    def fn(ctx):
+        at, seen = 0.0, []
+        for rx, what in steps:
+            hit = ctx.console(node).find(rx, after=at)
+            if not hit:
+                return False, f"no '{what}' (/{rx}/) after {at:.1f} s; seen: {seen}"
+            at = hit[0]
+            seen.append(f"{what} {at:.1f} s")
+        return True, ", ".join(seen)
+    return fn
+
+
+def tftp_fetch_matches(name):
+    """A TFTP client in the namespace (curl tftp://) gets `name` byte for byte as Debian's ipxe
+    package has it."""
+    @check(f"a TFTP fetch of {name} from {h.SEED_SERVER} is byte for byte Debian's {h.IPXE_DIR}/{name}")
+    def fn(ctx):
+        out = ctx.lab.workdir / f"tftp-fetched-{name}"
+        p = subprocess.run(ctx.lab.netns.prefix() + ["curl", "-sS", "-o", str(out),
+                                                     f"tftp://{h.SEED_SERVER}/{name}"],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            return False, f"curl exit {p.returncode}: {p.stderr.strip()}"
+        want = (h.IPXE_DIR / name).read_bytes()
+        got = out.read_bytes()
+        sent = [f for f, _ in ctx.lab.tftp.sent()]
+        return got == want and name in sent, f"{len(got)} bytes (Debian's: {len(want)}); TFTP log sent {sent}"
+    return fn
+
+
+def http_fetch_is(name, what):
+    @check(f"nginx serves /harvester/{name} ({what})")
+    def fn(ctx):
+        p = subprocess.run(ctx.lab.netns.prefix() + ["curl", "-sS", "-f",
+                                                     f"http://{h.SEED_SERVER}/harvester/{name}"],
+                           capture_output=True)
+        want = (ctx.lab.served.dir / name).read_bytes()
+        return p.returncode == 0 and p.stdout == want, f"curl exit {p.returncode}, {len(p.stdout)} bytes"
+    return fn
+
+
+def nic_rom_empty(node):
+    """The VM's NIC had no option ROM (QEMU's command line: romfile= empty), so the firmware's
+    own network stack started the chain, not iPXE from the NIC."""
+    @check(f"{node}: the NIC had no option ROM (romfile= empty on QEMU's command line)")
+    def fn(ctx):
+        cmd = ctx.vm[node].qemu_log.read_text(errors="replace").splitlines()[0]
+        nic = next((a for a in cmd.split() if a.startswith(h.NIC_MODEL + ",")), "")
+        return bool(nic) and ",romfile=," in nic + ",", nic
+    return fn
+
+
+RE_OVMF_PXE = r">>Start PXE over IPv4"
+RE_IPXE_BANNER = r"iPXE \S+ -- Open Source Network Boot Firmware|^iPXE \d"
+
+scenario(Scenario(
+    "uefi-tftp-ipxe",
+    "OVMF's own PXE client (the NIC's iPXE ROM slot empty; OVMF drives the virtio NIC) gets "
+    "ipxe.efi from the guide's PXE branch by TFTP (dnsmasq, TFTP only, in dhcpd's namespace), "
+    "Debian's ipxe.efi asks DHCP again as iPXE and gets ipxe-create-efi; install, reboot, disk "
+    "boot, check-disk. The chain is read from dhcpd's answers recorded on the bridge (PXEClient "
+    "arch 7 -> ipxe.efi, then user class iPXE -> ipxe-create-efi), the TFTP server's log "
+    "(ipxe.efi sent to the node), nginx's log and the console, in order",
+    [Node("node1", "create", "8G", boot_disk=True, netboot="pxe")],
+    way="dhcpd", tftp=True, config_edit=with_token(), timeout=1500,
+    checks=[
+        in_order("node1", [(RE_OVMF_PXE, "OVMF's PXE"),
+                           (r"NBP filename is ipxe\.efi", "NBP ipxe.efi (the PXE branch)"),
+                           (r"NBP file downloaded successfully", "downloaded by TFTP"),
+                           (r'BdsDxe: starting Boot[0-9A-F]{4} "UEFI PXEv4', "started"),
+                           (RE_IPXE_BANNER, "iPXE"),
+                           (r"Filename: http://10\.100\.0\.10/harvester/ipxe-create-efi",
+                            "iPXE's DHCP answer: ipxe-create-efi"),
+                           (r"ipxe-create-efi : \d+ bytes \[script\]", "the script")]),
+        nic_rom_empty("node1"),
+        tftp_sent("node1", "ipxe.efi"),
+        dhcp_chain("node1", [("OVMF's PXE", 7, "PXEClient:Arch:00007", None, "ipxe.efi"),
+                             ("iPXE", 7, None, "iPXE",
+                              "http://10.100.0.10/harvester/ipxe-create-efi")]),
+        not_requested("node1", "ipxe.efi"),  # by HTTP: it came by TFTP
+    ] + installed("node1", "create", "node1", "cluster-init")))
+
+scenario(Scenario(
+    "uefi-http-boot",
+    "OVMF's HTTP Boot (HttpBootDxe; its PXE boot options switched off with fw_cfg "
+    "opt/org.tianocore/IPv4PXESupport=no and IPv6PXESupport=no, so that \"UEFI HTTPv4\" is "
+    "first): DHCP with vendor class HTTPClient, the guide's HTTPClient branch answers "
+    "http://10.100.0.10/harvester/ipxe.efi and vendor-class-identifier \"HTTPClient\", OVMF "
+    "fetches ipxe.efi from nginx, iPXE gets ipxe-create-efi; install, reboot, disk boot, "
+    "check-disk. No TFTP server runs. A DHCP client in the namespace first checks the answer's "
+    "filename and option 60",
+    [Node("node1", "create", "8G", boot_disk=True, netboot="http")],
+    way="dhcpd", config_edit=with_token(), timeout=1500,
+    prepare=dhcp_answers({"http": (h.CREATE_MAC, *HTTP_UEFI, None)}),
+    checks=[
+        dhcp_answer("http", "UEFI HTTP Boot (arch 16, HTTPClient) from the create MAC",
+                    "http://10.100.0.10/harvester/ipxe.efi", "HTTPClient"),
+        in_order("node1", [(r">>Start HTTP Boot over IPv4", "OVMF's HTTP Boot"),
+                           (r"URI: http://10\.100\.0\.10/harvester/ipxe\.efi", "URI from the HTTPClient branch"),
+                           (r'BdsDxe: starting Boot[0-9A-F]{4} "UEFI HTTPv4', "started"),
+                           (RE_IPXE_BANNER, "iPXE"),
+                           (r"Filename: http://10\.100\.0\.10/harvester/ipxe-create-efi",
+                            "iPXE's DHCP answer: ipxe-create-efi"),
+                           (r"ipxe-create-efi : \d+ bytes \[script\]", "the script")]),
+        no_line("node1", RE_OVMF_PXE, "OVMF did not try PXE"),
+        served_whole("node1", "ipxe.efi"),
+        dhcp_chain("node1", [("OVMF's HTTP Boot", 16, "HTTPClient", None,
+                              "http://10.100.0.10/harvester/ipxe.efi", "HTTPClient"),
+                             ("iPXE", 7, None, "iPXE",
+                              "http://10.100.0.10/harvester/ipxe-create-efi")]),
+    ] + installed("node1", "create", "node1", "cluster-init")))
+
+scenario(Scenario(
+    "bios-undionly",
+    "legacy BIOS PXE, without a VM: QEMU's BIOS (SeaBIOS) has no PXE client of its own and runs "
+    "the NIC's ROM, which in QEMU is always iPXE (ipxe-qemu), so no QEMU machine sends a BIOS "
+    "PXE request that is not iPXE's. A DHCP client in dhcpd's namespace sends what a BIOS PXE ROM "
+    "sends (arch 00:00, PXEClient, no user class iPXE): the guide's PXE branch answers "
+    "undionly.kpxe for both MACs; a TFTP fetch of undionly.kpxe is byte for byte Debian's; "
+    "undionly.kpxe (iPXE) asking again (user class iPXE, arch 00:00) gets the non-efi scripts, "
+    "which nginx serves",
+    [], way="dhcpd", tftp=True,
+    prepare=dhcp_answers({"bios-create": (h.CREATE_MAC, *PXE_BIOS, None),
+                          "bios-join": (h.JOIN_MAC, *PXE_BIOS, None),
+                          "ipxe-create": (h.CREATE_MAC, 0, None, "iPXE"),
+                          "ipxe-join": (h.JOIN_MAC, 0, None, "iPXE"),
+                          "uefi-pxe": (h.CREATE_MAC, *PXE_UEFI, None)}),
+    checks=[
+        dhcp_answer("bios-create", "a BIOS PXE ROM from the create MAC", "undionly.kpxe"),
+        dhcp_answer("bios-join", "a BIOS PXE ROM from the join MAC", "undionly.kpxe"),
+        tftp_fetch_matches("undionly.kpxe"),
+        dhcp_answer("ipxe-create", "undionly.kpxe's iPXE (BIOS) from the create MAC",
+                    "http://10.100.0.10/harvester/ipxe-create"),
+        dhcp_answer("ipxe-join", "undionly.kpxe's iPXE (BIOS) from the join MAC",
+                    "http://10.100.0.10/harvester/ipxe-join"),
+        http_fetch_is("ipxe-create", "the non-efi create script"),
+        http_fetch_is("ipxe-join", "the non-efi join script"),
+        dhcp_answer("uefi-pxe", "a UEFI PXE client (arch 00:07) from the create MAC", "ipxe.efi"),
+        # The recorder on the bridge (what the VM scenarios read) saw the same, in order.
+        dhcp_chain("create MAC", [("BIOS PXE", 0, "PXEClient:Arch:00000", None, "undionly.kpxe"),
+                                  ("iPXE (BIOS)", 0, None, "iPXE", "http://10.100.0.10/harvester/ipxe-create"),
+                                  ("UEFI PXE", 7, "PXEClient:Arch:00007", None, "ipxe.efi")],
+                   mac=h.CREATE_MAC),
     ]))
 
 scenario(Scenario(
@@ -1546,7 +1777,7 @@ def run_scenario(name, build_dir=None, verbose=False):
         lab = h.Lab(release, tools, way=s.way, cmdline_extra=s.cmdline_extra,
                     no_automatic=s.no_automatic, config_404=s.config_404,
                     config_edit=s.config_edit, name=name, listener=s.listener,
-                    extra_files=extra)
+                    extra_files=extra, tftp=s.tftp)
     except h.Skip as e:
         print(f"SKIP {name}: {e}")
         return 77
@@ -1555,11 +1786,13 @@ def run_scenario(name, build_dir=None, verbose=False):
     try:
         for node in s.nodes:
             ctx.vm[node.name] = lab.new_vm(node.name, node.mode, node.mac, node.mem,
-                                           data_disk=node.data_disk)
+                                           data_disk=node.data_disk, netboot=node.netboot)
         if s.prepare:
             s.prepare(ctx)
-        print(f"  kernel line: {lab.served.kernel_line(f'ipxe-{s.nodes[0].mode}-efi')}")
-        with h.vm_slots(len(s.nodes)):
+        t_vm = 0.0
+        if s.nodes:
+            print(f"  kernel line: {lab.served.kernel_line(f'ipxe-{s.nodes[0].mode}-efi')}")
+        with h.vm_slots(len(s.nodes)) if s.nodes else contextlib.nullcontext():
             t_vm = time.monotonic()
             run_nodes(lab, ctx, s.nodes, accel, cpu, s.timeout, s.grace, verbose)
             t_vm = time.monotonic() - t_vm
