@@ -481,7 +481,8 @@ class Served:
 
         extra = " ".join(x for x in (LAB_CMDLINE, cmdline_extra.strip()) if x)
         for name in self.SCRIPTS:
-            lines = self.subst(seed_text(name)).splitlines()
+            # harvester-pxe-prepare's script (copied above, server substituted), not the seed's.
+            lines = (self.dir / name).read_text().splitlines()
             for i, line in enumerate(lines):
                 if line.startswith("kernel "):
                     if no_automatic:
