@@ -21,6 +21,7 @@
 #include "http.h"
 #include "iso.h"
 #include "log.h"
+#include "progress.h"
 #include "memory.h"
 #include "retry.h"
 #include "tmpfs.h"
@@ -382,6 +383,7 @@ static int progress_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, cur
                          bytes_text(t, sizeof(t), d->total), d->rate / 1048576.0, eta);
         } else
                 log_info("%s: %s  %.1f MiB/s", d->what, h, d->rate / 1048576.0);
+        progress_download(d->what, held, d->total); /* the PROGRESS webhook (progress.h), rate-limited there */
         return 0;
 }
 

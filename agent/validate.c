@@ -412,7 +412,7 @@ int parse_partition_size(const char *s, uint64_t *ret) {
 static const char *const modes[] = { "create", "join", "install", NULL };
 static const char *const methods[] = { "dhcp", "static", NULL };
 static const char *const roles[] = { "default", "management", "worker", "witness", NULL };
-static const char *const events[] = { "STARTED", "SUCCEEDED", "FAILED", NULL };
+static const char *const events[] = { "STARTED", "SUCCEEDED", "FAILED", "PROGRESS", NULL };
 static const char *const http_methods[] = { "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL };
 static const char *const bond_modes[] = { "balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad",
                                           "balance-tlb", "balance-alb", "0", "1", "2", "3", "4", "5", "6", NULL };
@@ -579,10 +579,10 @@ static void check_webhooks(struct vctx *v) {
                         return;
                 }
                 if (isempty(w->event))
-                        missing(v, pe, "required: STARTED, SUCCEEDED or FAILED");
+                        missing(v, pe, "required: STARTED, SUCCEEDED, FAILED or PROGRESS");
                 else if (!in_list(w->event, events, false)) {
                         _cleanup_free_ char *sv = show(w->event);
-                        problem(v, pe, "unknown event %s: use STARTED, SUCCEEDED or FAILED", sv);
+                        problem(v, pe, "unknown event %s: use STARTED, SUCCEEDED, FAILED or PROGRESS", sv);
                 }
                 if (!in_list(w->method, http_methods, false)) {
                         _cleanup_free_ char *sv = show(w->method);

@@ -147,6 +147,13 @@ static const struct config_case rule_cases[] = {
           "must be an https:// URL", NULL },
         { NULL, "webhooks",  "install.webhooks[0].event", "unknown event \"BEGUN\"", "config.yaml:18:14" },
         { NULL, "webhooks",  "install.webhooks[0].method", "unknown HTTP method \"FETCH\"", NULL },
+        /* PROGRESS (an extension) is an event (the first hook here passes); a near miss is not. */
+        { NULL,
+          "scheme_version: 1\ntoken: t\nos: {password: p}\ninstall:\n  mode: install\n  device: /dev/sda\n"
+          "  management_interface:\n    interfaces: [ens5]\n"
+          "  webhooks: [{event: PROGRESS, url: 'http://h/'}, {event: PROGRES, url: 'http://h/'}]\n",
+          "install.webhooks[1].event", "unknown event \"PROGRES\": use STARTED, SUCCEEDED, FAILED or PROGRESS",
+          NULL },
         { NULL, "webhooks",  "install.webhooks[1].url", "required", "not set" },
         { NULL, "webhooks",  "install.webhooks[1].event", "required", "not set" },
         { NULL, "webhooks",  "install.webhooks[2].url", "not an http(s):// URL", NULL },
