@@ -362,6 +362,15 @@ class Release:
             if not (self.dir / name).is_file():
                 raise LabError(f"the release in {self.dir} lacks {name}")
 
+    def served(self, flavour="systemd"):
+        """The folder harvester-pxe-prepare made from the release's ISO (build-release.sh):
+        served/ (the systemd initrd), served-hook/ (--initrd-flavour hook)."""
+        d = self.dir / ("served" if flavour == "systemd" else f"served-{flavour}")
+        if not (d / "ipxe-create-efi").is_file():
+            raise LabError(f"the release in {self.dir} has no {d.name}/ made by harvester-pxe-prepare "
+                           f"(rebuild it: qemu/pxe-lab release)")
+        return d
+
 
 def ensure_release(build_dir=None, quiet=False):
     """Builds the project (plain) and the release when an input changed; returns (Release,
@@ -413,15 +422,20 @@ def seed_text(name):
 
 
 class Served:
-    """/harvester/ laid out like the seed's /usr/share/nginx/html/harvester/: the release, the
-    names the seed's iPXE scripts use, config-create.yaml, config-join.yaml and the four iPXE
-    scripts, each the seed's text with only the server, the version and the interface changed
-    (plus LAB_CMDLINE and the run's extra arguments on the kernel line)."""
+    """/harvester/ laid out like the seed's /usr/share/nginx/html/harvester/: what the product
+    command harvester-pxe-prepare made from the release's ISO (Release.served: the ISO, rootfs,
+    kernel, installer initrd and the names the seed's iPXE scripts use, the four iPXE scripts,
+    ipxe.efi, undionly.kpxe, the dhcpd example), its text files with the server changed (the
+    command wrote them for the seed's), LAB_CMDLINE and the run's extra arguments on the kernel
+    lines; the release's SHA-512 list; config-create.yaml and config-join.yaml as an operator
+    fills the command's skeletons: the seed's, with the interface changed and iso_checksum_url
+    added. flavour "hook": the initrd without systemd (served-hook/)."""
 
     SCRIPTS = ("ipxe-create", "ipxe-create-efi", "ipxe-join", "ipxe-join-efi")
+    TEXTS = SCRIPTS + ("dhcpd.conf.example",)
 
     def __init__(self, workdir, release, server, iface=GUEST_IFACE, cmdline_extra="",
-                 no_automatic=False, config_404=False, config_edit=None):
+                 no_automatic=False, config_404=False, config_edit=None, flavour="systemd"):
         self.root = Path(workdir) / "www"
         self.dir = self.root / "harvester"
         self.server = server
@@ -431,17 +445,28 @@ class Served:
         for d in (workdir, self.root, self.dir):
             os.chmod(d, 0o755)
         v = release.version
-        for name in release.files.values():
-            place(release.dir / name, self.dir / name)
-        # The seed's iPXE scripts load "harvester-<version>-vmlinuz", "...-initrd" and the
-        # kernel line names ".../rootfs.squashfs": the release files under those names too.
-        os.symlink(release.files["vmlinuz"], self.dir / f"harvester-{v}-vmlinuz")
-        os.symlink(release.files["initrd"], self.dir / f"harvester-{v}-initrd")
-        os.symlink(release.files["rootfs"], self.dir / "rootfs.squashfs")
+        prepared = release.served(flavour)
+        skeletons = {}
+        for f in sorted(prepared.iterdir()):
+            if f.is_symlink():
+                os.symlink(os.readlink(f), self.dir / f.name)
+            elif f.name in self.TEXTS:
+                write_public(self.dir / f.name, self.subst(f.read_text()))
+            elif f.name.startswith("config-"):
+                skeletons[f.name] = f.read_text()
+            else:
+                place(f, self.dir / f.name)
+        place(release.dir / release.files["sha512"], self.dir / release.files["sha512"])
 
         for mode in ("create", "join"):
             text = self.subst(seed_text(f"config-{mode}.yaml")).replace(
                 "- name: ens5", f"- name: {iface}")
+            # The operator's copy names the ISO the command's skeleton names.
+            skeleton = self.subst(skeletons.get(f"config-{mode}.yaml", ""))
+            iso_url = f"  iso_url: {self.base}/harvester-{v}-amd64.iso\n"
+            if iso_url not in skeleton or iso_url not in text:
+                raise LabError(f"config-{mode}.yaml: harvester-pxe-prepare's skeleton and the seed do not "
+                               f"both name {iso_url.strip()}")
             # Beyond the seed: the release's SHA-512 list, so that the ISO is verified as it
             # arrives (install.iso_checksum_url, an extension of ours).
             iso_line = f"  iso_url: {self.base}/harvester-{v}-amd64.iso"
@@ -454,11 +479,10 @@ class Served:
                 continue  # config_url answers 404
             write_public(self.dir / f"config-{mode}.yaml", text)
 
-        place_ipxe_binaries(self.dir)
-
         extra = " ".join(x for x in (LAB_CMDLINE, cmdline_extra.strip()) if x)
         for name in self.SCRIPTS:
-            lines = self.subst(seed_text(name)).splitlines()
+            # harvester-pxe-prepare's script (copied above, server substituted), not the seed's.
+            lines = (self.dir / name).read_text().splitlines()
             for i, line in enumerate(lines):
                 if line.startswith("kernel "):
                     if no_automatic:
@@ -502,22 +526,10 @@ class Served:
 
 # The guide's network boot programs, from Debian's package ipxe: dhcpd.conf names them for the
 # firmware's own PXE client (TFTP, "ipxe.efi" for UEFI, "undionly.kpxe" for BIOS) and for UEFI
-# HTTP Boot (http://.../harvester/ipxe.efi).
+# HTTP Boot (http://.../harvester/ipxe.efi). harvester-pxe-prepare puts them in the served folder;
+# the checks compare them with Debian's files here.
 IPXE_DIR = Path(os.environ.get("PXE_LAB_IPXE_DIR", "/usr/lib/ipxe"))
 IPXE_BINARIES = ("ipxe.efi", "undionly.kpxe")
-
-
-def place_ipxe_binaries(folder):
-    """Copies ipxe.efi and undionly.kpxe from Debian's ipxe package into the served folder,
-    where the guide puts them (/usr/share/nginx/html/harvester/, the TFTP root too).
-    TODO(coordinator): harvester-pxe-prepare (issue 11 item 5) lays these out; when the served
-    folder is made by it, this function goes."""
-    for name in IPXE_BINARIES:
-        src = IPXE_DIR / name
-        if not src.is_file():
-            raise Skip(f"missing: {src} (Debian package ipxe)")
-        shutil.copyfile(src, Path(folder) / name)  # not a hard link: /boot/ipxe.efi is the host's
-        os.chmod(Path(folder) / name, 0o644)
 
 
 def place(src, dst):
@@ -1102,7 +1114,7 @@ class Lab:
 
     def __init__(self, release, tools, way="user", cmdline_extra="", no_automatic=False,
                  config_404=False, config_edit=None, keep=False, name="lab", listener=False,
-                 extra_files=None, tftp=False):
+                 extra_files=None, tftp=False, flavour="systemd"):
         self.release, self.tools, self.way, self.keep = release, tools, way, keep
         # A recording webhook listener on 127.0.0.1 (the guests' 10.0.2.2), started before the
         # served folder is written, so that config_edit(mode, text, lab) can name its port.
@@ -1132,7 +1144,7 @@ class Lab:
                 server = SEED_SERVER
                 self.served = Served(self.workdir, release, server, cmdline_extra=cmdline_extra,
                                      no_automatic=no_automatic, config_404=config_404,
-                                     config_edit=config_edit)
+                                     config_edit=config_edit, flavour=flavour)
                 self.nginx = Nginx(self.workdir, self.served.root, host=SEED_SERVER, port=80,
                                    netns=self.netns).start()
                 self.dhcpd = Dhcpd(self.netns, self.workdir, seed_text("dhcpd.conf")).start()
@@ -1145,7 +1157,8 @@ class Lab:
                     port = free_port()
                     self.served = Served(self.workdir, release, f"10.0.2.2:{port}",
                                          cmdline_extra=cmdline_extra, no_automatic=no_automatic,
-                                         config_404=config_404, config_edit=config_edit)
+                                         config_404=config_404, config_edit=config_edit,
+                                         flavour=flavour)
                     self.nginx = Nginx(self.workdir, self.served.root, port=port)
                     try:
                         self.nginx.start()

@@ -55,11 +55,13 @@ class Node:
 class Scenario:
     """config_edit(mode, text) rewrites the served config-<mode>.yaml; with listener=True a
     webhook listener runs and config_edit is called as config_edit(mode, text, lab).
-    no_rootfs_iso: also serve NO_ROOTFS_ISO, the release ISO without rootfs.squashfs."""
+    no_rootfs_iso: also serve NO_ROOTFS_ISO, the release ISO without rootfs.squashfs.
+    flavour: the served folder's installer initrd, "systemd" or "hook" (Release.served)."""
 
     def __init__(self, name, title, nodes, checks, way="user", cmdline_extra="",
                  no_automatic=False, config_404=False, config_edit=None, timeout=600, grace=3.0,
-                 listener=False, no_rootfs_iso=False, prepare=None, tftp=False):
+                 listener=False, no_rootfs_iso=False, prepare=None, tftp=False,
+                 flavour="systemd"):
         self.name, self.title, self.nodes, self.checks = name, title, nodes, checks
         self.prepare = prepare  # prepare(ctx): after the VMs are made, before they boot
         self.way, self.cmdline_extra = way, cmdline_extra
@@ -67,6 +69,7 @@ class Scenario:
         self.timeout, self.grace = timeout, grace
         self.listener, self.no_rootfs_iso = listener, no_rootfs_iso
         self.tftp = tftp  # the dhcpd way's TFTP server (harness.Tftp)
+        self.flavour = flavour  # the installer initrd: harvester-pxe-prepare's systemd or hook
 
 
 class Ctx:
@@ -175,9 +178,11 @@ def pxe_chain(node, mode):
     ]
 
 
-def agent_started(node):
+def agent_started(node, unit=True):
     return [
-        line(node, r"Harvester automatic install", "systemd started the agent's unit"),
+        line(node, r"Harvester automatic install", "systemd started the agent's unit") if unit else
+        line(node, r"harvester-install: network is up, running harvester-install-agent",
+             "the initqueue/online hook ran the agent"),
         line(node, h.MARK + r" STAGE configuration", "the agent began: STAGE configuration"),
     ]
 
@@ -625,9 +630,10 @@ def rebooted(node):
 
 
 def installed(node, mode, hostname, role, server=None, boot=True, data_disk=False, hooks=False,
-              device="/dev/sda"):
-    """The whole install of one node: PXE chain, SUCCEEDED, reboot, (test OS), check-disk."""
-    checks = pxe_chain(node, mode) + agent_started(node) + [
+              device="/dev/sda", unit=True):
+    """The whole install of one node: PXE chain, SUCCEEDED, reboot, (test OS), check-disk.
+    unit=False: the agent ran from the initqueue hook (the hook initrd), not from its unit."""
+    checks = pxe_chain(node, mode) + agent_started(node, unit) + [
         served(node, "harvester-<version>-amd64.iso"),
         served(node, "harvester-<version>-amd64.sha512"),
         line(node, r"ISO: +[0-9]+%  .* of .*MiB/s +ETA|ISO: received .* MiB/s average",
@@ -699,6 +705,24 @@ scenario(Scenario(
     ] + installed("node1", "create", "pxe-lab-node1", "cluster-init", hooks=True)
     + [progress_events("node1"), report_webhook("node1", "SUCCEEDED", "create")]
     + [bootstrap_files("node1", "create"), preloaded("node1"), image_boot("node1")]))
+
+scenario(Scenario(
+    "hook-mode",
+    "create with the installer initrd made without systemd (harvester-pxe-prepare --initrd-flavour "
+    "hook: dracut's network-legacy, no systemd-initrd): the agent runs from the initqueue/online "
+    "hook once DHCP is up, the install SUCCEEDS and reboots (reboot(2), no systemd), the UEFI boot "
+    "entry is made (efivarfs mounted by the hook), the installed disk boots into the test OS and "
+    "qemu/check-disk passes",
+    [Node("node1", "create", "8G", boot_disk=True)],
+    cmdline_extra="harvester.os.hostname=pxe-lab-hook",
+    flavour="hook", config_edit=with_token(),
+    timeout=1500,
+    checks=[
+        no_line("node1", r"systemd\[1\]: |Harvester automatic install",
+                "no systemd and no agent unit in the initrd"),
+        line("node1", r"dhcp: BOUND setting up", "network-legacy's dhclient brought the NIC up"),
+        no_line("node1", r"No UEFI variables", "the agent saw the UEFI variables (efivarfs mounted before it started)"),
+    ] + installed("node1", "create", "pxe-lab-hook", "cluster-init", unit=False) + [image_boot("node1")]))
 
 scenario(Scenario(
     "dhcpd-create-join",
@@ -1777,7 +1801,7 @@ def run_scenario(name, build_dir=None, verbose=False):
         lab = h.Lab(release, tools, way=s.way, cmdline_extra=s.cmdline_extra,
                     no_automatic=s.no_automatic, config_404=s.config_404,
                     config_edit=s.config_edit, name=name, listener=s.listener,
-                    extra_files=extra, tftp=s.tftp)
+                    extra_files=extra, tftp=s.tftp, flavour=s.flavour)
     except h.Skip as e:
         print(f"SKIP {name}: {e}")
         return 77

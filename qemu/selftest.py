@@ -26,12 +26,32 @@ def expect(ok, what):
 
 
 def fake_release(d):
+    """A release folder as build-release.sh makes it, small: an ISO of the release's shape
+    (xorriso), its served/ folder made by harvester-pxe-prepare (the source tree's copy) with
+    --no-initrd and a stand-in initrd put where dracut's would be (this checks the lab, not
+    dracut), the release files hard links to the served ones, as build-release.sh does."""
     v = "v9.9.9-selftest"
-    names = [f"harvester-{v}-vmlinuz-amd64", f"harvester-{v}-initrd-amd64",
-             f"harvester-{v}-rootfs-amd64.squashfs", f"harvester-{v}-amd64.iso",
-             f"harvester-{v}-amd64.sha512"]
-    for i, n in enumerate(names):
-        (d / n).write_bytes(os.urandom(1000 + i))
+    tree = d / "iso-tree"
+    (tree / "boot").mkdir(parents=True)
+    (d / "root" / "etc").mkdir(parents=True)
+    (d / "root" / "etc" / "data").write_bytes(os.urandom(3000))
+    subprocess.run(["mksquashfs", d / "root", tree / "rootfs.squashfs", "-quiet", "-no-progress"],
+                   check=True, stdout=subprocess.DEVNULL)
+    (tree / "boot" / "kernel").write_bytes(os.urandom(1000))
+    (tree / "harvester-release.yaml").write_text(f"harvester: {v}\n")
+    iso = d / f"harvester-{v}-amd64.iso"
+    subprocess.run(["xorriso", "-as", "mkisofs", "-R", "-J", "-o", iso, tree], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    served = d / "served"
+    subprocess.run(["bash", h.TOP / "pxe-prepare" / "harvester-pxe-prepare.in", iso, served,
+                    "--no-initrd"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    names = {"vmlinuz": f"harvester-{v}-vmlinuz-amd64", "initrd": f"harvester-{v}-initrd-amd64",
+             "rootfs": f"harvester-{v}-rootfs-amd64.squashfs"}
+    (served / names["initrd"]).write_bytes(os.urandom(1002))
+    for n in names.values():
+        os.link(served / n, d / n)
+    (d / f"harvester-{v}-amd64.sha512").write_bytes(os.urandom(1004))
+    for n in [*names.values(), iso.name, f"harvester-{v}-amd64.sha512"]:
         os.chmod(d / n, 0o600)  # the lab must make what it serves world-readable
     return h.Release(d)
 
@@ -291,6 +311,10 @@ def main():
     if not h.which("nginx"):
         print("SKIP: missing nginx (nginx-light)")
         return 77
+    for tool, pkg in (("xorriso", "xorriso"), ("mksquashfs", "squashfs-tools")):
+        if not h.which(tool):
+            print(f"SKIP: missing {tool} ({pkg})")
+            return 77
     with tempfile.TemporaryDirectory(prefix="pxe-lab-selftest-") as tmp:
         tmp = Path(tmp)
         os.chmod(tmp, 0o755)  # nginx's workers (www-data) must reach the work dir below it
