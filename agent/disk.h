@@ -7,7 +7,8 @@
 
 #include "config.h"
 
-enum part_id { PART_EFI, PART_OEM, PART_RECOVERY, PART_STATE, PART_PERSISTENT, PART_DATA, _PART_MAX };
+/* PART_EFI is COS_GRUB (UEFI); PART_BIOS the bios_grub partition (legacy BIOS with GPT). */
+enum part_id { PART_EFI, PART_OEM, PART_RECOVERY, PART_STATE, PART_PERSISTENT, PART_DATA, PART_BIOS, _PART_MAX };
 
 struct disk_plan; /* opaque: owns the O_EXCL file descriptors of every disk involved */
 
@@ -64,3 +65,6 @@ void disk_identity_done(struct disk_identity *id);
 /* The whole-disk nodes chosen ("/dev/sda"); NULL when there is no data disk. */
 const char *disk_plan_install_disk(const struct disk_plan *p);
 const char *disk_plan_data_disk(const struct disk_plan *p);
+/* Whether the layout is for a machine booted by UEFI (COS_GRUB and the NVRAM entry); else legacy
+ * BIOS (GRUB's boot code written to the install disk). */
+bool disk_plan_efi(const struct disk_plan *p);
