@@ -825,8 +825,11 @@ class VM:
     file, optionally shown live, and read for patterns."""
 
     def __init__(self, tools, workdir, name, mem="8G", cpus=1, mac=CREATE_MAC, bootfile=None,
-                 tap=None, netns=None, disks=(), pxe=True, net=True):
+                 tap=None, netns=None, disks=(), pxe=True, net=True, firmware="uefi"):
         self.tools = tools
+        # "uefi": OVMF; "bios": QEMU's SeaBIOS (no pflash), whose iPXE NIC ROM boots the non-efi
+        # scripts, and which boots the installed disk through its MBR (GRUB for i386-pc).
+        self.firmware = firmware
         self.workdir = Path(workdir)
         self.name = name
         self.mem, self.cpus, self.mac = mem, cpus, mac
@@ -839,7 +842,7 @@ class VM:
         # A QEMU monitor socket, for kill() (power-loss); None: no monitor.
         self.monitor = None
         self.vars = self.workdir / f"{name}-OVMF_VARS.fd"
-        if not self.vars.exists():
+        if firmware == "uefi" and not self.vars.exists():
             shutil.copyfile(tools.ovmf_vars, self.vars)
         self.serial_log = self.workdir / f"{name}-serial.log"
         self.qemu_log = self.workdir / f"{name}-qemu.log"
@@ -868,11 +871,14 @@ class VM:
 
     def command(self, accel, cpu, no_reboot=True):
         t = self.tools
+        if self.firmware == "bios" and accel == "kvm":
+            accel, cpu = "tcg", "max"  # KVM with SeaBIOS hangs here (TEST-MACHINE.md)
         cmd = [t.qemu, "-name", f"pxe-lab-{self.name}",
                "-machine", f"q35,accel={accel}", "-cpu", cpu, "-smp", str(self.cpus),
-               "-m", mem_arg(self.mem), "-nographic",
-               "-drive", f"if=pflash,format=raw,readonly=on,file={t.ovmf_code}",
-               "-drive", f"if=pflash,format=raw,file={self.vars}"]
+               "-m", mem_arg(self.mem), "-nographic"]
+        if self.firmware == "uefi":
+            cmd += ["-drive", f"if=pflash,format=raw,readonly=on,file={t.ovmf_code}",
+                    "-drive", f"if=pflash,format=raw,file={self.vars}"]
         if no_reboot:
             cmd.append("-no-reboot")
         if self.monitor:
@@ -1061,19 +1067,21 @@ class Lab:
             raise
 
     def new_vm(self, name, mode="create", mac=None, mem="8G", cpus=1, data_disk=None,
-               disk_size="300G", pattern=True):
+               disk_size="300G", pattern=True, firmware="uefi"):
+        """firmware "bios": SeaBIOS, and DHCP hands iPXE the non-efi script ipxe-<mode>."""
         disks = [Disk(self.tools, self.workdir / f"{name}-sda.qcow2", disk_size, pattern)]
         if data_disk:
             disks.append(Disk(self.tools, self.workdir / f"{name}-sdb.qcow2", data_disk, pattern))
         mac = mac or SEED_MACS[mode]
         if self.way == "dhcpd":
             vm = VM(self.tools, self.workdir, name, mem, cpus, mac, tap=self.netns.add_tap(),
-                    netns=self.netns, disks=disks)
+                    netns=self.netns, disks=disks, firmware=firmware)
         else:
             # Each VM boots from, and so fetches everything below, /n/<name>/harvester/.
             base = self.served.node_dir(name, self.listener)
+            script = f"ipxe-{mode}-efi" if firmware == "uefi" else f"ipxe-{mode}"
             vm = VM(self.tools, self.workdir, name, mem, cpus, mac,
-                    bootfile=f"{base}/ipxe-{mode}-efi", disks=disks)
+                    bootfile=f"{base}/{script}", disks=disks, firmware=firmware)
         self.vms.append(vm)
         return vm
 
