@@ -517,7 +517,7 @@ def image_boot(node, console="console=ttyS0,115200n8 console=tty1", efi=True):
     bootargs.cfg's (the test release ends it with harvester.test.bootargs=image) with the console
     the install set in active.img; the agent made the UEFI boot entry, first in BootOrder."""
     @check(f"{node}: the disk booted through the image's grub.cfg and active.img's bootargs.cfg "
-           f"({console}); boot entry elemental-shim first in BootOrder")
+           f"({console})" + ("; boot entry elemental-shim first in BootOrder" if efi else " (legacy BIOS: no boot entry)"))
     def fn(ctx):
         con = ctx.vm[node].disk_console if node in ctx.disk_boot else None
         cmdline = [m.group(1) for _, m in con.all(h.RE_TEST_OS) if m.group(1).startswith("cmdline=")] if con else []
