@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 
+#include "checksum.h"
 #include "http.h"
 #include "log.h"
 #include "schema.h"
@@ -412,7 +413,7 @@ int parse_partition_size(const char *s, uint64_t *ret) {
 static const char *const modes[] = { "create", "join", "install", NULL };
 static const char *const methods[] = { "dhcp", "static", NULL };
 static const char *const roles[] = { "default", "management", "worker", "witness", NULL };
-static const char *const events[] = { "STARTED", "SUCCEEDED", "FAILED", NULL };
+static const char *const events[] = { "STARTED", "SUCCEEDED", "FAILED", "PROGRESS", NULL };
 static const char *const http_methods[] = { "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL };
 static const char *const bond_modes[] = { "balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad",
                                           "balance-tlb", "balance-alb", "0", "1", "2", "3", "4", "5", "6", NULL };
@@ -567,6 +568,62 @@ static void check_url(struct vctx *v, const char *path, const char *url, bool al
                 problem(v, path, "%s is not a valid URL: %s", sv, why);
 }
 
+/* install.iso_url is set: one URL that is not empty ("harvester.install.iso_url=" unsets it), or a
+ * list. */
+static bool iso_url_set(const struct install_config *in) {
+        size_t n = strv_length(in->iso_urls);
+        return n > 1 || (n == 1 && !isempty(in->iso_urls[0]));
+}
+
+/* install.iso_url: one URL or a list of mirrors of the same file (download.h). Syntax only: each is a
+ * URL the download can fetch, no mirror twice, and with iso_checksum_url every mirror's file name is
+ * the one the checksum list is searched for. */
+static void check_iso_urls(struct vctx *v) {
+        const struct install_config *in = &v->c->install;
+        size_t n = strv_length(in->iso_urls);
+        _cleanup_free_ char *first_name = NULL;
+        if (!iso_url_set(in))
+                return;
+        if (n > ISO_MIRRORS_MAX)
+                problem(v, "install.iso_url", "names %zu mirrors; at most %d are tried", n, ISO_MIRRORS_MAX);
+        for (size_t i = 0; i < n && v->r >= 0; i++) {
+                const char *url = in->iso_urls[i];
+                _cleanup_free_ char *p = n > 1 ? strdup_printf("install.iso_url[%zu]", i) : strdup("install.iso_url");
+                if (!p) {
+                        v->r = -ENOMEM;
+                        return;
+                }
+                if (isempty(url)) {
+                        problem(v, p, "is empty: every mirror is a URL");
+                        continue;
+                }
+                check_url(v, p, url, true);
+                check_url_vars(v, p, url);
+                for (size_t j = 0; j < i; j++)
+                        if (streq_ptr(in->iso_urls[j], url)) {
+                                _cleanup_free_ char *sv = show(url);
+                                problem(v, p, "%s is named twice (also as mirror %zu)", sv, j);
+                                break;
+                        }
+                if (isempty(in->iso_checksum_url) || !isempty(in->iso_checksum))
+                        continue;
+                /* The checksum list's entry is looked up by the first mirror's file name. */
+                _cleanup_free_ char *name = NULL;
+                if (checksum_url_filename(url, &name) == -ENOMEM) {
+                        v->r = -ENOMEM;
+                        return;
+                }
+                if (i == 0)
+                        first_name = TAKE_PTR(name);
+                else if (first_name && name && !streq(first_name, name)) {
+                        _cleanup_free_ char *sv = show(url);
+                        problem(v, p, "%s serves \"%s\" but the first mirror serves \"%s\": mirrors serve one "
+                                "file, whose entry install.iso_checksum_url looks up by that name", sv, name,
+                                first_name);
+                }
+        }
+}
+
 static void check_webhooks(struct vctx *v) {
         const struct install_config *in = &v->c->install;
         for (size_t i = 0; i < in->n_webhooks; i++) {
@@ -579,10 +636,10 @@ static void check_webhooks(struct vctx *v) {
                         return;
                 }
                 if (isempty(w->event))
-                        missing(v, pe, "required: STARTED, SUCCEEDED or FAILED");
+                        missing(v, pe, "required: STARTED, SUCCEEDED, FAILED or PROGRESS");
                 else if (!in_list(w->event, events, false)) {
                         _cleanup_free_ char *sv = show(w->event);
-                        problem(v, pe, "unknown event %s: use STARTED, SUCCEEDED or FAILED", sv);
+                        problem(v, pe, "unknown event %s: use STARTED, SUCCEEDED, FAILED or PROGRESS", sv);
                 }
                 if (!in_list(w->method, http_methods, false)) {
                         _cleanup_free_ char *sv = show(w->method);
@@ -788,7 +845,7 @@ int config_validate(const struct config *c, struct diags *d) {
                         "server_url is for join)");
         if (join && isempty(c->server_url))
                 missing(&v, "server_url", "required for mode join: the cluster to join, https://<vip>:443");
-        if (in->automatic && (create || join) && isempty(in->iso_url))
+        if (in->automatic && (create || join) && !iso_url_set(in))
                 missing(&v, "install.iso_url", "required for an automatic install (the ISO to install from)");
 
         if (isempty(c->token)) {
@@ -878,19 +935,18 @@ int config_validate(const struct config *c, struct diags *d) {
         }
 
         check_disks(&v);
-        check_url(&v, "install.iso_url", in->iso_url, true);
+        check_iso_urls(&v);
         if (in->iso_checksum && !valid_checksum(in->iso_checksum))
                 problem(&v, "install.iso_checksum", "must be sha512:<128 hex digits> or sha256:<64 hex digits>");
         check_url(&v, "install.iso_checksum_url", in->iso_checksum_url, true);
         /* The ISO stage (download.c, iso_fetch) refuses an ISO it cannot verify (README, "TLS"): say so
          * here, so that a configuration `config` calls valid is one the install can carry out. */
-        if (in->automatic && !isempty(in->iso_url) && isempty(in->iso_checksum) && isempty(in->iso_checksum_url) &&
+        if (in->automatic && iso_url_set(in) && isempty(in->iso_checksum) && isempty(in->iso_checksum_url) &&
             !in->skipchecks)
                 missing(&v, "install.iso_checksum_url",
                         "required (or install.iso_checksum): the ISO cannot be verified without a checksum; "
                         "install.skipchecks, which installs an unverified ISO, is only for test rigs");
         check_url(&v, "install.config_url", in->config_url, true);
-        check_url_vars(&v, "install.iso_url", in->iso_url);
         check_url_vars(&v, "install.iso_checksum_url", in->iso_checksum_url);
         check_url_vars(&v, "install.config_url", in->config_url);
         if (in->config_url_timeout < 1)

@@ -300,7 +300,8 @@ def with_webhooks(events=("STARTED", "SUCCEEDED", "FAILED"), then=None):
                 "\"mac\": \"{{.MACAddr}}\", \"ipv4\": \"{{.IPAddrV4}}\", "
                 "\"ipv6\": \"{{.IPAddrV6}}\", \"disk\": \"{{.InstallDisk}}\", "
                 "\"disk_by_id\": \"{{.InstallDiskByID}}\", \"disk_serial\": \"{{.InstallDiskSerial}}\", "
-                "\"disk_size\": \"{{.InstallDiskSize}}\"}'",
+                "\"disk_size\": \"{{.InstallDiskSize}}\", \"stage\": \"{{.Stage}}\", \"percent\": \"{{.Percent}}\""
+                + (", \"report\": {{.Report}}" if ev in ("SUCCEEDED", "FAILED") else "") + "}'",
                 "    headers:",
                 "      Content-Type:",
                 "      - application/json",
@@ -348,6 +349,83 @@ def webhook(node, event, hostname):
         if r["headers"].get("content-type") != "application/json":
             problems.append(f"content-type {r['headers'].get('content-type')!r}")
         return not problems, "; ".join(problems) or r["body"]
+    return fn
+
+
+AGENT_STAGES = ["configuration", "memory", "iso", "disk-check", "disk-write", "install"]
+
+
+def progress_events(node):
+    """The PROGRESS hook (issue 13 item 6): one event per stage start, in the agent's order, the
+    ISO's percents rising in steps of 10 up to 100 inside the iso stage, all before SUCCEEDED."""
+    @check(f"{node}: PROGRESS webhooks: each stage's start in order ({', '.join(AGENT_STAGES)}), the ISO's "
+           "percents rising to 100 in the iso stage, before SUCCEEDED")
+    def fn(ctx):
+        reqs = ctx.hooks(node)
+        seq = []
+        for i, r in enumerate(reqs):
+            if not r["path"].startswith("/hook/PROGRESS/"):
+                continue
+            try:
+                body = json.loads(r["body"])
+            except ValueError:
+                return False, f"payload is not JSON: {r['body'][:200]!r}"
+            seq.append((i, body.get("stage"), body.get("percent")))
+        shown = " ".join(f"{st}/{p}" if p else st for _, st, p in seq)
+        stages = [st for _, st, p in seq if not p]
+        if stages != AGENT_STAGES:
+            return False, f"stage events {stages} (want {AGENT_STAGES}); all: {shown or 'none'}"
+        start_iso = next(k for k, (_, st, p) in enumerate(seq) if st == "iso" and not p)
+        start_next = next(k for k, (_, st, p) in enumerate(seq) if st == "disk-check" and not p)
+        percents = [p for _, st, p in seq if p]
+        inside = [p for _, st, p in seq[start_iso + 1:start_next]]
+        if not percents or percents != inside or any(st != "iso" for _, st, p in seq if p):
+            return False, f"percent events outside the iso stage: {shown}"
+        try:
+            values = [int(p) for p in percents]
+        except ValueError:
+            return False, f"a percent that is not a number: {shown}"
+        if values[-1] != 100 or any(b <= a for a, b in zip(values, values[1:])) or any(v % 10 for v in values):
+            return False, f"percents {values}: not rising steps of 10 ending at 100"
+        succeeded = [i for i, r in enumerate(reqs) if r["path"].startswith("/hook/SUCCEEDED/")]
+        if not succeeded or seq[-1][0] > succeeded[0]:
+            return False, f"a PROGRESS event after SUCCEEDED (or no SUCCEEDED): {shown}"
+        return True, shown
+    return fn
+
+
+def report_webhook(node, event, mode):
+    """The SUCCEEDED/FAILED payload's {{.Report}}: the install report as JSON, whose install disk is
+    the VM's first disk (serial, by-id), with every stage timed and the ISO's checksum."""
+    serial, by_id = h.disk_serial(node, 0), h.disk_by_id(node, 0)
+
+    @check(f"{node}: webhook {event} carries the install report (result, {len(AGENT_STAGES)} stages timed, "
+           f"ISO sha512, install disk serial {serial})")
+    def fn(ctx):
+        reqs = [r for r in ctx.hooks(node) if r["path"].startswith(f"/hook/{event}/")]
+        if len(reqs) != 1:
+            return False, f"{len(reqs)} {event} requests of {node}"
+        try:
+            rep = json.loads(reqs[0]["body"]).get("report")
+        except ValueError:
+            return False, f"payload is not JSON: {reqs[0]['body'][:300]!r}"
+        if not isinstance(rep, dict):
+            return False, f"no report object: {reqs[0]['body'][:300]!r}"
+        want_result = "succeeded" if event == "SUCCEEDED" else "failed"
+        problems = []
+        if rep.get("result") != want_result or rep.get("mode") != mode:
+            problems.append(f"result {rep.get('result')!r}, mode {rep.get('mode')!r}")
+        stages = rep.get("stages") or []
+        if [s.get("name") for s in stages] != AGENT_STAGES or any(s.get("seconds") is None for s in stages):
+            problems.append(f"stages {stages}")
+        if not re.fullmatch(r"sha512:[0-9a-f]{128}", str((rep.get("iso") or {}).get("checksum"))):
+            problems.append(f"iso {rep.get('iso')}")
+        disk = next((d for d in rep.get("disks") or [] if d.get("role") == "install"), {})
+        if disk.get("serial") != serial or disk.get("by_id") != by_id:
+            problems.append(f"install disk {disk}")
+        if HOOK_PASSWORD in reqs[0]["body"] or TOKEN in reqs[0]["body"]:
+            problems.append("a secret in the payload")
+        return not problems, "; ".join(problems) or json.dumps(rep)[:400]
     return fn
 
 
@@ -605,10 +683,12 @@ scenario(Scenario(
     "create, 8 GiB, one 300 GiB disk: PXE via iPXE, config_url fetched and merged with the kernel "
     "line, the memory check passes, the install SUCCEEDS and reboots, the installed disk boots "
     "into the test OS (hostname, cluster-init), qemu/check-disk passes on the disk image, and "
-    "the STARTED and SUCCEEDED webhooks arrive with the templated values",
+    "the STARTED and SUCCEEDED webhooks arrive with the templated values; a PROGRESS hook gets "
+    "each stage's start in order and the ISO's rising percents; SUCCEEDED carries the install report, "
+    "and check-disk reads COS_OEM/install/report.json",
     [Node("node1", "create", "8G", boot_disk=True)],
     cmdline_extra="harvester.os.hostname=pxe-lab-node1",
-    listener=True, config_edit=with_webhooks(),
+    listener=True, config_edit=with_webhooks(events=("STARTED", "SUCCEEDED", "FAILED", "PROGRESS")),
     timeout=1500,
     checks=[
         served("node1", "config-create.yaml"),
@@ -618,6 +698,7 @@ scenario(Scenario(
         line("node1", h.MARK + r" STAGE memory", "STAGE memory"),
         line("node1", RE_PAST_MEMORY, "the memory check passed: a later STAGE began"),
     ] + installed("node1", "create", "pxe-lab-node1", "cluster-init", hooks=True)
+    + [progress_events("node1"), report_webhook("node1", "SUCCEEDED", "create")]
     + [bootstrap_files("node1", "create"), preloaded("node1"), image_boot("node1")]))
 
 scenario(Scenario(
@@ -1037,6 +1118,43 @@ scenario(Scenario(
         no_line("node1", h.RE_FAILED.pattern, "no FAILED marker"),
     ]))
 
+
+
+# --- ISO mirrors (issue 13 item 5) ---------------------------------------------------------------
+
+# install.iso_url as a YAML list: a first mirror that answers 404 (same file name, another folder,
+# as validation requires with iso_checksum_url), then the release's. The resume from a mid-way drop
+# is proved outside a VM (tests/download/test-fetch.c, test_mirror_*, against fault-server.py);
+# this proves the list reaches the download in the real initrd.
+def iso_mirrors(mode, text):
+    text, n = re.subn(r"^(  iso_url: )(\S+)/(harvester-[^/\s]+-amd64\.iso)$",
+                      lambda m: f"  iso_url:\n    - {m.group(2)}/gone/{m.group(3)}\n    - {m.group(2)}/{m.group(3)}",
+                      text, flags=re.M)
+    if n != 1:
+        raise h.LabError(f"config-{mode}.yaml: no iso_url line to turn into mirrors")
+    return text
+
+
+scenario(Scenario(
+    "iso-mirrors",
+    "install.iso_url lists two mirrors: the first answers 404 and is named in a warning and left "
+    "out, the second serves the ISO whole; verified, the install goes on to the disk check",
+    [Node("node1", "create", "8G", stop=[h.MARK + r" STAGE disk-check"])],
+    config_edit=with_token(iso_mirrors), grace=1.0,
+    checks=pxe_chain("node1", "create") + agent_started("node1") + [
+        served("node1", "config-create.yaml"),
+        line("node1", r"harvester-install: ISO: 2 mirrors, tried in order",
+             "the agent has both mirrors, in order"),
+        served("node1", "gone/harvester-<version>-amd64.iso", 404),
+        line("node1", r"warning: ISO: http://\S+/gone/harvester-\S+-amd64\.iso answered HTTP 404: .*"
+             r"\(mirror 1 of 2, not tried again\)", "the first mirror's 404 is named and it is left out"),
+        served_whole("node1", "harvester-<version>-amd64.iso"),
+        line("node1", r"harvester-install: ISO: checksum verified: sha512:", "the ISO is verified"),
+        line("node1", r"harvester-install: ISO: completed on http://\S+/harvester-\S+-amd64\.iso \(mirror 2 of 2\)",
+             "the ISO came from the second mirror"),
+        line("node1", h.MARK + r" STAGE disk-check", "the ISO stage passed"),
+        no_line("node1", h.RE_FAILED.pattern, "no FAILED marker"),
+    ]))
 
 # --- pxe-first and power-loss (issue 9 item 3, issue 14 item 4) -----------------------------------
 

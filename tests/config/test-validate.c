@@ -114,6 +114,17 @@ static const struct config_case rule_cases[] = {
         { "harvester.install.iso_url=ftp://10.0.0.10/h.iso", NULL, "install.iso_url",
           "not an http://, https:// or file:// URL", NULL },
         { "harvester.install.iso_url=http:///h.iso", NULL, "install.iso_url", "not an http", NULL },
+        /* Mirrors (a list): each checked, named by its index. */
+        { "harvester.install.iso_url=http://a/harvester.iso harvester.install.iso_url=ftp://b/harvester.iso", NULL,
+          "install.iso_url[1]", "is not an http://, https:// or file:// URL", "kernel command line" },
+        { "harvester.install.iso_url=http://a/harvester.iso harvester.install.iso_url=", NULL, "install.iso_url[1]",
+          "is empty", NULL },
+        { "harvester.install.iso_url=http://a/harvester.iso harvester.install.iso_url=http://a/harvester.iso", NULL,
+          "install.iso_url[1]", "is named twice (also as mirror 0)", NULL },
+        { "harvester.install.iso_url=http://a/harvester.iso harvester.install.iso_url=http://b/other.iso", NULL,
+          "install.iso_url[1]", "serves \"other.iso\" but the first mirror serves \"harvester.iso\"", NULL },
+        { "harvester.install.iso_url=http://a/harvester.iso harvester.install.iso_url=http://b/${nic}/harvester.iso",
+          NULL, "install.iso_url[1]", "unknown variable ${nic}", NULL },
         { "harvester.install.iso_checksum=md5:abc", NULL, "install.iso_checksum", "sha512:<128 hex digits>", NULL },
         { "harvester.install.iso_checksum=sha256:" HEX64 "0", NULL, "install.iso_checksum", "sha256:<64", NULL },
         { "harvester.install.iso_checksum_url=smb://h/sums", NULL, "install.iso_checksum_url", "not an http", NULL },
@@ -149,6 +160,13 @@ static const struct config_case rule_cases[] = {
           "must be an https:// URL", NULL },
         { NULL, "webhooks",  "install.webhooks[0].event", "unknown event \"BEGUN\"", "config.yaml:18:14" },
         { NULL, "webhooks",  "install.webhooks[0].method", "unknown HTTP method \"FETCH\"", NULL },
+        /* PROGRESS (an extension) is an event (the first hook here passes); a near miss is not. */
+        { NULL,
+          "scheme_version: 1\ntoken: t\nos: {password: p}\ninstall:\n  mode: install\n  device: /dev/sda\n"
+          "  management_interface:\n    interfaces: [ens5]\n"
+          "  webhooks: [{event: PROGRESS, url: 'http://h/'}, {event: PROGRES, url: 'http://h/'}]\n",
+          "install.webhooks[1].event", "unknown event \"PROGRES\": use STARTED, SUCCEEDED, FAILED or PROGRESS",
+          NULL },
         { NULL, "webhooks",  "install.webhooks[1].url", "required", "not set" },
         { NULL, "webhooks",  "install.webhooks[1].event", "required", "not set" },
         { NULL, "webhooks",  "install.webhooks[2].url", "not an http(s):// URL", NULL },
