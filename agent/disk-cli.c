@@ -80,7 +80,7 @@ int cmd_plan(const struct global_opts *g, int argc, char **argv) {
 
 int cmd_partition(const struct global_opts *g, int argc, char **argv) {
         static const char *const names[_PART_MAX] = { "COS_GRUB", "COS_OEM", "COS_RECOVERY", "COS_STATE",
-                                                      "COS_PERSISTENT", "HARV_LH_DEFAULT" };
+                                                      "COS_PERSISTENT", "HARV_LH_DEFAULT", "BIOS_GRUB" };
         _cleanup_config_ struct config *c = NULL;
         _cleanup_(disk_plan_freep) struct disk_plan *p = NULL;
         int r = parse_no_args(argc, argv,

@@ -41,6 +41,7 @@
 #include "util.h"
 #include "stray-label.h"
 #include "wipe.h"
+#include "firmware.h"
 
 #define DISK_WAIT_DEFAULT_USEC (UINT64_C(60) * 1000000)
 #define PART_WAIT_MIN_USEC (UINT64_C(10) * 1000000)
@@ -881,6 +882,9 @@ int disks_prepare_flags(const struct config *c, unsigned flags, struct disk_plan
                 .data_disk_bytes = p->data.size,
                 .persistent_partition_bytes = c->install.persistent_partition_bytes,
                 .skipchecks = c->install.skipchecks,
+                .efi = firmware_is_efi(),
+                .force_mbr = c->install.force_mbr,
+                .force_efi = c->install.force_efi,
         };
         r = layout_compute(&req, &p->layout);
         if (r < 0 && first == 0)
@@ -942,6 +946,10 @@ int disk_plan_name_disks(const struct disk_plan *p, struct config *c) {
         return r;
 }
 
+bool disk_plan_efi(const struct disk_plan *p) {
+        return p->layout.efi;
+}
+
 const char *disk_plan_node(const struct disk_plan *p, enum part_id id) {
         if ((int)id < 0 || id >= _PART_MAX)
                 return NULL;
@@ -966,13 +974,19 @@ void disk_plan_print(const struct disk_plan *p) {
                p->install.node, p->install.config_name, format_bytes(b, sizeof b, p->install.size), p->install.size,
                p->install.sector_size);
         print_identity(&p->install);
-        printf("  every old signature is wiped; a new GPT is written:\n");
-        printf("  %-2s %-11s %-16s %-5s %15s %15s  %s\n", "#", "GPT name", "label", "fs", "start (bytes)", "size (bytes)", "size");
+        bool msdos = streq(l->table, LAYOUT_TABLE_MSDOS);
+        printf("  every old signature is wiped; a new %s is written (the machine booted by %s%s):\n",
+               msdos ? "msdos partition table" : "GPT", firmware_name(l->efi),
+               msdos ? ", install.force_mbr" : "");
+        printf("  %-2s %-11s %-16s %-5s %15s %15s  %s\n", "#", msdos ? "name" : "GPT name", "label", "fs", "start (bytes)",
+               "size (bytes)", "size");
         for (size_t i = 0; i < l->n_parts; i++) {
                 const struct layout_part *q = &l->parts[i];
-                printf("  %-2u %-11s %-16s %-5s %15" PRIu64 " %15" PRIu64 "  %s%s\n", q->partno, q->name, q->label, q->fstype,
-                       q->start, q->size, format_bytes(b, sizeof b, q->size),
+                printf("  %-2u %-11s %-16s %-5s %15" PRIu64 " %15" PRIu64 "  %s%s\n", q->partno, q->name, q->label ?: "-",
+                       q->fstype ?: "-", q->start, q->size, format_bytes(b, sizeof b, q->size),
                        q->id == PART_EFI ? " (EFI System)" :
+                       q->id == PART_BIOS ? " (BIOS boot: GRUB's core image, not formatted)" :
+                       q->bootable ? " (boot flag)" :
                        q->id == PART_PERSISTENT && l->persistent_shrunk ? " (shrunk to fit: install.skipchecks)" : "");
         }
         if (p->has_data) {
@@ -980,8 +994,10 @@ void disk_plan_print(const struct disk_plan *p) {
                        p->data.node, p->data.config_name, format_bytes(b2, sizeof b2, p->data.size), p->data.size);
                 print_identity(&p->data);
                 printf("  every old signature is wiped; one whole-disk ext4 labelled HARV_LH_DEFAULT, no partition table\n");
-        } else
+        } else if (layout_get(l, PART_DATA))
                 printf("Data disk: none (HARV_LH_DEFAULT is partition 6 of the install disk)\n");
+        else
+                printf("Data disk: none, and no HARV_LH_DEFAULT partition (install.force_mbr): VM data stays on COS_PERSISTENT\n");
         for (size_t i = 0; i < p->n_wipe; i++)
                 printf("Wiped, not partitioned: %s, %s (%" PRIu64 " bytes): %s\n", p->wipe[i].node,
                        format_bytes(b, sizeof b, p->wipe[i].size), p->wipe[i].size, p->wipe[i].reason);
@@ -1068,6 +1084,27 @@ int disks_rollback(struct disk_plan *p) {
         return rollback(p);
 }
 
+/* Zeroes a partition that gets no file system (the 1 MiB bios_grub one): any old file system at
+ * its offset (COS_GRUB of an old UEFI install starts there too) is gone, not only its signature. */
+static int zero_partition(const char *node, uint64_t size) {
+        _cleanup_close_ int fd = open(node, O_WRONLY | O_CLOEXEC | O_EXCL);
+        if (fd < 0)
+                return log_error_errno(errno, "Cannot open %s: %s", node, strerror(errno));
+        static const char zeros[64 * 1024];
+        for (uint64_t off = 0; off < size;) {
+                size_t n = size - off < sizeof zeros ? (size_t)(size - off) : sizeof zeros;
+                ssize_t w = pwrite(fd, zeros, n, (off_t)off);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w <= 0)
+                        return log_error_errno(w < 0 ? errno : EIO, "Cannot wipe %s: %s", node, strerror(w < 0 ? errno : EIO));
+                off += (uint64_t)w;
+        }
+        if (fsync(fd) < 0)
+                return log_error_errno(errno, "Cannot flush %s: %s", node, strerror(errno));
+        return 0;
+}
+
 int disks_write(struct disk_plan *p) {
         uint64_t timeout = wait_timeout() < PART_WAIT_MIN_USEC ? PART_WAIT_MIN_USEC : wait_timeout();
         unsigned count = 0;
@@ -1111,7 +1148,8 @@ int disks_write(struct disk_plan *p) {
                 goto fail;
 
         /* The new table, read back, and the kernel told. */
-        log_info("Writing the GPT on %s: %zu partitions.", p->install.node, p->layout.n_parts);
+        log_info("Writing the %s on %s: %zu partitions.", streq(p->layout.table, LAYOUT_TABLE_MSDOS) ? "msdos partition table" : "GPT",
+                 p->install.node, p->layout.n_parts);
         r = partition_write_table(p->install.fd, p->install.node, &p->layout);
         if (r < 0)
                 goto fail;
@@ -1144,6 +1182,15 @@ int disks_write(struct disk_plan *p) {
                 r = interrupt_check("before formatting the partitions");
                 if (r < 0)
                         goto fail;
+                if (!q->fstype) {
+                        /* The bios_grub partition: no file system; what an old layout left there goes. */
+                        r = zero_partition(p->nodes[q->id], q->size);
+                        if (r < 0)
+                                goto fail;
+                        log_info("Wiped %s (%s, %s): GRUB's core image goes there.", p->nodes[q->id], q->name,
+                                 format_bytes(b, sizeof b, q->size));
+                        continue;
+                }
                 log_info("Formatting %s (%s, %s) as %s \"%s\".", p->nodes[q->id], q->name,
                          format_bytes(b, sizeof b, q->size), q->fstype, q->label);
                 r = format_device(p->nodes[q->id], q->fstype, q->label);

@@ -7,7 +7,8 @@
 
 #include "config.h"
 
-enum part_id { PART_EFI, PART_OEM, PART_RECOVERY, PART_STATE, PART_PERSISTENT, PART_DATA, _PART_MAX };
+/* PART_EFI is COS_GRUB (UEFI); PART_BIOS the bios_grub partition (legacy BIOS with GPT). */
+enum part_id { PART_EFI, PART_OEM, PART_RECOVERY, PART_STATE, PART_PERSISTENT, PART_DATA, PART_BIOS, _PART_MAX };
 
 struct disk_plan; /* opaque: owns the O_EXCL file descriptors of every disk involved */
 
@@ -80,3 +81,7 @@ char *disk_sysfs_serial(const char *root, const char *sysname);
 int disk_udev_links(const char *root, const char *dir, const char *sysname, char ***ret);
 /* "/dev/disk/by-id/<name>" of the disk (a wwn- name only when there is no other), or NULL. */
 char *disk_udev_by_id(const char *root, const char *sysname);
+
+/* Whether the layout is for a machine booted by UEFI (COS_GRUB and the NVRAM entry); else legacy
+ * BIOS (GRUB's boot code written to the install disk). */
+bool disk_plan_efi(const struct disk_plan *p);

@@ -813,6 +813,162 @@ int install_write_loader(const char *rootfs_dir, const char *efi_dir) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* GRUB for i386-pc (legacy BIOS) */
+
+const struct install_bios_grub install_bios_grubs[] = {
+        { "usr/sbin/grub2-install", "usr/share/grub2/i386-pc", "grub2" }, /* SLE Micro (grub2-i386-pc) */
+        { "usr/sbin/grub-install", "usr/lib/grub/i386-pc", "grub" },      /* Debian (grub-pc-bin) */
+        { NULL, NULL, NULL },
+};
+
+const char *const install_bios_grub_files[] = {
+        "boot.img", "kernel.img", "moddep.lst", "modinfo.sh", "biosdisk.mod", "part_gpt.mod", "part_msdos.mod",
+        "ext2.mod", "search_fs_uuid.mod", "normal.mod", "loopback.mod", "squash4.mod", "xzio.mod", NULL,
+};
+
+const char install_bios_stub_cfg[] = "search --no-floppy --label --set=root COS_STATE\n"
+                                     "configfile ($root)/grub2/grub.cfg\n";
+
+/* Where COS_STATE is bound inside the chroot (on the tmpfs on its /tmp). */
+#define BIOS_CHROOT_STATE "/tmp/cos-state"
+
+static bool regular_file(const char *dir, const char *a, const char *b) {
+        _cleanup_free_ char *p = b ? strdup_printf("%s/%s/%s", dir, a, b) : strdup_printf("%s/%s", dir, a);
+        struct stat st;
+        return p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+const struct install_bios_grub *install_bios_grub_find(const char *rootfs_dir, char **ret_missing) {
+        _cleanup_free_ char *missing = NULL;
+        for (const struct install_bios_grub *g = install_bios_grubs; g->tool; g++) {
+                bool has_tool = regular_file(rootfs_dir, g->tool, NULL);
+                _cleanup_free_ char *m = has_tool ? NULL : strdup(g->tool);
+                if (!has_tool && !m)
+                        return NULL;
+                for (size_t i = 0; install_bios_grub_files[i]; i++)
+                        if (!regular_file(rootfs_dir, g->module_dir, install_bios_grub_files[i])) {
+                                char *n = strdup_printf("%s%s%s/%s", strempty(m), m ? ", " : "", g->module_dir,
+                                                        install_bios_grub_files[i]);
+                                free(m);
+                                m = n;
+                                if (!m)
+                                        return NULL;
+                        }
+                if (!m)
+                        return g;
+                if (has_tool) { /* this GRUB is the image's: only its files are worth naming */
+                        free(missing);
+                        missing = TAKE_PTR(m);
+                        break;
+                }
+                char *n = strdup_printf("%s%s%s", strempty(missing), missing ? " or " : "", g->tool);
+                free(missing);
+                missing = n;
+                if (!missing)
+                        return NULL;
+        }
+        if (ret_missing)
+                *ret_missing = TAKE_PTR(missing);
+        return NULL;
+}
+
+/* The disk's first sector holds boot code (not all zero before the partition table) and the
+ * 0x55AA signature. 1 yes, 0 no, -errno. */
+static int has_boot_code(const char *disk) {
+        _cleanup_close_ int fd = open(disk, O_RDONLY | O_CLOEXEC);
+        uint8_t mbr[512];
+        if (fd < 0)
+                return -errno;
+        ssize_t n = pread(fd, mbr, sizeof mbr, 0);
+        if (n < 0)
+                return -errno;
+        if (n != (ssize_t)sizeof mbr || mbr[510] != 0x55 || mbr[511] != 0xAA)
+                return 0;
+        for (size_t i = 0; i < 440; i++) /* the code area, before the disk signature and the table */
+                if (mbr[i] != 0)
+                        return 1;
+        return 0;
+}
+
+int install_write_bios_loader(const char *rootfs_dir, const char *state_dir, const char *disk) {
+        _cleanup_free_ char *missing = NULL, *tmp = path_join(rootfs_dir, "tmp"), *bound_state = NULL,
+                            *dev = path_join(rootfs_dir, "dev"), *proc = path_join(rootfs_dir, "proc"),
+                            *sys = path_join(rootfs_dir, "sys"), *tool = NULL, *boot_arg = NULL, *core = NULL;
+        char err[512];
+        int r;
+
+        if (!tmp || !dev || !proc || !sys)
+                return log_oom();
+        const struct install_bios_grub *g = install_bios_grub_find(rootfs_dir, &missing);
+        if (!g)
+                return log_error_errno(ENOENT, "The image has no GRUB for legacy BIOS (i386-pc): missing /%s. Install on a "
+                                               "UEFI machine, or use an image with GRUB for i386-pc.",
+                                       missing ? missing : "its files");
+        bound_state = strdup_printf("%s%s", rootfs_dir, BIOS_CHROOT_STATE);
+        tool = strdup_printf("/%s", g->tool);
+        boot_arg = strdup("--boot-directory=" BIOS_CHROOT_STATE);
+        core = strdup_printf("%s/%s/i386-pc/core.img", state_dir, g->dir_name);
+        if (!bound_state || !tool || !boot_arg || !core)
+                return log_oom();
+
+        /* A GRUB whose directory is not COS_STATE's grub2/ gets a grub.cfg there that loads it. */
+        if (!streq(g->dir_name, "grub2")) {
+                _cleanup_free_ char *dir = path_join(state_dir, g->dir_name);
+                if (!dir)
+                        return log_oom();
+                r = mkdir_p(dir, 0755);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot make '%s': %s", dir, strerror(-r));
+                r = commit_file(dir, "grub.cfg", NULL, install_bios_stub_cfg);
+                if (r < 0)
+                        return r;
+        }
+
+        /* The image's own tool in a chroot of the image: the read-only squashfs gets a tmpfs on
+         * /tmp (grub-install's temporary files, and the mount point of COS_STATE), the machine's
+         * /dev, /proc and /sys (the tool finds COS_STATE's disk through them). */
+        struct mounts m = {};
+        if ((r = mounts_add(&m, "tmpfs", tmp, "tmpfs", "mode=0700,size=16m,private")) < 0)
+                goto finish;
+        r = mkdir_p(bound_state, 0700);
+        if (r < 0) {
+                log_error_errno(r, "Cannot make '%s': %s", bound_state, strerror(-r));
+                goto finish;
+        }
+        if ((r = mounts_add(&m, state_dir, bound_state, NULL, "bind,private")) < 0 ||
+            (r = mounts_add(&m, "/dev", dev, NULL, "bind,private")) < 0 ||
+            (r = mounts_add(&m, "proc", proc, "proc", "private")) < 0 ||
+            (r = mounts_add(&m, "/sys", sys, NULL, "bind,private")) < 0)
+                goto finish;
+        char *argv[] = { (char *)"chroot", (char *)rootfs_dir, tool, (char *)"--target=i386-pc", boot_arg, (char *)disk, NULL };
+        log_info("Installing GRUB for legacy BIOS: chroot <image> %s --target=i386-pc --boot-directory=<COS_STATE> %s",
+                 tool, disk);
+        r = run_tool(argv, err, sizeof err);
+        if (r < 0)
+                log_error_errno(r, "The image's %s could not install GRUB for legacy BIOS on %s: %s", tool, disk, err);
+finish:;
+        int q = mounts_release(&m);
+        if (r == 0 && q < 0)
+                r = q;
+        if (r < 0)
+                return r;
+
+        struct stat st;
+        if (stat(core, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
+                return log_error_errno(EIO, "After %s, COS_STATE has no %s/i386-pc/core.img: GRUB is not installed.", tool,
+                                       g->dir_name);
+        r = has_boot_code(disk);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read the first sector of %s: %s", disk, strerror(-r));
+        if (r == 0)
+                return log_error_errno(EIO, "After %s, the first sector of %s holds no boot code: GRUB is not installed.",
+                                       tool, disk);
+        log_info("GRUB for legacy BIOS on %s: its modules and core image in COS_STATE/%s/, the boot code written last: "
+                 "the disk is bootable.", disk, g->dir_name);
+        return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 /* Image bundles and the log */
 
 /*
@@ -1114,11 +1270,11 @@ int install_system(const struct config *c, const struct disk_plan *p, const stru
                 { PART_RECOVERY, "COS_RECOVERY", INSTALL_MNT_DIR "/recovery", "ext4" },
                 { PART_OEM, "COS_OEM", INSTALL_MNT_DIR "/oem", "ext4" },
                 { PART_PERSISTENT, "COS_PERSISTENT", INSTALL_MNT_DIR "/persistent", "ext4" },
-                { PART_EFI, "COS_GRUB", INSTALL_MNT_DIR "/efi", "vfat" },
+                { PART_EFI, "COS_GRUB", INSTALL_MNT_DIR "/efi", "vfat" }, /* UEFI only */
         };
         const char *state = INSTALL_MNT_DIR "/state", *recovery = INSTALL_MNT_DIR "/recovery",
                    *oem = INSTALL_MNT_DIR "/oem", *persistent = INSTALL_MNT_DIR "/persistent",
-                   *efi = INSTALL_MNT_DIR "/efi";
+                   *efi_dir = INSTALL_MNT_DIR "/efi";
         struct mounts mounts = {};
         const char *tty = NULL;
         uint64_t start = now_usec(), t;
@@ -1136,7 +1292,10 @@ int install_system(const struct config *c, const struct disk_plan *p, const stru
         if (img->release.harvester)
                 log_info("Installing %s (%s).", img->release.os_name ?: "Harvester", img->release.harvester);
 
+        bool efi = disk_plan_efi(p);
         for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
+                if (parts[i].id == PART_EFI && !efi)
+                        continue; /* legacy BIOS: GRUB's boot code goes on the disk itself */
                 const char *node = disk_plan_node(p, parts[i].id);
                 if (!node) {
                         r = log_error_errno(ENODEV, "The disk layout has no %s partition.", parts[i].label);
@@ -1199,8 +1358,17 @@ int install_system(const struct config *c, const struct disk_plan *p, const stru
         }
         log_info("COS_STATE, COS_RECOVERY, COS_PERSISTENT and COS_OEM are complete and synced.");
 
+        if (!efi) {
+                /* 4. The commit point on legacy BIOS: GRUB for i386-pc, its boot code last. No NVRAM. */
+                r = install_write_bios_loader(img->rootfs_dir, state, disk_plan_install_disk(p));
+                if (r < 0)
+                        goto finish;
+                r = 0;
+                goto finish;
+        }
+
         /* 4. The commit point: the loader on COS_GRUB, BOOTX64.EFI last. */
-        r = install_write_loader(img->rootfs_dir, efi);
+        r = install_write_loader(img->rootfs_dir, efi_dir);
         if (r < 0)
                 goto finish;
 

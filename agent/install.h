@@ -15,9 +15,11 @@ struct os_image;
 
 /* Writes the OS from the mounted image (iso.h, os_image_open) onto the partitioned disk, in an
  * order with one commit point (issue 14): OS images and COS_STATE's boot files, COS_PERSISTENT,
- * COS_OEM (the node's configuration), all synced; only then the UEFI loader on COS_GRUB, its
- * EFI/BOOT/BOOTX64.EFI renamed into place last; then the NVRAM boot entry. A power cut before the
- * commit leaves a disk the firmware does not boot. Messages printed here. 0 or -errno. */
+ * COS_OEM (the node's configuration), all synced; only then the boot loader: on UEFI the loader
+ * on COS_GRUB, its EFI/BOOT/BOOTX64.EFI renamed into place last, then the NVRAM boot entry; on
+ * legacy BIOS the image's GRUB for i386-pc (install_write_bios_loader), whose boot code in the
+ * first sector is written last. A power cut before the commit leaves a disk the firmware does not
+ * boot. Messages printed here. 0 or -errno. */
 int install_system(const struct config *c, const struct disk_plan *p, const struct os_image *img);
 /* Copies the install log (already redacted) to COS_OEM/install/console.log (0600). */
 int install_save_log(const struct disk_plan *p, const char *log_path);
@@ -98,6 +100,35 @@ int install_write_grubenv(const struct config *c, const char *oem_dir);
  * directory fsynced; EFI/elemental/shim.efi and then EFI/BOOT/BOOTX64.EFI (the removable-media
  * path the firmware boots without an entry) last. 0 or -errno. */
 int install_write_loader(const char *rootfs_dir, const char *efi_dir);
+
+/* GRUB for i386-pc in the image (paths inside rootfs.squashfs), as v1.1 runs it on a legacy BIOS
+ * machine: `grub2-install --target=i386-pc --boot-directory=<COS_STATE> <disk>`. SLE Micro names
+ * its GRUB grub2 (grub2-install, /usr/share/grub2/i386-pc, the directory grub2/ on COS_STATE);
+ * Debian (the test release, package grub-pc-bin) names it grub (grub-install, /usr/lib/grub/i386-pc,
+ * the directory grub/). The first whose tool and module files are all in the image is used. */
+struct install_bios_grub {
+        const char *tool;       /* "usr/sbin/grub2-install" */
+        const char *module_dir; /* "usr/share/grub2/i386-pc" */
+        const char *dir_name;   /* "grub2": what the tool makes in --boot-directory */
+};
+/* The known GRUBs, terminated by { NULL }. */
+extern const struct install_bios_grub install_bios_grubs[];
+/* In module_dir: what the tool needs to make the core image of an ext4 COS_STATE on GPT or msdos,
+ * and the modules the image's grub.cfg insmods. NULL-terminated. */
+extern const char *const install_bios_grub_files[];
+/* The image's GRUB for i386-pc under rootfs_dir, or NULL when it has none complete. When NULL and
+ * ret_missing is not NULL: *ret_missing (malloc'ed) lists what is missing, ", "-separated. */
+const struct install_bios_grub *install_bios_grub_find(const char *rootfs_dir, char **ret_missing);
+/* For an image GRUB whose directory is not grub2 (Debian's grub/): the grub.cfg its core image
+ * reads, which loads COS_STATE's grub2/grub.cfg (the image's menu, the same as on UEFI). */
+extern const char install_bios_stub_cfg[];
+/* The commit point on legacy BIOS: the image's GRUB installed to `disk` with COS_STATE (mounted at
+ * state_dir) as its boot directory, run in a chroot of the read-only image rootfs_dir with /dev,
+ * /proc, /sys, a tmpfs on /tmp and COS_STATE bound in (the tool comes from the image, as its i386-pc
+ * modules). Before it, a stub grub.cfg where needed (install_bios_stub_cfg); the tool writes the
+ * modules and the core image, then the boot code into the disk's first sector, last. Afterwards
+ * the core image and the boot code are checked. 0 or -errno (message printed). */
+int install_write_bios_loader(const char *rootfs_dir, const char *state_dir, const char *disk);
 
 /* The ISO's image bundles, as v1.1.2 preloads them (root: an empty directory where the new system
  * is assembled for the import): bundle/rancherd/images/ copied to

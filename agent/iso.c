@@ -12,6 +12,7 @@
 #include <sys/utsname.h>
 
 #include "install.h"
+#include "firmware.h"
 #include "iso.h"
 #include "log.h"
 #include "preload.h"
@@ -279,6 +280,16 @@ int os_image_check(const char *iso_dir, const char *rootfs_dir) {
                         return log_oom();
                 if (!image_file_ok(rootfs_dir, rel) && append_missing(&missing, &n_missing, rel) < 0)
                         return log_oom();
+        }
+        /* A legacy BIOS machine boots through the image's GRUB for i386-pc (install.h). */
+        if (!firmware_is_efi()) {
+                _cleanup_free_ char *bios_missing = NULL;
+                n_checked++;
+                if (!install_bios_grub_find(rootfs_dir, &bios_missing)) {
+                        _cleanup_free_ char *what = strdup_printf("%s (GRUB for legacy BIOS)", strempty(bios_missing));
+                        if (!what || append_missing(&missing, &n_missing, what) < 0)
+                                return log_oom();
+                }
         }
         if (n_missing > 0)
                 return log_error_errno(ENOENT, "The ISO's rootfs.squashfs lacks %s the install needs: /%s%s. Use a "

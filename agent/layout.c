@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The install disk's GPT layout as arithmetic over the disk size (see layout.h). */
+/* The install disk's layout as arithmetic over the disk size and the firmware (see layout.h). */
 #include <inttypes.h>
 
+#include "firmware.h"
 #include "layout.h"
 #include "log.h"
 #include "util.h"
@@ -38,14 +39,18 @@ const struct layout_part *layout_get(const struct layout *l, enum part_id id) {
 }
 
 static void add_part(struct layout *l, enum part_id id, const char *name, const char *label,
-                     const char *fstype, const char *type_guid, uint64_t *pos, uint64_t size) {
+                     const char *fstype, uint64_t *pos, uint64_t size) {
+        bool msdos = streq(l->table, LAYOUT_TABLE_MSDOS);
         l->parts[l->n_parts] = (struct layout_part) {
                 .id = id,
                 .partno = (unsigned)l->n_parts + 1,
                 .name = name,
                 .label = label,
                 .fstype = fstype,
-                .type_guid = type_guid,
+                .type = msdos ? MBR_TYPE_LINUX :
+                        id == PART_EFI ? GPT_TYPE_EFI_SYSTEM :
+                        id == PART_BIOS ? GPT_TYPE_BIOS_BOOT : GPT_TYPE_LINUX_FS,
+                .bootable = msdos && id == PART_STATE,
                 .start = *pos,
                 .size = size,
         };
@@ -62,10 +67,31 @@ int layout_compute(const struct layout_request *req, struct layout *ret) {
                 return log_error_errno(EINVAL, "%s reports a logical sector size of %u bytes, which is not a power of two between 512 and 65536.",
                                        dev, ss);
 
+        /* The firmware decides the boot partition; force_efi and force_mbr must fit it. */
+        if (req->force_efi && !req->efi)
+                return log_error_errno(EINVAL, "install.force_efi is set, but this machine booted by %s (no /sys/firmware/efi): "
+                                               "a UEFI layout would not boot it. Remove install.force_efi, or switch the "
+                                               "machine's firmware to UEFI and PXE-boot it again.",
+                                       firmware_name(false));
+        if (req->force_mbr && req->efi)
+                return log_error_errno(EINVAL, "install.force_mbr is set, but this machine booted by %s: an msdos table "
+                                               "needs a legacy BIOS machine. Remove install.force_mbr (UEFI installs use "
+                                               "GPT), or switch the machine's firmware to legacy BIOS.",
+                                       firmware_name(true));
+        if (req->force_mbr && req->disk_bytes > LAYOUT_MSDOS_MAX_BYTES)
+                return log_error_errno(E2BIG, "install.force_mbr is set, but %s has %s (%" PRIu64 " bytes): an msdos table "
+                                              "addresses at most %" PRIu64 " bytes (2 TiB). Remove install.force_mbr (GPT "
+                                              "is used then), or install to a smaller disk.",
+                                       dev, format_bytes(b1, sizeof b1, req->disk_bytes), req->disk_bytes,
+                                       LAYOUT_MSDOS_MAX_BYTES);
+
+        bool msdos = req->force_mbr;
         struct layout l = {
+                .table = msdos ? LAYOUT_TABLE_MSDOS : LAYOUT_TABLE_GPT,
+                .efi = req->efi,
                 .disk_bytes = req->disk_bytes,
                 .sector_size = ss,
-                .first_usable = 2 * (uint64_t)ss + GPT_ENTRIES_BYTES,
+                .first_usable = msdos ? ss : 2 * (uint64_t)ss + GPT_ENTRIES_BYTES,
                 .has_data_disk = req->data_disk != NULL,
                 .data_disk_bytes = req->data_disk ? req->data_disk_bytes : 0,
         };
@@ -112,11 +138,14 @@ int layout_compute(const struct layout_request *req, struct layout *ret) {
                 log_error("%s has only %s: no room for a partition table.", dev, format_bytes(b1, sizeof b1, req->disk_bytes));
                 return -ENOSPC;
         }
-        l.end_usable = align_down(req->disk_bytes, ss) - (GPT_ENTRIES_BYTES + ss);
+        l.end_usable = align_down(req->disk_bytes, ss) - (msdos ? 0 : GPT_ENTRIES_BYTES + ss);
         uint64_t end = align_down(l.end_usable, LAYOUT_ALIGN); /* where "the rest" ends */
 
-        bool data_part = !req->data_disk;
-        uint64_t fixed = LAYOUT_ALIGN + 64 * LAYOUT_MiB + (data_part ? 50 : 64) * LAYOUT_MiB +
+        /* v1.1: the data partition goes on the install disk unless there is a data disk or msdos. */
+        bool data_part = !req->data_disk && !msdos;
+        /* Partition 1 on GPT: COS_GRUB (UEFI) or the bios_grub partition; none on msdos. */
+        uint64_t boot_part = msdos ? 0 : req->efi ? 64 * LAYOUT_MiB : LAYOUT_MiB;
+        uint64_t fixed = LAYOUT_ALIGN + boot_part + (data_part ? 50 : 64) * LAYOUT_MiB +
                          8 * LAYOUT_GiB + 15 * LAYOUT_GiB;
         uint64_t need = fixed + LAYOUT_MIN_PERSISTENT + (data_part ? LAYOUT_MIN_DATA : 0);
         if (end < need) {
@@ -150,17 +179,23 @@ int layout_compute(const struct layout_request *req, struct layout *ret) {
                 }
         } else {
                 if (req->persistent_partition_bytes)
-                        log_warning("install.persistent_partition_size is ignored with a data disk: COS_PERSISTENT takes the rest of %s.", dev);
+                        log_warning("install.persistent_partition_size is ignored %s: COS_PERSISTENT takes the rest of %s.",
+                                    req->data_disk ? "with a data disk" : "with install.force_mbr (no data partition)", dev);
                 persistent = end - fixed;
         }
 
-        add_part(&l, PART_EFI, "efi", "COS_GRUB", "vfat", GPT_TYPE_EFI_SYSTEM, &pos, 64 * LAYOUT_MiB);
-        add_part(&l, PART_OEM, "oem", "COS_OEM", "ext4", GPT_TYPE_LINUX_FS, &pos, (data_part ? 50 : 64) * LAYOUT_MiB);
-        add_part(&l, PART_RECOVERY, "recovery", "COS_RECOVERY", "ext4", GPT_TYPE_LINUX_FS, &pos, 8 * LAYOUT_GiB);
-        add_part(&l, PART_STATE, "state", "COS_STATE", "ext4", GPT_TYPE_LINUX_FS, &pos, 15 * LAYOUT_GiB);
-        add_part(&l, PART_PERSISTENT, "persistent", "COS_PERSISTENT", "ext4", GPT_TYPE_LINUX_FS, &pos, persistent);
+        if (!msdos) {
+                if (req->efi)
+                        add_part(&l, PART_EFI, "efi", "COS_GRUB", "vfat", &pos, boot_part);
+                else
+                        add_part(&l, PART_BIOS, "bios", NULL, NULL, &pos, boot_part);
+        }
+        add_part(&l, PART_OEM, "oem", "COS_OEM", "ext4", &pos, (data_part ? 50 : 64) * LAYOUT_MiB);
+        add_part(&l, PART_RECOVERY, "recovery", "COS_RECOVERY", "ext4", &pos, 8 * LAYOUT_GiB);
+        add_part(&l, PART_STATE, "state", "COS_STATE", "ext4", &pos, 15 * LAYOUT_GiB);
+        add_part(&l, PART_PERSISTENT, "persistent", "COS_PERSISTENT", "ext4", &pos, persistent);
         if (data_part)
-                add_part(&l, PART_DATA, "data", "HARV_LH_DEFAULT", "ext4", GPT_TYPE_LINUX_FS, &pos, end - pos);
+                add_part(&l, PART_DATA, "data", "HARV_LH_DEFAULT", "ext4", &pos, end - pos);
 
         *ret = l;
         return 0;

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The GPT, written the unattended libfdisk way (util-linux libfdisk/samples/mkpart.c, sfdisk.c):
- * new context, assign the device read-write, create a "gpt" label, one partition per layout entry
- * with explicit start, size, name and type, write. Then the kernel is told: BLKRRPART, or when it
+ * The table (GPT, or msdos with install.force_mbr), written the unattended libfdisk way (util-linux
+ * libfdisk/samples/mkpart.c, sfdisk.c): new context, assign the device read-write, create a "gpt" or
+ * "dos" label, one partition per layout entry with explicit start, size, type and (GPT) name, the
+ * msdos boot flag, write. Then the kernel is told: BLKRRPART, or when it
  * cannot parse the table (kernels without CONFIG_EFI_PARTITION, or a busy disk) one BLKPG ioctl per
  * partition, as partx and systemd-repart do.
  */
@@ -64,12 +65,18 @@ int partition_write_table(int fd, const char *path, const struct layout *l) {
                                        path, format_bytes(b1, sizeof b1, bytes), ss,
                                        format_bytes(b2, sizeof b2, l->disk_bytes), l->sector_size);
 
-        r = fdisk_create_disklabel(cxt, "gpt");
+        bool msdos = streq(l->table, LAYOUT_TABLE_MSDOS);
+        const char *what = msdos ? "msdos partition table" : "GPT";
+        /* The new first sector has no boot code: an old install's GRUB boot.img must not survive
+         * (libfdisk keeps it by default). On BIOS the disk boots only once the install wrote its own. */
+        if (fdisk_enable_bootbits_protection(cxt, 0) < 0)
+                return log_oom();
+        r = fdisk_create_disklabel(cxt, l->table);
         if (r < 0)
-                return log_error_errno(fdisk_err(r), "Cannot create a GPT on %s: %s", path, strerror(-fdisk_err(r)));
+                return log_error_errno(fdisk_err(r), "Cannot create a %s on %s: %s", what, path, strerror(-fdisk_err(r)));
         struct fdisk_label *lb = fdisk_get_label(cxt, NULL);
         if (!lb)
-                return log_error_errno(EIO, "libfdisk has no label for %s after creating a GPT.", path);
+                return log_error_errno(EIO, "libfdisk has no label for %s after creating a %s.", path, what);
 
         for (size_t i = 0; i < l->n_parts; i++) {
                 const struct layout_part *p = &l->parts[i];
@@ -77,14 +84,14 @@ int partition_write_table(int fd, const char *path, const struct layout *l) {
                 _cleanup_fdisk_parttype_ struct fdisk_parttype *t = NULL;
                 if (!pa)
                         return log_oom();
-                t = fdisk_label_get_parttype_from_string(lb, p->type_guid);
+                t = fdisk_label_parse_parttype(lb, p->type); /* a GUID, or an msdos code in hex */
                 if (!t)
-                        return log_error_errno(EINVAL, "libfdisk does not know the partition type %s.", p->type_guid);
+                        return log_error_errno(EINVAL, "libfdisk does not know the partition type %s.", p->type);
                 if (fdisk_partition_set_partno(pa, p->partno - 1) < 0 ||
                     fdisk_partition_set_start(pa, p->start / ss) < 0 ||
                     fdisk_partition_set_size(pa, p->size / ss) < 0 ||
                     fdisk_partition_size_explicit(pa, 1) < 0 ||
-                    fdisk_partition_set_name(pa, p->name) < 0 ||
+                    (!msdos && fdisk_partition_set_name(pa, p->name) < 0) ||
                     fdisk_partition_set_type(pa, t) < 0)
                         return log_oom();
                 r = fdisk_add_partition(cxt, pa, NULL);
@@ -92,14 +99,20 @@ int partition_write_table(int fd, const char *path, const struct layout *l) {
                         return log_error_errno(fdisk_err(r), "Cannot add partition %u (%s, %s at %" PRIu64 " MiB) to the table for %s: %s",
                                                p->partno, p->name, format_bytes(b1, sizeof b1, p->size), p->start >> 20,
                                                path, strerror(-fdisk_err(r)));
+                if (p->bootable) {
+                        r = fdisk_toggle_partition_flag(cxt, p->partno - 1, DOS_FLAG_ACTIVE);
+                        if (r < 0)
+                                return log_error_errno(fdisk_err(r), "Cannot set the boot flag of partition %u on %s: %s",
+                                                       p->partno, path, strerror(-fdisk_err(r)));
+                }
         }
 
         r = fdisk_write_disklabel(cxt);
         if (r < 0)
-                return log_error_errno(fdisk_err(r), "Cannot write the GPT to %s: %s", path, strerror(-fdisk_err(r)));
+                return log_error_errno(fdisk_err(r), "Cannot write the %s to %s: %s", what, path, strerror(-fdisk_err(r)));
         if (fsync(fd) < 0)
-                return log_error_errno(errno, "Cannot flush the GPT to %s: %s", path, strerror(errno));
-        log_debug("Wrote a GPT with %zu partitions to %s.", l->n_parts, path);
+                return log_error_errno(errno, "Cannot flush the %s to %s: %s", what, path, strerror(errno));
+        log_debug("Wrote a %s with %zu partitions to %s.", what, l->n_parts, path);
         return 0;
 }
 
@@ -131,7 +144,11 @@ int partition_read_table(int fd, const char *path, char **ret_label, struct part
                 parts[i].start = (uint64_t)fdisk_partition_get_start(pa) * ss;
                 parts[i].size = (uint64_t)fdisk_partition_get_size(pa) * ss;
                 snprintf(parts[i].name, sizeof parts[i].name, "%s", strempty(name));
-                snprintf(parts[i].type, sizeof parts[i].type, "%s", t ? strempty(fdisk_parttype_get_string(t)) : "");
+                if (t && fdisk_parttype_get_string(t))
+                        snprintf(parts[i].type, sizeof parts[i].type, "%s", fdisk_parttype_get_string(t));
+                else if (t) /* msdos: a code, no string */
+                        snprintf(parts[i].type, sizeof parts[i].type, "%x", fdisk_parttype_get_code(t));
+                parts[i].bootable = fdisk_partition_is_bootable(pa) == 1;
         }
         if (ret_label) {
                 char *s = strdup(lb ? fdisk_label_get_name(lb) : "");
@@ -151,16 +168,20 @@ int partition_verify(int fd, const char *path, const struct layout *l) {
         int r = partition_read_table(fd, path, &label, &parts, &n);
         if (r < 0)
                 return log_error_errno(r, "Cannot read back the partition table of %s: %s", path, strerror(-r));
-        if (!streq(label, "gpt") || n != l->n_parts)
-                return log_error_errno(EIO, "Read back from %s: a \"%s\" table with %zu partitions, not the GPT with %zu written.",
-                                       path, label, n, l->n_parts);
+        bool msdos = streq(l->table, LAYOUT_TABLE_MSDOS);
+        if (!streq(label, l->table) || n != l->n_parts)
+                return log_error_errno(EIO, "Read back from %s: a \"%s\" table with %zu partitions, not the \"%s\" table with %zu written.",
+                                       path, label, n, l->table, l->n_parts);
         for (size_t i = 0; i < n; i++) {
                 const struct layout_part *p = &l->parts[i];
+                const char *type = parts[i].type;
                 if (parts[i].partno != p->partno || parts[i].start != p->start || parts[i].size != p->size ||
-                    !streq(parts[i].name, p->name) || strcasecmp(parts[i].type, p->type_guid) != 0)
-                        return log_error_errno(EIO, "Read back from %s: partition %u is \"%s\" %s at %" PRIu64 "+%" PRIu64 ", not \"%s\" %s at %" PRIu64 "+%" PRIu64 ".",
-                                               path, parts[i].partno, parts[i].name, parts[i].type, parts[i].start, parts[i].size,
-                                               p->name, p->type_guid, p->start, p->size);
+                    !streq(parts[i].name, msdos ? "" : p->name) || strcasecmp(type, p->type) != 0 ||
+                    parts[i].bootable != p->bootable)
+                        return log_error_errno(EIO, "Read back from %s: partition %u is \"%s\" %s%s at %" PRIu64 "+%" PRIu64 ", not \"%s\" %s%s at %" PRIu64 "+%" PRIu64 ".",
+                                               path, parts[i].partno, parts[i].name, parts[i].type, parts[i].bootable ? " (boot)" : "",
+                                               parts[i].start, parts[i].size,
+                                               p->name, p->type, p->bootable ? " (boot)" : "", p->start, p->size);
         }
         return 0;
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Writing the layout as a GPT with libfdisk, reading a table back, and telling the kernel about
+ * Writing the layout as a GPT or msdos table with libfdisk, reading a table back, and telling the kernel about
  * partitions: BLKRRPART, else BLKPG one partition at a time (kernels without a GPT parser).
  */
 #pragma once
@@ -15,18 +15,19 @@ struct part_info {
         uint64_t start;
         uint64_t size;
         char name[73];      /* GPT name (UTF-8), "" when none */
-        char type[40];      /* type GUID, upper case, "" when none */
+        char type[40];      /* type GUID, upper case, or the msdos code in hex ("83"); "" when none */
+        bool bootable;      /* msdos: the boot (active) flag */
 };
 
 /*
- * Writes a new GPT holding l's partitions to fd, a whole disk or an image file (path is used in
+ * Writes a new table (l->table: GPT or msdos) holding l's partitions to fd, a whole disk or an image file (path is used in
  * messages); fsyncs. Whatever table was there is replaced. A whole disk must be locked by the
  * caller (flock(LOCK_EX) on it, see disk.c) so that udev keeps off.
  * The disk's size and sector size must be those l was computed for. 0 or -errno (logged).
  */
 int partition_write_table(int fd, const char *path, const struct layout *l);
 
-/* Reads the GPT on fd with libfdisk. *ret is a malloc'ed array of *ret_n entries, by partno.
+/* Reads the table on fd with libfdisk (*ret_label: "gpt" or "dos"). *ret is a malloc'ed array of *ret_n entries, by partno.
  * -ENOMEDIUM when there is no partition table. */
 int partition_read_table(int fd, const char *path, char **ret_label, struct part_info **ret, size_t *ret_n);
 

@@ -732,6 +732,11 @@ static void check_disks(struct vctx *v) {
                         }
                         problem(v, p, "%s is not a /dev/ path", sv);
                 }
+        /* The firmware rules need the machine (layout.c, the disk check); this one does not. */
+        if (in->force_mbr && in->force_efi)
+                problem(v, "install.force_mbr",
+                        "cannot go with install.force_efi: an msdos table is for legacy BIOS machines, force_efi "
+                        "asks for the UEFI layout; remove one of them");
         if (in->persistent_partition_size) {
                 uint64_t b;
                 if (parse_partition_size(in->persistent_partition_size, &b) < 0) {

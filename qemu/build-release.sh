@@ -11,7 +11,8 @@
 #                                      harvester-install (made by harvester-pxe-prepare, below)
 #   harvester-V-rootfs-amd64.squashfs  the test OS: busybox, /boot/vmlinuz, /boot/initrd, the boot
 #                                      contract (/etc/cos/{grub.cfg,bootargs.cfg}, shim.efi,
-#                                      grub.efi, MokManager.efi, GRUB modules)
+#                                      grub.efi, MokManager.efi, GRUB modules; GRUB for i386-pc
+#                                      with grub-install, for legacy BIOS)
 #   harvester-V-amd64.iso              ISO9660 + Rock Ridge + Joliet: rootfs.squashfs, boot/kernel,
 #                                      boot/initrd (the test OS's), EFI/BOOT/BOOTX64.EFI,
 #                                      harvester-release.yaml
@@ -34,7 +35,7 @@
 # are recorded in OUTDIR/.release-stamp. Downloaded and extracted packages are kept in
 # $RELEASE_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/harvester-test-release). FORCE=1 rebuilds.
 #
-# Needs (Debian): dracut-core dracut-network systemd busybox-static grub-efi-amd64-bin
+# Needs (Debian): dracut-core dracut-network systemd busybox-static grub-efi-amd64-bin grub-pc-bin
 # squashfs-tools xorriso cpio zstd kmod e2fsprogs dosfstools fdisk ca-certificates ipxe
 # isc-dhcp-client iputils-arping (network-legacy, the hook flavour), and apt lists
 # (apt-get update) to find the kernel package. The kernel is never installed on the host.
@@ -68,6 +69,7 @@ for tool in meson dracut dpkg-deb dpkg-query apt-get apt-cache depmod modprobe m
 done
 [[ -d /usr/lib/dracut/modules.d/40network ]] || die "dracut's network module is missing: apt-get install dracut-network"
 [[ -d /usr/lib/grub/x86_64-efi ]] || die "/usr/lib/grub/x86_64-efi is missing: apt-get install grub-efi-amd64-bin"
+[[ -f /usr/lib/grub/i386-pc/boot.img ]] || die "/usr/lib/grub/i386-pc is missing: apt-get install grub-pc-bin"
 
 mkdir -p "$OUTDIR" "$CACHE/debs"
 OUTDIR=$(cd "$OUTDIR" && pwd)
@@ -91,6 +93,10 @@ KPKG_VERSION=$(apt-cache policy "$KPKG" | awk '!c && $1 == "Candidate:" { c = $2
 [[ -n $KPKG_VERSION && $KPKG_VERSION != "(none)" ]] || die "no candidate version of $KPKG: run apt-get update"
 BB_VERSION=$(apt-cache policy busybox-static | awk '!c && $1 == "Candidate:" { c = $2 } END { print c }')
 [[ -n $BB_VERSION && $BB_VERSION != "(none)" ]] || die "no candidate version of busybox-static: run apt-get update"
+# grub-install itself (Debian's grub2-common; downloaded, not installed on the host) for the
+# image's GRUB for legacy BIOS (add_bios_grub below).
+G2C_VERSION=$(apt-cache policy grub2-common | awk '!c && $1 == "Candidate:" { c = $2 } END { print c }')
+[[ -n $G2C_VERSION && $G2C_VERSION != "(none)" ]] || die "no candidate version of grub2-common: run apt-get update"
 
 # Prints the cached .deb of PKG at VERSION, if there is one.
 cached_deb() {
@@ -132,6 +138,8 @@ KDEB=$(fetch_deb "$KPKG" "$KPKG_VERSION")
 BBDEB=$(fetch_deb busybox-static "$BB_VERSION")
 KROOT=$(extract_deb "$KDEB")
 BBROOT=$(extract_deb "$BBDEB")
+G2CROOT=$(extract_deb "$(fetch_deb grub2-common "$G2C_VERSION")")
+[[ -x $G2CROOT/usr/sbin/grub-install ]] || die "grub2-common $G2C_VERSION holds no /usr/sbin/grub-install"
 KMODDIR="$KROOT/lib/modules/$KVER"
 VMLINUZ="$KROOT/boot/vmlinuz-$KVER"
 BUSYBOX="$BBROOT/bin/busybox"
@@ -162,7 +170,8 @@ pkgver() { dpkg-query -W -f='${Version}' "$1" 2> /dev/null || echo none; }
     echo "version $V"
     echo "kernel $KPKG $KPKG_VERSION"
     echo "busybox-static $BB_VERSION"
-    for p in dracut-core dracut-network systemd udev dbus grub-efi-amd64-bin squashfs-tools xorriso \
+    echo "grub2-common $G2C_VERSION"
+    for p in dracut-core dracut-network systemd udev dbus grub-efi-amd64-bin grub-pc-bin grub-common squashfs-tools xorriso \
         e2fsprogs dosfstools fdisk util-linux mount kmod ca-certificates libc6 libcurl4 libssl3 ipxe \
         isc-dhcp-client iputils-arping; do
         echo "$p $(pkgver "$p")"
@@ -242,6 +251,30 @@ check_initrd() {
 
 # --- The test OS (rootfs.squashfs) ---------------------------------------------------------------
 
+# The image's GRUB for legacy BIOS, where a Debian system keeps it, as SLE Micro's image carries
+# grub2-i386-pc: grub-install (grub2-common), grub-mkimage and grub-probe (grub-common), the i386-pc
+# modules, boot.img and grub-bios-setup (grub-pc-bin), and the shared libraries they load. The agent
+# runs the image's grub-install in a chroot of the image on a BIOS machine (install.h).
+add_bios_grub() {
+    local rf=$1 bin lib
+    install -D -m 0755 "$G2CROOT/usr/sbin/grub-install" "$rf/usr/sbin/grub-install"
+    install -D -m 0755 /usr/bin/grub-mkimage "$rf/usr/bin/grub-mkimage"
+    install -D -m 0755 /usr/sbin/grub-probe "$rf/usr/sbin/grub-probe"
+    mkdir -p "$rf/usr/lib/grub"
+    cp -a /usr/lib/grub/i386-pc "$rf/usr/lib/grub/"
+    # The libraries, at the paths the dynamic loader searches (Debian's multiarch directory).
+    for bin in "$rf/usr/sbin/grub-install" "$rf/usr/bin/grub-mkimage" "$rf/usr/sbin/grub-probe" \
+        "$rf/usr/lib/grub/i386-pc/grub-bios-setup"; do
+        ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
+    done | sort -u | while read -r lib; do
+        install -D -m 0755 "$(readlink -f "$lib")" "$rf$lib"
+    done
+    [[ -x $rf/lib64/ld-linux-x86-64.so.2 ]] || die "add_bios_grub: the dynamic loader was not copied"
+    # It must run in a chroot of the image (as the agent runs it), not only on the host.
+    chroot "$rf" /usr/sbin/grub-install --version > /dev/null 2>&1 \
+        || die "the image's grub-install does not run in a chroot of the image (missing library?)"
+}
+
 # Its initrd: busybox, the disk and ext4 drivers, /init from qemu/release/test-os-init.
 TI="$WORK/test-os-initrd"
 mkdir -p "$TI"/{bin,sbin,dev,proc,sys,run,tmp,etc/test-os,lib/modules/"$KVER"}
@@ -317,6 +350,7 @@ grub-mkimage -O x86_64-efi -p "" -o "$RF/usr/share/efi/x86_64/grub.efi" $IMAGE_G
 for m in loopback squash4 xzio; do
     install -m 0644 "$GRUB_DIR/$m.mod" "$RF/usr/share/grub2/x86_64-efi/$m.mod"
 done
+add_bios_grub "$RF"
 # The image preload's contract (qemu/release/preload/): where v1.1.2's image has wharfie and
 # ctr-check-images.sh, fakes that record how the agent runs them; the rke2 "installer image" they
 # hand out holds a fake rke2 and ctr.

@@ -27,6 +27,8 @@ MiB = 1 << 20
 GiB = 1 << 30
 GPT_ENTRIES_BYTES = 128 * 128
 GPT_TYPE_EFI_SYSTEM = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+GPT_TYPE_BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
+MBR_TYPE_LINUX = "83"
 GPT_TYPE_LINUX_FS = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 IMAGE_MIB = 3072  # install.h INSTALL_IMAGE_MIB
 SCAN_LIMIT = 16 * MiB  # files scanned for secrets are smaller than this
@@ -396,14 +398,18 @@ def persistent_gib(d):
     return min(50 + (d - 100) // 100 * 10, 100)
 
 
-def expected_layout(disk_bytes, sector_size=512, data_disk=False, persistent_bytes=0):
-    """[(partno, name, label, fstype, type_guid, start, size)] as the agent lays out the disk."""
+def expected_layout(disk_bytes, sector_size=512, data_disk=False, persistent_bytes=0, firmware="uefi",
+                    msdos=False):
+    """[(partno, name, label, fstype, type, start, size)] as the agent lays out the disk: GPT with
+    COS_GRUB (UEFI) or the 1 MiB bios_grub partition (legacy BIOS, label and fstype None); msdos
+    (force_mbr): four partitions of type 83, no data partition."""
     ss = sector_size
-    end_usable = disk_bytes // ss * ss - (GPT_ENTRIES_BYTES + ss)
+    end_usable = disk_bytes // ss * ss - (0 if msdos else GPT_ENTRIES_BYTES + ss)
     end = end_usable // MiB * MiB
-    data_part = not data_disk
+    data_part = not data_disk and not msdos
     oem = (50 if data_part else 64) * MiB
-    fixed = MiB + 64 * MiB + oem + 8 * GiB + 15 * GiB
+    boot = 0 if msdos else 64 * MiB if firmware == "uefi" else MiB
+    fixed = MiB + boot + oem + 8 * GiB + 15 * GiB
     if data_part:
         if persistent_bytes:
             want = (persistent_bytes + MiB - 1) // MiB * MiB
@@ -415,19 +421,24 @@ def expected_layout(disk_bytes, sector_size=512, data_disk=False, persistent_byt
         persistent = end - fixed
     parts = []
     pos = MiB
+    linux = MBR_TYPE_LINUX if msdos else GPT_TYPE_LINUX_FS
 
     def add(name, label, fstype, guid, size):
         nonlocal pos
         parts.append((len(parts) + 1, name, label, fstype, guid, pos, size))
         pos += size
 
-    add("efi", "COS_GRUB", "vfat", GPT_TYPE_EFI_SYSTEM, 64 * MiB)
-    add("oem", "COS_OEM", "ext4", GPT_TYPE_LINUX_FS, oem)
-    add("recovery", "COS_RECOVERY", "ext4", GPT_TYPE_LINUX_FS, 8 * GiB)
-    add("state", "COS_STATE", "ext4", GPT_TYPE_LINUX_FS, 15 * GiB)
-    add("persistent", "COS_PERSISTENT", "ext4", GPT_TYPE_LINUX_FS, persistent)
+    if not msdos:
+        if firmware == "uefi":
+            add("efi", "COS_GRUB", "vfat", GPT_TYPE_EFI_SYSTEM, boot)
+        else:
+            add("bios", None, None, GPT_TYPE_BIOS_BOOT, boot)
+    add("oem", "COS_OEM", "ext4", linux, oem)
+    add("recovery", "COS_RECOVERY", "ext4", linux, 8 * GiB)
+    add("state", "COS_STATE", "ext4", linux, 15 * GiB)
+    add("persistent", "COS_PERSISTENT", "ext4", linux, persistent)
     if data_part:
-        add("data", "HARV_LH_DEFAULT", "ext4", GPT_TYPE_LINUX_FS, end - pos)
+        add("data", "HARV_LH_DEFAULT", "ext4", linux, end - pos)
     return parts
 
 
@@ -742,27 +753,31 @@ class Checker:
 
     def check_table(self, loop, size):
         R = self.r
+        msdos = self.a.force_mbr
+        want_label, table = ("dos", "msdos partition table") if msdos else ("gpt", "GPT partition table")
         r = run(["sfdisk", "--json", loop], check=False)
         if r.returncode != 0 or not r.stdout.strip():
-            R.fail("sda: GPT partition table", "sfdisk finds no partition table")
+            R.fail("sda: " + table, "sfdisk finds no partition table")
             return None
         pt = json.loads(r.stdout)["partitiontable"]
-        if pt.get("label") != "gpt":
-            R.fail("sda: GPT partition table", "the table is %s" % pt.get("label"))
+        if pt.get("label") != want_label:
+            R.fail("sda: " + table, "the table is %s" % pt.get("label"))
             return None
-        R.ok("sda: GPT partition table")
+        R.ok("sda: " + table)
         ss = int(pt.get("sectorsize", 512))
         parts = {}
         for p in pt.get("partitions", []):
             m = re.search(r"(\d+)$", p["node"])
             parts[int(m.group(1))] = p
         data_disk = self.a.data_disk is not None
-        exp = expected_layout(size, ss, data_disk, self.a.persistent_size or 0)
+        exp = expected_layout(size, ss, data_disk, self.a.persistent_size or 0, self.a.firmware, msdos)
         want = [e[0] for e in exp]
         R.add(sorted(parts) == want, "sda: partitions %s" % ",".join(map(str, want)),
               "found %s" % (",".join(map(str, sorted(parts))) or "none"))
         if data_disk:
             R.add(6 not in parts, "sda: no partition 6 with a data disk")
+        if msdos:
+            R.add(6 not in parts and 5 not in parts, "sda: no partition 6 (force_mbr: no data partition)")
         first = parts.get(1)
         if first:
             R.add(int(first["start"]) * ss == MiB, "sda: partition 1 starts at 1 MiB",
@@ -773,18 +788,25 @@ class Checker:
               "not aligned: %s" % ",".join(map(str, misaligned)))
         what = ("the v1.1 formula for %d GiB" % (size >> 30)) if not self.a.persistent_size else \
             "--persistent-size"
+        type_names = {GPT_TYPE_EFI_SYSTEM: "EFI System", GPT_TYPE_BIOS_BOOT: "BIOS boot (bios_grub)",
+                      GPT_TYPE_LINUX_FS: "Linux filesystem", MBR_TYPE_LINUX: "83 (Linux)"}
         for n, name, label, fstype, guid, start, psize in exp:
             p = parts.get(n)
             if not p:
                 continue
-            R.add(p.get("name") == name, "sda%d: GPT name %s" % (n, name), "it is %r" % p.get("name"))
-            R.add(p.get("type", "").upper() == guid,
-                  "sda%d: type %s" % (n, "EFI System" if guid == GPT_TYPE_EFI_SYSTEM else "Linux filesystem"),
+            if not msdos:
+                R.add(p.get("name") == name, "sda%d: GPT name %s" % (n, name), "it is %r" % p.get("name"))
+            R.add(p.get("type", "").upper() == guid, "sda%d: type %s" % (n, type_names[guid]),
                   "it is %s" % p.get("type"))
+            if msdos:
+                boot = bool(p.get("bootable"))
+                R.add(boot == (name == "state"), "sda%d: %s" % (n, "boot flag (COS_STATE)" if name == "state"
+                                                                 else "no boot flag"),
+                      "bootable is %s" % boot)
             gs, gz = int(p["start"]) * ss, int(p["size"]) * ss
             note = ""
-            if n == 5:
-                note = " (rest of the disk)" if data_disk else " (%s)" % what
+            if name == "persistent":
+                note = " (rest of the disk)" if data_disk or msdos else " (%s)" % what
             elif n == 6:
                 note = " (rest of the disk)"
             R.add(gs == start and gz == psize,
@@ -792,11 +814,48 @@ class Checker:
                   "it is %s at %s" % (fmt_bytes(gz), fmt_bytes(gs)))
         return exp, parts
 
+    def check_bios_boot(self, raw, exp):
+        """Legacy BIOS: GRUB's boot code in the first sector (boot.img, which names itself "GRUB"),
+        the core image embedded (GPT: in the bios_grub partition; msdos: in the gap before the first
+        partition), its modules and core.img in COS_STATE's grub2/ (SLE) or grub/ (Debian), the
+        latter with the stub grub.cfg that loads grub2/grub.cfg."""
+        R = self.r
+        with open(raw, "rb") as f:
+            mbr = f.read(512)
+            start = next((e[5] for e in exp if e[1] == "bios"), 512)
+            f.seek(start)
+            core = f.read(MiB - 512 if start == 512 else MiB)
+        R.add(len(mbr) == 512 and mbr[510:] == b"\x55\xaa" and any(mbr[:440]) and b"GRUB" in mbr[:440],
+              "sda: GRUB's boot code in the first sector", "no GRUB boot code (first bytes %s)" % mbr[:8].hex())
+        R.add(any(core), "sda: GRUB's core image embedded (%s)" % ("the bios_grub partition" if start != 512
+                                                                   else "after the MBR"),
+              "it is all zero")
+        state = self.mounts.get("COS_STATE")
+        if not state:
+            return
+        dirs = [d for d in ("grub2", "grub") if os.path.isfile(os.path.join(state, d, "i386-pc", "core.img"))]
+        R.add(bool(dirs), "COS_STATE: GRUB for i386-pc (i386-pc/core.img and modules in grub2/ or grub/)",
+              "no i386-pc/core.img in grub2/ or grub/")
+        if dirs and dirs[0] == "grub":
+            cfg = os.path.join(state, "grub", "grub.cfg")
+            try:
+                text = open(cfg, encoding="utf-8", errors="replace").read()
+                R.add("configfile ($root)/grub2/grub.cfg" in text and "COS_STATE" in text,
+                      "COS_STATE: grub/grub.cfg finds COS_STATE and loads grub2/grub.cfg", "it is %r" % text)
+                self.grub_script_check("COS_STATE: grub/grub.cfg", cfg)
+            except OSError as e:
+                R.fail("COS_STATE: grub/grub.cfg finds COS_STATE and loads grub2/grub.cfg", e.strerror)
+        for m in ("loopback", "squash4", "xzio", "normal", "ext2"):
+            if dirs and not os.path.isfile(os.path.join(state, dirs[0], "i386-pc", m + ".mod")):
+                R.fail("COS_STATE: %s/i386-pc/%s.mod" % (dirs[0], m), "missing")
+
     def check_filesystems(self, nodes, exp):
         """Labels and types; mounts the ext4 ones. Returns {label: node} of what was found."""
         R = self.r
         found = {}
         for n, name, label, fstype, guid, start, psize in exp:
+            if fstype is None:
+                continue  # the bios_grub partition: GRUB's core image, checked by check_bios_boot
             node = nodes.get(n)
             if not node or not os.path.exists(node):
                 R.fail("sda%d: %s %s" % (n, fstype, label), "no partition node %s" % node)
@@ -1162,6 +1221,23 @@ class Checker:
         init = init if isinstance(init, list) else []
         steps = [s for s in init if isinstance(s, dict)]
 
+        # The rootfs stage's layout (cos-layout.env): HARV_LH_DEFAULT is mounted unless force_mbr
+        # left the install disk without partition 6 (no data disk); then its path is persisted.
+        roots = stages.get("rootfs")
+        env = {}
+        for st in (roots if isinstance(roots, list) else []):
+            if isinstance(st, dict) and isinstance(st.get("environment"), dict):
+                env.update(st["environment"])
+        no_data = a.force_mbr and a.data_disk is None
+        volumes = str(env.get("VOLUMES", ""))
+        paths = str(env.get("PERSISTENT_STATE_PATHS", "")).split()
+        R.add(("LABEL=HARV_LH_DEFAULT:/var/lib/harvester/defaultdisk" in volumes) != no_data,
+              "COS_OEM: 90_custom.yaml VOLUMES %s HARV_LH_DEFAULT" % ("without" if no_data else "with"),
+              "VOLUMES=%r" % volumes)
+        R.add(("/var/lib/harvester/defaultdisk" in paths) == no_data,
+              "COS_OEM: 90_custom.yaml PERSISTENT_STATE_PATHS %s /var/lib/harvester/defaultdisk"
+              % ("with" if no_data else "without"), "PERSISTENT_STATE_PATHS=%r" % " ".join(paths))
+
         hostnames = [s.get("hostname") for s in steps if "hostname" in s]
         R.add(hostnames == [a.hostname], "COS_OEM: 90_custom.yaml hostname %s" % a.hostname,
               "initramfs hostname: %s" % (", ".join(map(repr, hostnames)) or "none"))
@@ -1427,6 +1503,8 @@ class Checker:
                 R.fail("COS_GRUB: readable with mtools", str(e))
         if "COS_STATE" in self.mounts:
             self.check_state(self.mounts["COS_STATE"])
+        if self.a.firmware == "bios":
+            self.check_bios_boot(raw, exp)
         if "COS_RECOVERY" in self.mounts:
             self.check_recovery(self.mounts["COS_RECOVERY"])
         if "COS_OEM" in self.mounts:
@@ -1456,6 +1534,10 @@ def parse_args(argv):
     p.add_argument("--token", help="the token given to the install: rancherd's config and harvester.config must "
                                     "hold exactly this one (also scanned for as a secret)")
     p.add_argument("--device", help="install.device given to the install: harvester.config must name it")
+    p.add_argument("--firmware", choices=["uefi", "bios"], default="uefi",
+                   help="how the VM booted: uefi (COS_GRUB, default) or bios (bios_grub partition, GRUB's boot code)")
+    p.add_argument("--force-mbr", action="store_true",
+                   help="the install had install.force_mbr: an msdos table, no partition 6 (implies --firmware bios)")
     p.add_argument("--password-clear", help="os.password as given: its hash must match, the clear text be nowhere")
     p.add_argument("--persistent-size", type=parse_size,
                    help="install.persistent_partition_size when the install had one (bytes, or 150Gi)")
@@ -1463,6 +1545,8 @@ def parse_args(argv):
                    help="the console the install gave the system (active.img's bootargs.cfg); default the lab's ttyS0,115200n8")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
     a = p.parse_args(argv)
+    if a.force_mbr:
+        a.firmware = "bios"
     if a.token is not None and a.token not in a.secret:
         a.secret.append(a.token)
     if any(s == "" for s in a.secret) or a.password_clear == "":

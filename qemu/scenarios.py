@@ -40,9 +40,10 @@ class Node:
     """One VM of a scenario."""
 
     def __init__(self, name, mode="create", mem="8G", mac=None, data_disk=None, stop=(),
-                 boot_disk=False, flow=None, actions=(), netboot="ipxe"):
+                 boot_disk=False, flow=None, actions=(), netboot="ipxe", firmware="uefi"):
         self.name, self.mode, self.mem, self.mac = name, mode, mem, mac
         self.netboot = netboot  # harness.VM.netboot: the network boot client that starts
+        self.firmware = firmware  # "uefi" (OVMF) or "bios" (SeaBIOS, the non-efi iPXE script)
         self.data_disk = data_disk
         self.stop = list(stop)
         self.actions = list(actions)  # [(console pattern, fn(vm))] during the PXE boot
@@ -165,11 +166,11 @@ def no_line(node, pattern, what):
     return fn
 
 
-def pxe_chain(node, mode):
-    """Firmware -> iPXE (DHCP gave it the -efi script) -> the seed's kernel and initrd over
-    HTTP -> Debian's kernel -> the dracut initrd."""
+def pxe_chain(node, mode, efi=True):
+    """Firmware -> iPXE (DHCP gave it the -efi script; on BIOS the non-efi one) -> the seed's
+    kernel and initrd over HTTP -> Debian's kernel -> the dracut initrd."""
     return [
-        served(node, f"ipxe-{mode}-efi"),
+        served(node, f"ipxe-{mode}-efi" if efi else f"ipxe-{mode}"),
         served(node, "harvester-<version>-vmlinuz"),
         served(node, "harvester-<version>-initrd"),
         line(node, r"\[script\]", "iPXE ran the script"),
@@ -568,10 +569,11 @@ def preloaded(node):
 
 
 def check_disk(node, mode, hostname, server_url=None, data_disk=False, secrets=(TOKEN,),
-               password=PASSWORD, device="/dev/sda"):
+               password=PASSWORD, device="/dev/sda", firmware="uefi", force_mbr=False):
     """qemu/check-disk on the VM's disk images (after the VM stopped)."""
+    layout = (" --force-mbr" if force_mbr else "") + (" --firmware bios" if firmware == "bios" else "")
     @check(f"{node}: qemu/check-disk --mode {mode} --hostname {hostname} --token (the lab's)"
-           + (" --data-disk" if data_disk else "") + " passes")
+           + (" --data-disk" if data_disk else "") + layout + " passes")
     def fn(ctx):
         disks = ctx.vm[node].disks
         # The token and the install disk the configs give: compared with what is on the disk.
@@ -579,6 +581,7 @@ def check_disk(node, mode, hostname, server_url=None, data_disk=False, secrets=(
                "--hostname", hostname, "--token", TOKEN, "--device", device]
         if data_disk:
             cmd += ["--data-disk", str(disks[1].path)]
+        cmd += ["--firmware", firmware] + (["--force-mbr"] if force_mbr else [])
         if server_url:
             cmd += ["--server-url", server_url]
         for sec in secrets:
@@ -595,12 +598,12 @@ def check_disk(node, mode, hostname, server_url=None, data_disk=False, secrets=(
     return fn
 
 
-def image_boot(node, console="console=ttyS0,115200n8 console=tty1"):
+def image_boot(node, console="console=ttyS0,115200n8 console=tty1", efi=True):
     """issue 9: the installed disk booted through the image's own GRUB files: the kernel line is
     bootargs.cfg's (the test release ends it with harvester.test.bootargs=image) with the console
     the install set in active.img; the agent made the UEFI boot entry, first in BootOrder."""
     @check(f"{node}: the disk booted through the image's grub.cfg and active.img's bootargs.cfg "
-           f"({console}); boot entry elemental-shim first in BootOrder")
+           f"({console})" + ("; boot entry elemental-shim first in BootOrder" if efi else " (legacy BIOS: no boot entry)"))
     def fn(ctx):
         con = ctx.vm[node].disk_console if node in ctx.disk_boot else None
         cmdline = [m.group(1) for _, m in con.all(h.RE_TEST_OS) if m.group(1).startswith("cmdline=")] if con else []
@@ -610,8 +613,8 @@ def image_boot(node, console="console=ttyS0,115200n8 console=tty1"):
                 "intel_iommu=on amd_iommu=on iommu=pt harvester.test.bootargs=image")
         if not cmdline or want not in cmdline[-1]:
             problems.append(f"test OS {cmdline[-1] if cmdline else 'printed no cmdline'} (want {want!r})")
-        if not ctx.console(node).find(r'UEFI boot entry Boot[0-9A-F]{4} "elemental-shim" -> \\EFI\\elemental\\shim\.efi'
-                                      r'.*first in BootOrder'):
+        if efi and not ctx.console(node).find(r'UEFI boot entry Boot[0-9A-F]{4} "elemental-shim" -> \\EFI\\elemental\\shim\.efi'
+                                              r'.*first in BootOrder'):
             problems.append("no 'UEFI boot entry ... elemental-shim ... first in BootOrder' line from the agent")
         return not problems, "; ".join(problems)
     return fn
@@ -630,10 +633,10 @@ def rebooted(node):
 
 
 def installed(node, mode, hostname, role, server=None, boot=True, data_disk=False, hooks=False,
-              device="/dev/sda", unit=True):
+              device="/dev/sda", unit=True, firmware="uefi", force_mbr=False):
     """The whole install of one node: PXE chain, SUCCEEDED, reboot, (test OS), check-disk.
     unit=False: the agent ran from the initqueue hook (the hook initrd), not from its unit."""
-    checks = pxe_chain(node, mode) + agent_started(node, unit) + [
+    checks = pxe_chain(node, mode, efi=firmware == "uefi") + agent_started(node, unit) + [
         served(node, "harvester-<version>-amd64.iso"),
         served(node, "harvester-<version>-amd64.sha512"),
         line(node, r"ISO: +[0-9]+%  .* of .*MiB/s +ETA|ISO: received .* MiB/s average",
@@ -644,7 +647,8 @@ def installed(node, mode, hostname, role, server=None, boot=True, data_disk=Fals
     if boot:
         checks.append(test_os(node, hostname, role, server))
     checks.append(check_disk(node, mode, hostname, server, data_disk,
-                             secrets=(TOKEN, HOOK_PASSWORD) if hooks else (TOKEN,), device=device))
+                             secrets=(TOKEN, HOOK_PASSWORD) if hooks else (TOKEN,), device=device,
+                             firmware=firmware, force_mbr=force_mbr))
     if hooks:
         checks += [webhook(node, "STARTED", hostname), webhook(node, "SUCCEEDED", hostname),
                    no_webhook(node, "FAILED")]
@@ -1130,6 +1134,53 @@ scenario(Scenario(
             disk_unchanged("node1", 2)]
     + installed("node1", "create", "node1", "cluster-init", boot=False, data_disk=True,
                 device=h.disk_by_id("node1", 0))))
+
+
+def bios_boot(node, table):
+    """Legacy BIOS: the plan's layout, GRUB for i386-pc installed from the image as the commit
+    point, no UEFI loader and no NVRAM entry."""
+    gpt = table == "gpt"
+    return [
+        served(node, "ipxe-create"), not_requested(node, "ipxe-create-efi"),
+        line(node, r"a new " + ("GPT" if gpt else r"msdos partition table") + r" is written \(the machine booted by legacy BIOS",
+             f"the plan: a new {'GPT' if gpt else 'msdos table'} for a legacy BIOS machine"),
+        line(node, r"^  1 +bios +- +- .*BIOS boot" if gpt else r"^  3 +state +COS_STATE .*boot flag",
+             "the plan: partition 1 bios_grub (1 MiB, not formatted)" if gpt else "the plan: the boot flag on COS_STATE (3)"),
+        line(node, r"Installing GRUB for legacy BIOS: chroot <image> /usr/sbin/grub-install --target=i386-pc "
+             r"--boot-directory=<COS_STATE> /dev/sda", "the image's grub-install ran in a chroot for /dev/sda"),
+        line(node, r"GRUB for legacy BIOS on /dev/sda: .*the boot code written last: the disk is bootable",
+             "GRUB's core image and boot code written and checked"),
+        no_line(node, r"COS_GRUB|EFI/BOOT|UEFI boot entry", "no COS_GRUB, UEFI loader or NVRAM entry"),
+        image_boot(node, efi=False),
+    ]
+
+
+scenario(Scenario(
+    "bios-create",
+    "create on a legacy BIOS machine (SeaBIOS, the NIC's iPXE ROM, the non-efi ipxe-create): GPT with "
+    "the 1 MiB bios_grub partition first, GRUB for i386-pc installed from the image (grub-install in a "
+    "chroot), the install SUCCEEDS and reboots, SeaBIOS boots the disk through GRUB into the test OS, "
+    "qemu/check-disk --firmware bios passes",
+    [Node("node1", "create", "8G", boot_disk=True, firmware="bios")],
+    config_edit=with_token(),
+    timeout=1500,
+    checks=bios_boot("node1", "gpt")
+    + installed("node1", "create", "node1", "cluster-init", firmware="bios")))
+
+scenario(Scenario(
+    "force-mbr",
+    "install.force_mbr on a legacy BIOS machine: an msdos table (oem, recovery, state with the boot "
+    "flag, persistent: no partition 6), /var/lib/harvester/defaultdisk among the persistent paths and "
+    "not in VOLUMES, GRUB for i386-pc, the disk boots into the test OS, qemu/check-disk --force-mbr passes",
+    [Node("node1", "create", "8G", boot_disk=True, firmware="bios")],
+    config_edit=with_token(set_key("force_mbr", "true")),
+    timeout=1500,
+    checks=bios_boot("node1", "dos")
+    + [line("node1", r"Writing the msdos partition table on /dev/sda: 4 partitions", "an msdos table, 4 partitions"),
+       no_line("node1", r"Formatting /dev/sda[56]", "no partition 5 or 6 formatted"),
+       line("node1", r"^Data disk: none, and no HARV_LH_DEFAULT partition \(install\.force_mbr\)",
+            "the plan: no HARV_LH_DEFAULT partition")]
+    + installed("node1", "create", "node1", "cluster-init", firmware="bios", force_mbr=True)))
 
 
 def ctrl_alt_delete(vm):
@@ -1810,12 +1861,14 @@ def run_scenario(name, build_dir=None, verbose=False):
     try:
         for node in s.nodes:
             ctx.vm[node.name] = lab.new_vm(node.name, node.mode, node.mac, node.mem,
-                                           data_disk=node.data_disk, netboot=node.netboot)
+                                           data_disk=node.data_disk, netboot=node.netboot,
+                                           firmware=node.firmware)
         if s.prepare:
             s.prepare(ctx)
         t_vm = 0.0
         if s.nodes:
-            print(f"  kernel line: {lab.served.kernel_line(f'ipxe-{s.nodes[0].mode}-efi')}")
+            efi_suffix = "-efi" if s.nodes[0].firmware == "uefi" else ""
+            print(f"  kernel line: {lab.served.kernel_line(f'ipxe-{s.nodes[0].mode}{efi_suffix}')}")
         with h.vm_slots(len(s.nodes)) if s.nodes else contextlib.nullcontext():
             t_vm = time.monotonic()
             run_nodes(lab, ctx, s.nodes, accel, cpu, s.timeout, s.grace, verbose)

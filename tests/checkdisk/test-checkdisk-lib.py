@@ -158,6 +158,23 @@ class Layout(unittest.TestCase):
         p = L.expected_layout(300 * GiB, sector_size=4096)
         self.assertEqual(p[5][5] + p[5][6], (300 * GiB - 4096 - 128 * 128) // MiB * MiB)
 
+    def test_bios_gpt(self):
+        # the agent's layout (tests/disk/test-layout.c test_bios_gpt): bios_grub 1 MiB first, no fs
+        p = L.expected_layout(300 * GiB, firmware="bios")
+        self.assertEqual([x[1] for x in p], ["bios", "oem", "recovery", "state", "persistent", "data"])
+        self.assertEqual(p[0][2:7], (None, None, L.GPT_TYPE_BIOS_BOOT, MiB, MiB))
+        self.assertEqual([x[6] // MiB for x in p], [1, 50, 8192, 15360, 70 * 1024, 211852 + 63])
+
+    def test_msdos(self):
+        # force_mbr (test_msdos): four primaries of type 83, no partition 6, no backup table
+        for data_disk in (False, True):
+            p = L.expected_layout(300 * GiB, data_disk=data_disk, firmware="bios", msdos=True)
+            self.assertEqual([x[0] for x in p], [1, 2, 3, 4])
+            self.assertEqual([x[1] for x in p], ["oem", "recovery", "state", "persistent"])
+            self.assertEqual({x[4] for x in p}, {L.MBR_TYPE_LINUX})
+            self.assertEqual([x[6] // MiB for x in p], [64, 8192, 15360, 307200 - 1 - 64 - 8192 - 15360])
+            self.assertEqual(p[0][5], MiB)
+
     def test_sizes(self):
         self.assertEqual(L.parse_size("150Gi"), 150 * GiB)
         self.assertEqual(L.parse_size("1024"), 1024)

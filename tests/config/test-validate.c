@@ -161,6 +161,8 @@ static const struct config_case rule_cases[] = {
         { "harvester.install.persistent_partition_size=150Ti", NULL, "install.persistent_partition_size",
           "not a size in Mi or Gi", NULL },
         { "harvester.install.role=leader", NULL, "install.role", "unknown role \"leader\"", NULL },
+        { "harvester.install.force_mbr=true harvester.install.force_efi=true", NULL, "install.force_mbr",
+          "cannot go with install.force_efi", NULL },
         { "harvester.system_settings.no-such-setting=1", NULL, "system_settings.no-such-setting",
           "not a setting Harvester lets an install set", NULL },
         { "harvester.os.dns_nameservers=dns.example.com", NULL, "os.dns_nameservers[0]", "not an IP address", NULL },

@@ -25,7 +25,8 @@ static void check_layout(const struct layout *l, bool data_partition, const uint
                 assert_string_equal(p->name, names[i]);
                 assert_string_equal(p->label, labels[i]);
                 assert_string_equal(p->fstype, i == 0 ? "vfat" : "ext4");
-                assert_string_equal(p->type_guid, i == 0 ? GPT_TYPE_EFI_SYSTEM : GPT_TYPE_LINUX_FS);
+                assert_string_equal(p->type, i == 0 ? GPT_TYPE_EFI_SYSTEM : GPT_TYPE_LINUX_FS);
+                assert_false(p->bootable);
                 assert_int_equal(p->start, pos);
                 assert_int_equal(p->size, mib[i] * MiB);
                 assert_int_equal(p->start % MiB, 0);
@@ -39,6 +40,9 @@ static void check_layout(const struct layout *l, bool data_partition, const uint
         assert_true(l->first_usable <= 1 * MiB);
         if (!data_partition)
                 assert_null(layout_get(l, PART_DATA));
+        assert_string_equal(l->table, "gpt");
+        assert_true(l->efi);
+        assert_null(layout_get(l, PART_BIOS));
 }
 
 static struct layout compute_ok(uint64_t disk, uint64_t data_disk, uint64_t ppb, bool skipchecks) {
@@ -50,6 +54,7 @@ static struct layout compute_ok(uint64_t disk, uint64_t data_disk, uint64_t ppb,
                 .data_disk_bytes = data_disk,
                 .persistent_partition_bytes = ppb,
                 .skipchecks = skipchecks,
+                .efi = true,
         };
         memset(&l, 0xaa, sizeof l);
         assert_int_equal(layout_compute(&req, &l), 0);
@@ -67,6 +72,7 @@ static int compute_err(uint64_t disk, uint64_t data_disk, uint64_t ppb, bool ski
                 .data_disk_bytes = data_disk,
                 .persistent_partition_bytes = ppb,
                 .skipchecks = skipchecks,
+                .efi = true,
         };
         memset(&l, 0x55, sizeof l);
         orig = l;
@@ -181,7 +187,7 @@ static void test_skipchecks_small(void **state) {
 
 static void test_sector_4k(void **state) {
         struct layout l;
-        struct layout_request req = { .disk_bytes = 300 * GiB, .sector_size = 4096 };
+        struct layout_request req = { .disk_bytes = 300 * GiB, .sector_size = 4096, .efi = true };
         assert_int_equal(layout_compute(&req, &l), 0);
         assert_int_equal(l.sector_size, 4096);
         assert_int_equal(l.first_usable, 6 * 4096);
@@ -200,6 +206,123 @@ static void test_sector_4k(void **state) {
         check_layout(&l, true, (uint64_t[]) { 64, 50, 8192, 15360, 70 * 1024, 211854 }, 6);
 }
 
+/* ---- Legacy BIOS: GPT with the bios_grub partition first; msdos with force_mbr ---- */
+
+/* Computes req; checks r, and on failure that *ret is untouched. */
+static int compute_req(const struct layout_request *req, struct layout *ret) {
+        struct layout orig;
+        memset(ret, 0x55, sizeof *ret);
+        orig = *ret;
+        int r = layout_compute(req, ret);
+        if (r < 0)
+                assert_memory_equal(ret, &orig, sizeof orig);
+        return r;
+}
+
+/* Partitions of l against ids and sizes in MiB, contiguous from 1 MiB, numbered from 1. */
+static void check_parts(const struct layout *l, const enum part_id *ids, const uint64_t *mib, size_t n) {
+        static const char *const names[_PART_MAX] = { "efi", "oem", "recovery", "state", "persistent", "data", "bios" };
+        static const char *const labels[_PART_MAX] = { "COS_GRUB", "COS_OEM", "COS_RECOVERY", "COS_STATE", "COS_PERSISTENT",
+                                                       "HARV_LH_DEFAULT", NULL };
+        bool msdos = streq(l->table, "dos");
+        assert_int_equal(l->n_parts, n);
+        uint64_t pos = 1 * MiB;
+        for (size_t i = 0; i < n; i++) {
+                const struct layout_part *p = &l->parts[i];
+                assert_int_equal(p->partno, i + 1);
+                assert_int_equal(p->id, ids[i]);
+                assert_string_equal(p->name, names[ids[i]]);
+                if (ids[i] == PART_BIOS) {
+                        assert_null(p->label);
+                        assert_null(p->fstype); /* never formatted */
+                        assert_string_equal(p->type, GPT_TYPE_BIOS_BOOT);
+                } else {
+                        assert_string_equal(p->label, labels[ids[i]]);
+                        assert_string_equal(p->fstype, "ext4");
+                        assert_string_equal(p->type, msdos ? "83" : GPT_TYPE_LINUX_FS);
+                }
+                /* v1.1: the boot flag on COS_STATE, on msdos only */
+                assert_int_equal(p->bootable, msdos && ids[i] == PART_STATE);
+                assert_int_equal(p->start, pos);
+                assert_int_equal(p->size, mib[i] * MiB);
+                assert_ptr_equal(layout_get(l, ids[i]), p);
+                pos += p->size;
+        }
+        assert_true(pos <= l->end_usable);
+        assert_true(l->end_usable - pos < MiB);
+        assert_null(layout_get(l, PART_EFI));
+}
+
+static void test_bios_gpt(void **state) {
+        struct layout l;
+        struct layout_request req = { .device = "/dev/test", .disk_bytes = 300 * GiB };
+        assert_int_equal(compute_req(&req, &l), 0);
+        assert_string_equal(l.table, "gpt");
+        assert_false(l.efi);
+        /* 1 MiB bios_grub instead of the 64 MiB COS_GRUB: partition 6 gets the 63 MiB */
+        check_parts(&l, (enum part_id[]) { PART_BIOS, PART_OEM, PART_RECOVERY, PART_STATE, PART_PERSISTENT, PART_DATA },
+                    (uint64_t[]) { 1, 50, 8192, 15360, 70 * 1024, 211852 + 63 }, 6);
+        assert_int_equal(l.end_usable, 300 * GiB - 16896); /* the backup GPT */
+        req.data_disk = "/dev/data";
+        req.data_disk_bytes = 100 * GiB;
+        assert_int_equal(compute_req(&req, &l), 0);
+        check_parts(&l, (enum part_id[]) { PART_BIOS, PART_OEM, PART_RECOVERY, PART_STATE, PART_PERSISTENT },
+                    (uint64_t[]) { 1, 64, 8192, 15360, 307199 - 1 - 1 - 64 - 8192 - 15360 }, 5);
+        /* force_efi on a BIOS machine: refused, nothing computed */
+        req.force_efi = true;
+        assert_int_equal(compute_req(&req, &l), -EINVAL);
+        req.efi = true;
+        assert_int_equal(compute_req(&req, &l), 0);
+        assert_non_null(layout_get(&l, PART_EFI));
+}
+
+static void test_msdos(void **state) {
+        struct layout l;
+        struct layout_request req = { .device = "/dev/test", .disk_bytes = 300 * GiB, .force_mbr = true };
+        assert_int_equal(compute_req(&req, &l), 0);
+        assert_string_equal(l.table, "dos");
+        assert_false(l.efi);
+        assert_int_equal(l.first_usable, 512);
+        assert_int_equal(l.end_usable, 300 * GiB); /* no backup table */
+        /* four primaries, no partition 6: COS_PERSISTENT takes the rest */
+        check_parts(&l, (enum part_id[]) { PART_OEM, PART_RECOVERY, PART_STATE, PART_PERSISTENT },
+                    (uint64_t[]) { 64, 8192, 15360, 307200 - 1 - 64 - 8192 - 15360 }, 4);
+        assert_null(layout_get(&l, PART_DATA));
+        assert_null(layout_get(&l, PART_BIOS));
+        /* persistent_partition_size has nothing to leave room for: ignored */
+        req.persistent_partition_bytes = 150 * GiB;
+        assert_int_equal(compute_req(&req, &l), 0);
+        assert_int_equal(layout_get(&l, PART_PERSISTENT)->size, (307200 - 1 - 64 - 8192 - 15360) * MiB);
+        req.persistent_partition_bytes = 0;
+        /* with a data disk: the same four */
+        req.data_disk = "/dev/data";
+        req.data_disk_bytes = 100 * GiB;
+        assert_int_equal(compute_req(&req, &l), 0);
+        assert_int_equal(l.n_parts, 4);
+        assert_true(l.has_data_disk);
+        req.data_disk = NULL;
+        req.data_disk_bytes = 0;
+
+        /* 2 TiB is the msdos limit (v1.1.2): 2,199,023,255,040 bytes fit, one byte more is refused */
+        req.disk_bytes = UINT64_C(2199023255040);
+        assert_int_equal(compute_req(&req, &l), 0);
+        uint64_t last = l.parts[3].start + l.parts[3].size;
+        assert_true(last <= req.disk_bytes && (last - 1) / 512 <= UINT32_MAX);
+        req.disk_bytes++;
+        assert_int_equal(compute_req(&req, &l), -E2BIG);
+        req.disk_bytes = 4096 * GiB;
+        assert_int_equal(compute_req(&req, &l), -E2BIG);
+
+        /* force_mbr needs BIOS: refused on UEFI, before any size question */
+        req.disk_bytes = 300 * GiB;
+        req.efi = true;
+        assert_int_equal(compute_req(&req, &l), -EINVAL);
+        /* force_mbr with force_efi on BIOS: force_efi is refused */
+        req.efi = false;
+        req.force_efi = true;
+        assert_int_equal(compute_req(&req, &l), -EINVAL);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_formula),
@@ -211,6 +334,8 @@ int main(void) {
                 cmocka_unit_test(test_persistent_size),
                 cmocka_unit_test(test_skipchecks_small),
                 cmocka_unit_test(test_sector_4k),
+                cmocka_unit_test(test_bios_gpt),
+                cmocka_unit_test(test_msdos),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

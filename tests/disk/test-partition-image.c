@@ -43,8 +43,9 @@ static void check_with_libfdisk(const char *path, const struct layout *l) {
         struct fdisk_table *tb = NULL;
         assert_non_null(cxt);
         assert_int_equal(fdisk_assign_device(cxt, path, 1), 0);
+        bool msdos = streq(l->table, "dos");
         assert_true(fdisk_has_label(cxt));
-        assert_true(fdisk_is_label(cxt, GPT));
+        assert_true(msdos ? fdisk_is_label(cxt, DOS) : fdisk_is_label(cxt, GPT));
         assert_int_equal(fdisk_get_sector_size(cxt), 512);
         assert_int_equal(fdisk_get_partitions(cxt, &tb), 0);
         assert_int_equal(fdisk_table_get_nents(tb), l->n_parts);
@@ -55,8 +56,13 @@ static void check_with_libfdisk(const char *path, const struct layout *l) {
                 assert_int_equal(fdisk_partition_get_partno(pa), p->partno - 1);
                 assert_int_equal((uint64_t)fdisk_partition_get_start(pa) * 512, p->start);
                 assert_int_equal((uint64_t)fdisk_partition_get_size(pa) * 512, p->size);
-                assert_string_equal(fdisk_partition_get_name(pa), p->name);
-                assert_string_equal(fdisk_parttype_get_string(fdisk_partition_get_type(pa)), p->type_guid);
+                if (msdos) {
+                        assert_int_equal(fdisk_parttype_get_code(fdisk_partition_get_type(pa)), 0x83);
+                        assert_int_equal(fdisk_partition_is_bootable(pa), p->id == PART_STATE);
+                } else {
+                        assert_string_equal(fdisk_partition_get_name(pa), p->name);
+                        assert_string_equal(fdisk_parttype_get_string(fdisk_partition_get_type(pa)), p->type);
+                }
         }
         /* Nothing beyond the layout, no overlaps, and libfdisk finds the table consistent. */
         assert_int_equal(fdisk_verify_disklabel(cxt), 0);
@@ -83,6 +89,7 @@ static void write_and_check(uint64_t size, uint64_t data_disk, uint64_t ppb) {
                 .data_disk = data_disk ? "/dev/data" : NULL,
                 .data_disk_bytes = data_disk,
                 .persistent_partition_bytes = ppb,
+                .efi = true,
         };
         _cleanup_free_ char *path = NULL;
         assert_int_equal(layout_compute(&req, &l), 0);
@@ -133,7 +140,7 @@ static void test_sizes(void **state) {
 /* An existing MBR table is replaced; the wrong layout for a disk is refused. */
 static void test_replace_and_mismatch(void **state) {
         struct layout l;
-        struct layout_request req = { .disk_bytes = 100 * GiB };
+        struct layout_request req = { .disk_bytes = 100 * GiB, .efi = true };
         _cleanup_free_ char *path = NULL;
         assert_int_equal(layout_compute(&req, &l), 0);
         int fd = make_image(100 * GiB, &path);
@@ -181,6 +188,90 @@ static void test_replace_and_mismatch(void **state) {
         unlink(path);
 }
 
+/* An old install's GRUB boot code in the first sector: the new table must not keep it. */
+static void plant_boot_code(int fd) {
+        unsigned char code[440];
+        memset(code, 0xeb, sizeof code);
+        assert_int_equal(pwrite(fd, code, sizeof code, 0), (ssize_t)sizeof code);
+}
+
+static void assert_no_boot_code(int fd) {
+        unsigned char mbr[512], zero[440] = {};
+        read_at(fd, 0, mbr, sizeof mbr);
+        assert_memory_equal(mbr, zero, sizeof zero);
+        assert_int_equal(mbr[510], 0x55);
+        assert_int_equal(mbr[511], 0xaa);
+}
+
+/* Legacy BIOS: GPT with the 1 MiB bios_grub partition first (its type is what GRUB embeds into). */
+static void test_bios_gpt(void **state) {
+        struct layout l;
+        struct layout_request req = { .disk_bytes = 300 * GiB };
+        _cleanup_free_ char *path = NULL;
+        assert_int_equal(layout_compute(&req, &l), 0);
+        int fd = make_image(300 * GiB, &path);
+        plant_boot_code(fd);
+        assert_int_equal(partition_write_table(fd, path, &l), 0);
+        check_with_libfdisk(path, &l);
+        check_headers(fd, 300 * GiB);
+        assert_no_boot_code(fd);
+        assert_int_equal(partition_verify(fd, path, &l), 0);
+        struct part_info *parts = NULL;
+        size_t n = 0;
+        assert_int_equal(partition_read_table(fd, path, NULL, &parts, &n), 0);
+        assert_int_equal(n, 6);
+        assert_string_equal(parts[0].name, "bios");
+        assert_string_equal(parts[0].type, GPT_TYPE_BIOS_BOOT);
+        assert_int_equal(parts[0].start, 1 * MiB);
+        assert_int_equal(parts[0].size, 1 * MiB);
+        free(parts);
+        /* A UEFI layout read back against it differs. */
+        struct layout efi;
+        req.efi = true;
+        assert_int_equal(layout_compute(&req, &efi), 0);
+        assert_true(partition_verify(fd, path, &efi) < 0);
+        close(fd);
+        unlink(path);
+}
+
+/* force_mbr: an msdos table, four primaries of type 83, the boot flag on COS_STATE (3), no backup. */
+static void test_msdos(void **state) {
+        static const uint64_t sizes[] = { 300 * GiB, UINT64_C(2199023255040) };
+        for (size_t k = 0; k < ELEMENTSOF(sizes); k++) {
+                struct layout l;
+                struct layout_request req = { .disk_bytes = sizes[k], .force_mbr = true };
+                _cleanup_free_ char *path = NULL;
+                assert_int_equal(layout_compute(&req, &l), 0);
+                int fd = make_image(sizes[k], &path);
+                plant_boot_code(fd);
+                assert_int_equal(partition_write_table(fd, path, &l), 0);
+                check_with_libfdisk(path, &l);
+                assert_no_boot_code(fd);
+                unsigned char mbr[512];
+                read_at(fd, 0, mbr, sizeof mbr);
+                for (int i = 0; i < 4; i++) {
+                        assert_int_equal(mbr[446 + 16 * i + 4], 0x83);
+                        assert_int_equal(mbr[446 + 16 * i], i == 2 ? 0x80 : 0x00); /* active: state */
+                }
+                assert_int_equal(partition_verify(fd, path, &l), 0);
+                char *label = NULL;
+                struct part_info *parts = NULL;
+                size_t n = 0;
+                assert_int_equal(partition_read_table(fd, path, &label, &parts, &n), 0);
+                assert_string_equal(label, "dos");
+                assert_int_equal(n, 4);
+                assert_true(parts[2].bootable);
+                assert_false(parts[3].bootable);
+                assert_string_equal(parts[3].type, "83");
+                /* the last partition ends inside what 32-bit sector numbers reach */
+                assert_true((parts[3].start + parts[3].size) / 512 - 1 <= UINT32_MAX);
+                free(label);
+                free(parts);
+                close(fd);
+                unlink(path);
+        }
+}
+
 static int setup(void **state) {
         return mkdtemp(tmpdir) ? 0 : -1;
 }
@@ -203,6 +294,8 @@ int main(void) {
                 cmocka_unit_test(test_300),
                 cmocka_unit_test(test_sizes),
                 cmocka_unit_test(test_replace_and_mismatch),
+                cmocka_unit_test(test_bios_gpt),
+                cmocka_unit_test(test_msdos),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -392,6 +392,53 @@ static void test_os_image_check(void **state) {
         tmpdir_remove(tmp);
 }
 
+/* On a legacy BIOS machine (the fake root without sys/firmware/efi) the image's GRUB for i386-pc is
+ * checked too: Debian's layout or SLE's, each file named when missing; on UEFI it is not needed. */
+static void test_os_image_check_bios(void **state) {
+        char *tmp = tmpdir_new(), *root = fake_rootfs(tmp), *iso = path_in(tmp, "iso");
+        const char *uefi = getenv("HARVESTER_INSTALL_FACTS_ROOT");
+        char *uefi_root = xstrdup(uefi), *bios_root = strdup_printf("%s/fixtures/firmware-bios", getenv("TESTS_SOURCE_DIR"));
+        mkdirs(tmp, "iso");
+        mkdirs(tmp, "rootfs/boot");
+        const char *more[] = { "boot/vmlinuz", "boot/initrd", "etc/harvester-release.yaml" };
+        for (size_t i = 0; i < ELEMENTSOF(more); i++) {
+                char *p = path_in(root, more[i]);
+                write_text(p, "x\n");
+                free(p);
+        }
+        assert_int_equal(os_image_check(iso, root), 0); /* UEFI: no GRUB for i386-pc needed */
+        assert_int_equal(setenv("HARVESTER_INSTALL_FACTS_ROOT", bios_root, 1), 0);
+        assert_int_equal(os_image_check(iso, root), -ENOENT);
+        assert_non_null(strstr(log_last_error(), "usr/sbin/grub2-install or usr/sbin/grub-install (GRUB for legacy BIOS)"));
+
+        /* Debian's layout (the test release): the tool, then each file under usr/lib/grub/i386-pc */
+        mkdirs(root, "usr/sbin");
+        mkdirs(root, "usr/lib/grub/i386-pc");
+        char *tool = path_in(root, "usr/sbin/grub-install");
+        write_text(tool, "#!/bin/sh\n");
+        assert_int_equal(os_image_check(iso, root), -ENOENT);
+        assert_non_null(strstr(log_last_error(), "usr/lib/grub/i386-pc/boot.img"));
+        for (size_t i = 0; install_bios_grub_files[i]; i++) {
+                char *rel = strdup_printf("usr/lib/grub/i386-pc/%s", install_bios_grub_files[i]), *p = path_in(root, rel);
+                write_text(p, "module\n");
+                if (install_bios_grub_files[i + 1]) {
+                        assert_int_equal(os_image_check(iso, root), -ENOENT);
+                        assert_null(strstr(log_last_error(), rel));
+                }
+                free(rel);
+                free(p);
+        }
+        assert_int_equal(os_image_check(iso, root), 0);
+        assert_ptr_equal(install_bios_grub_find(root, NULL), &install_bios_grubs[1]);
+        assert_int_equal(setenv("HARVESTER_INSTALL_FACTS_ROOT", uefi_root, 1), 0);
+        free(tool);
+        free(uefi_root);
+        free(bios_root);
+        free(iso);
+        free(root);
+        tmpdir_remove(tmp);
+}
+
 /* rename(2) calls of install_write_loader, in order (-Wl,--wrap=rename). */
 static char renamed[16][64];
 static size_t n_renamed;
@@ -698,6 +745,7 @@ int main(void) {
                 cmocka_unit_test(test_grubenv),
                 cmocka_unit_test(test_write_loader),
                 cmocka_unit_test(test_os_image_check),
+                cmocka_unit_test(test_os_image_check_bios),
                 cmocka_unit_test(test_copy_file),
                 cmocka_unit_test(test_make_images),
                 cmocka_unit_test(test_preload_images),
