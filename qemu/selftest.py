@@ -197,6 +197,58 @@ def check_verdicts():
     expect(ok, f"a FAILED webhook to node1's URL counts for node1 ({detail})")
 
 
+def load_pxe_lab():
+    """qemu/pxe-lab (no .py) as a module."""
+    import importlib.machinery
+    import importlib.util
+    loader = importlib.machinery.SourceFileLoader("pxe_lab", str(h.QEMU_DIR / "pxe-lab"))
+    spec = importlib.util.spec_from_loader("pxe_lab", loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+def check_rack(release, tools):
+    """three-nodes' rack: one script without config_url, a cpio whose cmdline.d line holds the
+    literal ${mac}, config-<mac>.yaml per node (own hostname, own URLs), nothing else; the check
+    wants the node's own config and the agent's expansion line."""
+    lab = h.Lab(release, tools, name="selftest", config_edit=S.with_token())
+    try:
+        ctx = S.Ctx(lab)
+        for node, mode, mac, _ in S.RACK:
+            ctx.vm[node] = lab.new_vm(node, mode, mac)
+        S.rack_prepare(ctx)
+        for node, mode, mac, hostname in S.RACK:
+            d = lab.served.root / "n" / node / "harvester"
+            script = (d / S.RACK_SCRIPT).read_text()
+            kernel = next(l for l in script.splitlines() if l.startswith("kernel "))
+            urls = re.findall(r"http://\S+", script)
+            expect("config_url" not in kernel and re.match(rf"kernel \S+ initrd={S.RACK_CPIO} initrd=", kernel)
+                   and "BOOTIF=01-${netX/mac:hexhyp}" in kernel and f"\ninitrd {S.RACK_CPIO}\ninitrd " in script
+                   and urls and all(f"/n/{node}/harvester/" in u for u in urls),
+                   f"rack: {node}'s script loads the cpio first, passes BOOTIF, has no config_url, names its own URLs")
+            listing = subprocess.run(["cpio", "-i", "--to-stdout", S.RACK_CONF], cwd=d, input=(d / S.RACK_CPIO).read_bytes(),
+                                     capture_output=True).stdout.decode()
+            expect(listing == f"harvester.install.config_url=http://{lab.served.server}/n/{node}/harvester/config-${{mac}}.yaml\n",
+                   f"rack: {node}'s cpio holds the config_url with ${{mac}} unexpanded ({listing!r})")
+            conf = (d / f"config-{mac}.yaml").read_text()
+            expect(f"  hostname: {hostname}\n" in conf and f"  mode: {mode}\n" in conf
+                   and f"/n/{node}/harvester/" in conf and not (d / "config-create.yaml").exists()
+                   and not (d / "config-join.yaml").exists(),
+                   f"rack: config-{mac}.yaml is {node}'s ({mode}, hostname {hostname}); no config-create/join.yaml")
+            expect(ctx.vm[node].bootfile.endswith(f"/n/{node}/harvester/{S.RACK_SCRIPT}"),
+                   f"rack: {node} boots the rack's script")
+    finally:
+        lab.close()
+    c = S.rack_config("node2", h.JOIN_MAC)
+    said = f"harvester-install: harvester.install.config_url expands to http://10.0.2.2:80/n/node2/harvester/config-{h.JOIN_MAC}.yaml on this node."
+    own = ("127.0.0.1", f"/n/node2/harvester/config-{h.JOIN_MAC}.yaml", 200, 9)
+    other = ("127.0.0.1", f"/n/node2/harvester/config-{h.CREATE_MAC}.yaml", 200, 9)
+    expect(c(fake_ctx({"node2": [said]}, [own]))[0], "rack: the node's own config and the expansion line pass")
+    expect(not c(fake_ctx({"node2": [said]}, [own, other]))[0], "rack: fetching another node's config fails")
+    expect(not c(fake_ctx({"node2": []}, [own]))[0], "rack: no expansion line (iPXE expanded it) fails")
+
+
 def get(url):
     try:
         with urllib.request.urlopen(url, timeout=10) as r:
@@ -257,6 +309,8 @@ def main():
             lab.close()
         expect(not lab.workdir.exists(), "the work dir is removed")
 
+        check_rack(release, tools)
+
         lab = h.Lab(release, tools, name="selftest", config_404=True, no_automatic=True,
                     cmdline_extra="harvester.install.mode=join")
         try:
@@ -285,6 +339,20 @@ def main():
         p = subprocess.run([dhcpd, "-t", "-4", "-cf", str(h.SEED_DIR / "dhcpd.conf")],
                            capture_output=True, text=True)
         expect(p.returncode == 0, "dhcpd -t accepts the seed's dhcpd.conf"
+               + ("" if p.returncode == 0 else f": {p.stderr.strip()[-300:]}"))
+        # pxe-lab fleet: the seed's dhcpd.conf with one host entry per further join MAC.
+        fleet = load_pxe_lab()
+        macs = [(f"node{i}", fleet.fleet_mac(i)) for i in range(3, 7)]
+        text = fleet.fleet_dhcpd_conf(h.seed_text("dhcpd.conf"), macs)
+        expect(len({fleet.fleet_mac(i) for i in range(1, 7)}) == 6 and fleet.fleet_mac(1) == h.CREATE_MAC
+               and fleet.fleet_mac(2) == h.JOIN_MAC, "fleet: six distinct MACs, node1 and node2 the seed's")
+        with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:
+            f.write(text)
+            f.flush()
+            p = subprocess.run([dhcpd, "-t", "-4", "-cf", f.name], capture_output=True, text=True)
+        join_group = text[text.index("# join group"):]
+        expect(p.returncode == 0 and all(f"host {n} {{ hardware ethernet {m}; }}" in join_group for n, m in macs),
+               "fleet: dhcpd -t accepts the seed's dhcpd.conf with a join host entry per MAC"
                + ("" if p.returncode == 0 else f": {p.stderr.strip()[-300:]}"))
     else:
         skipped.append("dhcpd -t not run: isc-dhcp-server is not installed")
