@@ -202,12 +202,15 @@ def main():
             h.write_public(p, text)
         vm = lab.new_vm("node1", "create", mem=mem)
         t0 = time.monotonic()
+        load0 = os.getloadavg()
         with h.vm_slots(1):
             h.note("booting node1 (PXE, floors, install)")
             reason, secs = vm.run(accel, cpu, timeout, stop=[h.RE_SUCCEEDED.pattern, *scenarios.STOP_ALWAYS],
                                   grace=3.0, prefix="node1| " if os.environ.get("BENCH_LIVE") else None)
         wall = time.monotonic() - t0
         report(vm.console, reason, wall, iso_size, root_b, img_b, mem, accel)
+        print(f"host: {os.cpu_count()} cores, load average {load0[0]:.1f} at the start, "
+              f"{os.getloadavg()[0]:.1f} at the end (1 min)")
         logs = lab.save_logs(h.LOGS / "install-bench")
         h.note(f"logs in {logs}")
     finally:
@@ -224,8 +227,7 @@ def report(con, reason, wall, iso_size, root_b, img_b, mem, accel):
         m = find(rf"\[install-bench\] floor {name} bytes=(\d+) t0=([\d.]+) t1=([\d.]+)")
         return (int(m.group(1)), float(m.group(3)) - float(m.group(2))) if m else (None, None)
 
-    stages = {m.group(1): float(m.group(2))
-              for _, m in con.all(r"^harvester-install:\s+(configuration|memory|iso|disk-check|disk-write|install|total)\s+([\d.]+) s$")}
+    stages = {m.group(1): float(m.group(2)) for _, m in con.all(scenarios.RE_STAGE_TIME)}
     ok = con.find(h.RE_SUCCEEDED)
     failed = con.find(h.RE_FAILED)
     print(f"\nresult: {'SUCCEEDED' if ok else 'FAILED: ' + failed[1].group(1) if failed else reason} "
