@@ -249,6 +249,46 @@ def check_rack(release, tools):
     expect(not c(fake_ctx({"node2": []}, [own]))[0], "rack: no expansion line (iPXE expanded it) fails")
 
 
+def check_bench():
+    """bench/install_bench.py's report: ratios against the floors from the console lines, the
+    bytes of the OS images, the agent's RSS, MemAvailable and the largest ISO."""
+    import contextlib
+    import io
+    import sys
+    sys.path.insert(0, str(h.TOP / "bench"))
+    import install_bench as B
+    con = h.Console()
+    con.lines = [(float(t), x) for t, x in [
+        (1, "[install-bench] sample t=1.0 avail_kib=7900000 written_sectors=0 agent_hwm_kib=0"),
+        (10, "[install-bench] floor iso-curl bytes=5368709120 t0=100.0 t1=160.0"),
+        (20, "[install-bench] floor dd-images bytes=4294967296 t0=170.0 t1=200.0"),
+        (25, "[install-bench] floor dd-os bytes=3221225472 t0=200.0 t1=225.0"),
+        (26, "[install-bench] sample t=1.0 avail_kib=7864320 written_sectors=100 agent_hwm_kib=0"),
+        (27, "[harvester-install] STAGE iso"),
+        (40, "[install-bench] sample t=1.0 avail_kib=2621440 written_sectors=100 agent_hwm_kib=15000"),
+        (90, "[harvester-install] STAGE disk-check"),
+        (95, "harvester-install: Making active.img (3072 MiB, ext2, COS_ACTIVE) from the ISO's root file system..."),
+        (100, "harvester-install: Made /run/x/state/cOS/active.img in 20.1 s (1.1 GiB written)."),
+        (120, "harvester-install: OS images done in 25.0 s."),
+        (121, "[install-bench] sample t=1.0 avail_kib=2097152 written_sectors=7000000 agent_hwm_kib=16000"),
+        (130, "harvester-install: Copied the ISO's rancherd image bundle (256 MiB) to COS_PERSISTENT in 3.0 s."),
+        (160, "harvester-install: Imported the ISO's Harvester images into containerd on COS_PERSISTENT in 42.0 s (no tarball kept)."),
+        (170, "harvester-install:   iso             72.0 s"),
+        (172, "harvester-install:   total          200.0 s"),
+        (173, "harvester-install: Peak memory of the agent (RSS): 15.2 MiB."),
+        (174, "[harvester-install] SUCCEEDED")]]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        B.report(con, "stopped", 300, 5 << 30, 1 << 30, 4 << 30, "8G", "tcg")
+    text = out.getvalue()
+    for want in (r"result: SUCCEEDED", r"ISO stage .* 72\.0 .* 60\.0 +1\.20 +<= 1\.3",
+                 r"image stage .* 45\.0 .* 30\.0 +1\.50 +<= 1\.3", r"OS images \(.* 25\.0 .* 25\.0 +1\.00",
+                 r"the three 3\.30 GiB = 1\.10 x", r"agent peak RSS: 15\.2 MiB",
+                 r"MemAvailable: 7\.50 GiB before the ISO stage, 2\.50 GiB at least during it .* 2\.00 GiB at least",
+                 r"largest ISO with 8G: 6\.50 GiB"):
+        expect(re.search(want, text), f"install-bench report: /{want}/")
+
+
 def get(url):
     try:
         with urllib.request.urlopen(url, timeout=10) as r:
@@ -358,6 +398,7 @@ def main():
         skipped.append("dhcpd -t not run: isc-dhcp-server is not installed")
 
     check_verdicts()
+    check_bench()
 
     raw = b"\x1b[0m\x1b[1;37m[harvester-install] FAILED: Not enough memory\x1b[0m\r"
     line = h.clean_line(raw)
