@@ -1314,7 +1314,8 @@ static int render_harvester_config(const struct model *m, char **ret) {
         emit_kv(&e, "device", in->device);
         emit_kv(&e, "configurl", in->config_url);
         emit_kv_bool(&e, "silent", in->silent);
-        emit_kv(&e, "isourl", in->iso_url);
+        /* Harvester's key is one URL: the first mirror (README, "More than one server"). */
+        emit_kv(&e, "isourl", in->iso_urls ? in->iso_urls[0] : NULL);
         emit_kv_bool(&e, "poweroff", in->poweroff);
         emit_kv_bool(&e, "noformat", in->no_format);
         emit_kv_bool(&e, "debug", in->debug);

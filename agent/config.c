@@ -278,6 +278,20 @@ static int expand_url(char **url, const char *path, const char *where, const cha
         return 0;
 }
 
+/* Every mirror of install.iso_url, each expanded as one URL. */
+static int expand_iso_urls(struct config *c, const char *cmdline, struct diags *d) {
+        size_t n = strv_length(c->install.iso_urls);
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *p = n > 1 ? strdup_printf("install.iso_url[%zu]", i) : strdup("install.iso_url");
+                if (!p)
+                        return -ENOMEM;
+                int r = expand_url(&c->install.iso_urls[i], p, config_where(c, p), cmdline, d);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 /* The kernel arguments: parsed, canonicalised, their secrets registered. */
 static int load_cmdline(const char *text, struct config *c, struct diags *d, struct node **ret) {
         _cleanup_node_ struct node *ctree = NULL;
@@ -373,7 +387,7 @@ static int load(const struct config_source *src, struct config *c, struct diags 
         if ((r = load_rest(c, TAKE_PTR(ctree), body, len, d)) < 0)
                 return r;
         if (src->expand_urls && diags_errors(d) == 0 &&
-            ((r = expand_url(&c->install.iso_url, "install.iso_url", config_where(c, "install.iso_url"), text, d)) < 0 ||
+            ((r = expand_iso_urls(c, text, d)) < 0 ||
              (r = expand_url(&c->install.iso_checksum_url, "install.iso_checksum_url",
                              config_where(c, "install.iso_checksum_url"), text, d)) < 0))
                 return r;
@@ -571,7 +585,10 @@ int cmd_config(const struct global_opts *g, int argc, char **argv) {
                 return EXIT_INTERNAL;
         if (r < 0)
                 return EXIT_INVALID;
-        if (url_template_used(cfg->install.iso_url) || url_template_used(cfg->install.iso_checksum_url))
+        bool templated = url_template_used(cfg->install.iso_checksum_url);
+        STRV_FOREACH(u, cfg->install.iso_urls)
+                templated = templated || url_template_used(*u);
+        if (templated)
                 log_info("install.iso_url, install.iso_checksum_url: ${mac}, ${uuid}, ${serial} and ${hostname} are "
                          "shown as written; the node expands them from what it is when the install starts.");
         if (config_has_mac_only_interfaces(cfg))

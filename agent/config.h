@@ -86,7 +86,9 @@ struct install_config {
         char *vip_hw_addr;
         char *device;
         char *data_disk;
-        char *iso_url;
+#define ISO_MIRRORS_MAX 16
+        char **iso_urls;        /* install.iso_url: one URL or a list of mirrors of the same file, tried
+                                 * in order (a download resumes on the next one: download.h) */
         char *iso_checksum;     /* "sha512:<hex>" or "sha256:<hex>" */
         char *iso_checksum_url; /* a "<hex>  <filename>" list, as Harvester releases publish */
         char *config_url;

@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "disk.h"
+#include "diskselect.h"
 #include "format.h"
 #include "interrupt.h"
 #include "layout.h"
@@ -75,6 +76,8 @@ struct disk {
         bool written;       /* something was written to it */
         struct holder *holders;
         size_t n_holders;
+        char **listing;     /* chosen by a selector: every disk's line, "* " before this one */
+        char *select_name;  /* chosen by a selector: its name among the disks the selector saw */
 };
 
 struct disk_plan {
@@ -100,6 +103,8 @@ static void disk_done(struct disk *d) {
         if (d->lock_fd >= 0)
                 close(d->lock_fd); /* udev may look at the disk again */
         holders_free(d->holders, d->n_holders);
+        strv_free(d->listing);
+        free(d->select_name);
         *d = (struct disk) { .fd = -1, .lock_fd = -1 };
 }
 
@@ -116,9 +121,9 @@ void disk_plan_free(struct disk_plan *p) {
         free(p);
 }
 
-/* /sys/block/<name>/<attr>, first line, trailing blanks removed; NULL when absent. */
-static char *sysfs_read(const char *name, const char *attr) {
-        _cleanup_free_ char *path = strdup_printf("/sys/block/%s/%s", name, attr);
+/* <root>/sys/block/<name>/<attr>, first line, trailing blanks removed; NULL when absent. */
+char *disk_sysfs_attr(const char *root, const char *name, const char *attr) {
+        _cleanup_free_ char *path = strdup_printf("%s/sys/block/%s/%s", root, name, attr);
         char *s = NULL;
         if (!path || read_full_file(path, &s, NULL) < 0)
                 return NULL;
@@ -127,6 +132,10 @@ static char *sysfs_read(const char *name, const char *attr) {
         for (size_t n = strlen(s); n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'); n--)
                 s[n - 1] = 0;
         return s;
+}
+
+static char *sysfs_read(const char *name, const char *attr) {
+        return disk_sysfs_attr("", name, attr);
 }
 
 static uint64_t sysfs_size(const char *sysname) {
@@ -209,37 +218,82 @@ static int installer_media(char ***ret) {
         return 0;
 }
 
-/* The /dev/disk/by-id name of a disk, if udev made one (ata-, nvme-, scsi- before wwn-). */
-static char *by_id_name(const char *sysname) {
-        DIR *d = opendir("/dev/disk/by-id");
-        char *best = NULL;
-        if (!d)
-                return NULL;
+/* The names in <root>/dev/disk/<dir> that udev made for the disk, sorted. */
+int disk_udev_links(const char *root, const char *dir, const char *sysname, char ***ret) {
+        _cleanup_free_ char *path = strdup_printf("%s/dev/disk/%s", root, dir);
+        _cleanup_free_ char *real_root = isempty(root) ? strdup("") : realpath(root, NULL);
+        _cleanup_strv_free_ char **l = NULL;
+        if (!path || !real_root)
+                return -ENOMEM;
+        _cleanup_free_ char *node = strdup_printf("%s/dev/%s", real_root, sysname);
+        if (!node)
+                return -ENOMEM;
+        /* The node itself may be a link (a fake tree's, leading to a real device). */
+        _cleanup_free_ char *want = realpath(node, NULL) ?: TAKE_PTR(node);
+        DIR *d = opendir(path);
+        if (!d) {
+                *ret = NULL;
+                return 0;
+        }
         struct dirent *de;
-        while ((de = readdir(d))) {
+        int r = 0;
+        while (r >= 0 && (de = readdir(d))) {
                 if (de->d_name[0] == '.')
                         continue;
-                _cleanup_free_ char *p = strdup_printf("/dev/disk/by-id/%s", de->d_name);
-                _cleanup_free_ char *r = p ? realpath(p, NULL) : NULL;
-                _cleanup_free_ char *want = strdup_printf("/dev/%s", sysname);
-                if (!r || !want || !streq(r, want))
-                        continue;
-                if (!best || (strncmp(best, "/dev/disk/by-id/wwn-", 20) == 0 && strncmp(p, "/dev/disk/by-id/wwn-", 20) != 0)) {
-                        free(best);
-                        best = TAKE_PTR(p);
-                }
+                _cleanup_free_ char *p = strdup_printf("%s/%s", path, de->d_name);
+                _cleanup_free_ char *t = p ? realpath(p, NULL) : NULL;
+                if (!p)
+                        r = -ENOMEM;
+                else if (t && streq(t, want))
+                        r = strv_push(&l, de->d_name);
         }
         closedir(d);
-        return best;
+        if (r < 0)
+                return r;
+        for (size_t i = 1; l && l[i]; i++) /* sorted: insertion sort, a disk has few names */
+                for (size_t j = i; j > 0 && strcmp(l[j - 1], l[j]) > 0; j--) {
+                        char *x = l[j];
+                        l[j] = l[j - 1];
+                        l[j - 1] = x;
+                }
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
+/* How well a by-id name tells a person which disk it is: the transport's name with model and
+ * serial (ata-, nvme-, scsi-, usb-, virtio-) first, then WWN-style names, then the names of what
+ * the disk holds (an LVM physical volume, an MD member), which change with its contents. */
+static int by_id_rank(const char *name) {
+        static const char *const content[] = { "lvm-pv-uuid-", "md-uuid-", "md-name-", "dm-" };
+        for (size_t i = 0; i < ELEMENTSOF(content); i++)
+                if (strncmp(name, content[i], strlen(content[i])) == 0)
+                        return 2;
+        return strncmp(name, "wwn-", 4) == 0 || strncmp(name, "nvme-eui.", 9) == 0 ? 1 : 0;
+}
+
+/* The /dev/disk/by-id name of a disk, if udev made one: the best ranked, then the first sorted. */
+char *disk_udev_by_id(const char *root, const char *sysname) {
+        _cleanup_strv_free_ char **l = NULL;
+        if (disk_udev_links(root, "by-id", sysname, &l) < 0 || !l)
+                return NULL;
+        const char *best = l[0];
+        STRV_FOREACH(n, l)
+                if (by_id_rank(*n) < by_id_rank(best))
+                        best = *n;
+        return strdup_printf("/dev/disk/by-id/%s", best);
+}
+
+static char *by_id_name(const char *sysname) {
+        return disk_udev_by_id("", sysname);
 }
 
 /* The serial number the device reports: NVMe and virtio have an attribute, SCSI and ATA (libata)
  * disks have it in VPD page 0x80 (4-byte header, then the serial, space-padded). */
-static char *sysfs_serial(const char *sysname) {
-        char *s = sysfs_read(sysname, "device/serial");
+char *disk_sysfs_serial(const char *root, const char *sysname) {
+        char *s = disk_sysfs_attr(root, sysname, "device/serial");
         if (isempty(s)) {
                 free(s);
-                s = sysfs_read(sysname, "serial");
+                s = disk_sysfs_attr(root, sysname, "serial");
         }
         for (char *c = s; c && *c; c++)
                 if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
@@ -247,7 +301,7 @@ static char *sysfs_serial(const char *sysname) {
         if (!isempty(s))
                 return s;
         free(s);
-        _cleanup_free_ char *path = strdup_printf("/sys/block/%s/device/vpd_pg80", sysname);
+        _cleanup_free_ char *path = strdup_printf("%s/sys/block/%s/device/vpd_pg80", root, sysname);
         _cleanup_free_ char *raw = NULL;
         size_t n = 0;
         if (!path || read_full_file(path, &raw, &n) < 0 || n < 4)
@@ -266,6 +320,10 @@ static char *sysfs_serial(const char *sysname) {
                 if (b[i] < 0x20 || b[i] > 0x7e)
                         return NULL; /* not printable ASCII: not a serial we can show or compare */
         return len > 0 ? strndup(b, len) : NULL;
+}
+
+static char *sysfs_serial(const char *sysname) {
+        return disk_sysfs_serial("", sysname);
 }
 
 /* What sysfs and udev say about a whole disk; what is unknown stays NULL (printed "-", never
@@ -706,6 +764,39 @@ static int check_disk(struct disk *d, char *const *media, bool dry_run) {
         return disk_check_holders(d, dry_run);
 }
 
+/* value is a /dev path, or a selector (diskselect.c) that picks one disk, never the medium the
+ * installer runs from nor the install disk (resolved first). The checks that follow are the same. */
+static int disk_find(struct disk_plan *p, struct disk *d, const char *key, const char *value, char *const *media,
+                     uint64_t deadline) {
+        if (!disk_selector_is(value))
+                return disk_resolve(d, key, value, deadline);
+        size_t n_media = strv_length(media), n = 0;
+        _cleanup_free_ struct ds_exclude *excl = calloc(n_media + 1, sizeof *excl);
+        if (!excl)
+                return log_oom();
+        for (size_t i = 0; i < n_media; i++)
+                excl[n++] = (struct ds_exclude) { media[i], "the medium the installer runs from" };
+        if (d != &p->install && p->install.sysname) /* the same names but under HARVESTER_INSTALL_FACTS_ROOT */
+                excl[n++] = (struct ds_exclude) { p->install.select_name ?: p->install.sysname, "chosen by install.device" };
+        /* HARVESTER_INSTALL_FACTS_ROOT: tests point it at a fake /sys and /dev tree. */
+        const char *root = getenv("HARVESTER_INSTALL_FACTS_ROOT") ?: "";
+        _cleanup_free_ char *node = NULL;
+        _cleanup_strv_free_ char **listing = NULL;
+        int r = disk_select(root, key, value, excl, n, deadline, &node, &listing);
+        if (r < 0)
+                return r;
+        r = disk_resolve(d, key, node, deadline);
+        if (r < 0)
+                return r;
+        free(d->config_name);
+        d->config_name = strdup(value);
+        d->select_name = strdup(strrchr(node, '/') + 1);
+        if (!d->config_name || !d->select_name)
+                return log_oom();
+        d->listing = TAKE_PTR(listing);
+        return 0;
+}
+
 int disks_prepare_flags(const struct config *c, unsigned flags, struct disk_plan **ret) {
         _cleanup_strv_free_ char **media = NULL;
         struct disk_plan *p = NULL;
@@ -727,11 +818,11 @@ int disks_prepare_flags(const struct config *c, unsigned flags, struct disk_plan
                 goto fail;
 
         /* Find every disk. */
-        r = disk_resolve(&p->install, "install.device", c->install.device, deadline);
+        r = disk_find(p, &p->install, "install.device", c->install.device, media, deadline);
         if (r < 0)
                 goto fail;
         if (!isempty(c->install.data_disk)) {
-                r = disk_resolve(&p->data, "install.data_disk", c->install.data_disk, deadline);
+                r = disk_find(p, &p->data, "install.data_disk", c->install.data_disk, media, deadline);
                 if (r < 0)
                         goto fail;
                 p->has_data = true;
@@ -833,6 +924,24 @@ const char *disk_plan_data_disk(const struct disk_plan *p) {
         return p->has_data ? p->data.node : NULL;
 }
 
+static int name_disk(const struct disk *d, char **value) {
+        if (!d->listing)
+                return 0; /* named by a path: kept as given */
+        char *n = strdup(d->id.by_id ? d->id.by_id : d->node);
+        if (!n)
+                return log_oom();
+        free(*value);
+        *value = n;
+        return 0;
+}
+
+int disk_plan_name_disks(const struct disk_plan *p, struct config *c) {
+        int r = name_disk(&p->install, &c->install.device);
+        if (r >= 0 && p->has_data)
+                r = name_disk(&p->data, &c->install.data_disk);
+        return r;
+}
+
 const char *disk_plan_node(const struct disk_plan *p, enum part_id id) {
         if ((int)id < 0 || id >= _PART_MAX)
                 return NULL;
@@ -842,6 +951,11 @@ const char *disk_plan_node(const struct disk_plan *p, enum part_id id) {
 static void print_identity(const struct disk *d) {
         printf("  by-id %s, model %s, serial %s\n", d->id.by_id ? d->id.by_id : "- (no /dev/disk/by-id name)",
                isempty(d->id.model) ? "-" : d->id.model, isempty(d->id.serial) ? "-" : d->id.serial);
+        if (d->listing) {
+                printf("  chosen by the selector %s \"%s\" (*) among the disks:\n", d->key, d->config_name);
+                STRV_FOREACH(l, d->listing)
+                        printf("  %s\n", *l);
+        }
 }
 
 void disk_plan_print(const struct disk_plan *p) {

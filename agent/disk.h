@@ -64,3 +64,19 @@ void disk_identity_done(struct disk_identity *id);
 /* The whole-disk nodes chosen ("/dev/sda"); NULL when there is no data disk. */
 const char *disk_plan_install_disk(const struct disk_plan *p);
 const char *disk_plan_data_disk(const struct disk_plan *p);
+
+/* Additions (issue 13). install.device / install.data_disk given as selectors (diskselect.h)
+ * become the disks the plan chose (the by-id name, else the node), so that the node's configuration,
+ * the webhooks and the log name a disk. 0 or -ENOMEM. */
+int disk_plan_name_disks(const struct disk_plan *p, struct config *c);
+
+/* What sysfs and udev say about a disk, below root ("" for this machine,
+ * a fake tree in tests), shared with diskselect.c. NULL / empty when unknown. */
+char *disk_sysfs_attr(const char *root, const char *sysname, const char *attr);
+/* The serial number the device reports (device/serial, serial, or SCSI VPD page 0x80). */
+char *disk_sysfs_serial(const char *root, const char *sysname);
+/* The names (without the directory) in <root>/dev/disk/<dir> that point at <root>/dev/<sysname>,
+ * sorted. 0 or -ENOMEM. */
+int disk_udev_links(const char *root, const char *dir, const char *sysname, char ***ret);
+/* "/dev/disk/by-id/<name>" of the disk (a wwn- name only when there is no other), or NULL. */
+char *disk_udev_by_id(const char *root, const char *sysname);

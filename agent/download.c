@@ -21,6 +21,7 @@
 #include "http.h"
 #include "iso.h"
 #include "log.h"
+#include "progress.h"
 #include "memory.h"
 #include "retry.h"
 #include "tmpfs.h"
@@ -37,10 +38,35 @@
 #define TMPFS_MARGIN_BYTES (UINT64_C(64) << 20)
 #define SIZE_UNKNOWN UINT64_MAX
 
+/* One server of the file (download_options.urls), with what it told us. */
+struct mirror {
+        const char *url;
+        char *shown;                    /* userinfo redacted */
+        bool http;                      /* http:// or https:// (Range requests possible) */
+        char *etag;                     /* its strong validator, from its last response, or NULL */
+        char *last_modified;
+        bool no_ranges;                 /* it said "Accept-Ranges: none" */
+        bool dead;                      /* failed for good (a 404, a lie ...): not tried again */
+        int error;                      /* its last failure, a negative errno (0: none yet) */
+        char *failure;                  /* its last failure, for the final message: "<shown>: <why>" */
+        unsigned barren;                /* attempts in a row that ended early without a new byte */
+        uint64_t served;                /* bytes of the file held that came from it */
+};
+
+#define ORIGIN_NONE ((size_t)-1)        /* no byte held yet */
+#define ORIGIN_MIXED ((size_t)-2)       /* the bytes held came from more than one mirror */
+
 struct download {
         const struct download_options *o;
         const char *what;
-        char *shown_url;                /* userinfo redacted */
+        struct mirror *mirrors;
+        size_t n_mirrors;
+        size_t cur;                     /* the mirror of the current attempt */
+        struct mirror *m;               /* &mirrors[cur] */
+        const char *shown_url;          /* m->shown */
+        size_t origin;                  /* the mirror all bytes held came from, or ORIGIN_* */
+        size_t total_from;              /* the mirror that announced total */
+        bool mirror_fault;              /* the attempt failed through the mirror's fault (mirror_fault()) */
         const char *tls_switch;         /* o->tls_switch */
         CURL *curl;
         char errbuf[CURL_ERROR_SIZE];
@@ -53,9 +79,6 @@ struct download {
 
         uint64_t total;                 /* SIZE_UNKNOWN until a response says */
         bool size_announced;            /* on_size() called for total */
-        char *etag;                     /* strong validator of the bytes we hold, or NULL */
-        char *last_modified;
-        bool no_ranges;                 /* "Accept-Ranges: none" seen */
 
         /* The current attempt. */
         uint64_t stall_usec;
@@ -83,9 +106,49 @@ static void download_done(struct download *d) {
                 curl_easy_cleanup(d->curl);
         if (d->headers)
                 curl_slist_free_all(d->headers);
-        free(d->shown_url);
-        free(d->etag);
-        free(d->last_modified);
+        for (size_t i = 0; i < d->n_mirrors; i++) {
+                free(d->mirrors[i].shown);
+                free(d->mirrors[i].etag);
+                free(d->mirrors[i].last_modified);
+                free(d->mirrors[i].failure);
+        }
+        free(d->mirrors);
+}
+
+/*
+ * The current mirror failed in a way another attempt on it would not mend (an HTTP error that is not
+ * retried, a Content-Range or length that does not fit, more bytes than announced ...): it is not
+ * tried again. With one URL that ends the download: the message is the error. With several it is a
+ * warning and the next mirror continues; the message is kept for the final error if all fail.
+ * Returns -err (or -ENOMEM, then nothing is recorded).
+ */
+static int mirror_fault(struct download *d, int err, const char *fmt, ...) _printf_(3, 4);
+static int mirror_fault(struct download *d, int err, const char *fmt, ...) {
+        char *msg = NULL;
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vasprintf(&msg, fmt, ap);
+        va_end(ap);
+        if (k < 0)
+                return log_oom();
+        err = err < 0 ? -err : err;
+        if (d->n_mirrors == 1)
+                log_error_errno(err, "%s", msg);
+        else
+                log_warning("%s (mirror %zu of %zu, not tried again)", msg, d->cur + 1, d->n_mirrors);
+        /* Kept without the "<what>: " every message starts with. */
+        size_t w = strlen(d->what);
+        const char *text = strncmp(msg, d->what, w) == 0 && strncmp(msg + w, ": ", 2) == 0 ? msg + w + 2 : msg;
+        char *keep = strdup(text);
+        free(msg);
+        if (!keep)
+                return log_oom();
+        free(d->m->failure);
+        d->m->failure = keep;
+        d->m->error = -err;
+        d->m->dead = true;
+        d->mirror_fault = true;
+        return -err;
 }
 
 static uint64_t bytes_held(const struct download *d) {
@@ -205,6 +268,9 @@ static int restart_from_zero(struct download *d) {
                 return log_error_errno(r, "%s: cannot start \"%s\" again: %s", d->what, d->part_path, strerror(-r));
         d->restarts++;
         d->last_print_bytes = 0;
+        for (size_t i = 0; i < d->n_mirrors; i++)
+                d->mirrors[i].served = 0;
+        d->origin = ORIGIN_NONE;
         return 0;
 }
 
@@ -220,14 +286,17 @@ static int check_response(struct download *d) {
                 long status = 0;
                 (void)curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &status);
                 if (status < 200 || status > 299)
-                        return log_error_errno(EPROTO, "%s: %s answered HTTP %ld where a file was expected.",
-                                               d->what, d->shown_url, status);
+                        return mirror_fault(d, EPROTO, "%s: %s answered HTTP %ld where a file was expected.",
+                                            d->what, d->shown_url, status);
 
                 const char *etag = header_get(d->curl, "ETag");
                 const char *lm = header_get(d->curl, "Last-Modified");
                 const char *ar = header_get(d->curl, "Accept-Ranges");
-                bool changed = (d->etag && !streq_ptr(d->etag, etag)) ||
-                               (!d->etag && d->last_modified && !streq_ptr(d->last_modified, lm));
+                /* Validators are compared with what the same mirror said before only: mirrors of one
+                 * release may give the same file other ETags and dates (README, "More than one
+                 * server"); what proves the file is the checksum at the end. */
+                bool changed = (d->m->etag && !streq_ptr(d->m->etag, etag)) ||
+                               (!d->m->etag && d->m->last_modified && !streq_ptr(d->m->last_modified, lm));
                 if (etag && strncmp(etag, "W/", 2) == 0)
                         etag = NULL; /* weak: If-Range must not use it */
 
@@ -236,18 +305,36 @@ static int check_response(struct download *d) {
                         const char *cr = header_get(d->curl, "Content-Range");
                         if (!cr || parse_content_range(cr, &start, &total) < 0 || start != d->requested_offset ||
                             d->requested_offset != offset)
-                                return log_error_errno(EPROTO, "%s: %s answered a Range request for bytes %" PRIu64
-                                                       "- with \"Content-Range: %s\"; cannot continue the file.",
-                                                       d->what, d->shown_url, d->requested_offset, strempty(cr));
-                        if (d->total != SIZE_UNKNOWN && total != SIZE_UNKNOWN && total != d->total)
-                                return log_error_errno(EPROTO, "%s: %s now says the file has %" PRIu64 " bytes, it said "
-                                                       "%" PRIu64 " before, although its validator did not change.",
-                                                       d->what, d->shown_url, total, d->total);
+                                return mirror_fault(d, EPROTO, "%s: %s answered a Range request for bytes %" PRIu64
+                                                    "- with \"Content-Range: %s\"; cannot continue the file.",
+                                                    d->what, d->shown_url, d->requested_offset, strempty(cr));
+                        if (d->total != SIZE_UNKNOWN && total != SIZE_UNKNOWN && total != d->total) {
+                                if (d->total_from != d->cur)
+                                        return mirror_fault(d, EPROTO, "%s: %s says the file has %" PRIu64 " bytes, %s "
+                                                            "said %" PRIu64 ": mirrors must serve the same file.",
+                                                            d->what, d->shown_url, total,
+                                                            d->mirrors[d->total_from].shown, d->total);
+                                return mirror_fault(d, EPROTO, "%s: %s now says the file has %" PRIu64 " bytes, it said "
+                                                    "%" PRIu64 " before, although its validator did not change.",
+                                                    d->what, d->shown_url, total, d->total);
+                        }
                         if (total == SIZE_UNKNOWN)
                                 total = d->total;
                         d->resumes++;
                 } else {
                         /* A whole body: the first response, or a Range request answered 200. */
+                        curl_off_t cl = -1;
+                        if (curl_easy_getinfo(d->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK && cl >= 0)
+                                total = (uint64_t)cl;
+                        /* Another mirror's file of another size is another file: the bytes held stay
+                         * for the next mirror. */
+                        if (d->size_announced && d->total_from != d->cur && total != d->total)
+                                return mirror_fault(d, EPROTO, "%s: %s offers a file of %s where %s offered %s: "
+                                                    "mirrors must serve the same file.", d->what, d->shown_url,
+                                                    total == SIZE_UNKNOWN ? "unknown size" : bytes_text(a, sizeof(a), total),
+                                                    d->mirrors[d->total_from].shown,
+                                                    d->total == SIZE_UNKNOWN ? "unknown size"
+                                                                             : bytes_text(b, sizeof(b), d->total));
                         if (offset > 0) {
                                 if (changed)
                                         log_warning("%s: %s changed on the server (ETag/Last-Modified differ); "
@@ -262,13 +349,10 @@ static int check_response(struct download *d) {
                                         return r;
                                 offset = 0;
                         }
-                        curl_off_t cl = -1;
-                        if (curl_easy_getinfo(d->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK && cl >= 0)
-                                total = (uint64_t)cl;
                 }
-                if (replace_str(&d->etag, etag) < 0 || replace_str(&d->last_modified, lm) < 0)
+                if (replace_str(&d->m->etag, etag) < 0 || replace_str(&d->m->last_modified, lm) < 0)
                         return log_oom();
-                d->no_ranges = ar && strcasecmp(ar, "none") == 0;
+                d->m->no_ranges = ar && strcasecmp(ar, "none") == 0;
         } else {
                 /* file:// (no validators, so never resumed: offset is 0). */
                 curl_off_t cl = -1;
@@ -288,6 +372,7 @@ static int check_response(struct download *d) {
                                  total == SIZE_UNKNOWN ? "an unknown size" : bytes_text(a, sizeof(a), total),
                                  d->total == SIZE_UNKNOWN ? "an unknown size" : bytes_text(b, sizeof(b), d->total));
                 d->total = total;
+                d->total_from = d->cur;
                 d->size_announced = true;
                 if (d->o->on_size) {
                         r = d->o->on_size(total, d->o->userdata);
@@ -303,12 +388,19 @@ static int check_response(struct download *d) {
                 if (r < 0)
                         return r;
         }
-        if (offset == 0)
+        if (offset == 0) {
+                d->origin = d->cur;
                 log_info("%s: receiving %s from %s.", d->what,
                          d->total == SIZE_UNKNOWN ? "a file of unknown size" : bytes_text(a, sizeof(a), d->total),
                          d->shown_url);
-        else
-                log_info("%s: the server continues the file from byte %" PRIu64 ".", d->what, offset);
+        } else {
+                if (d->origin != d->cur)
+                        d->origin = ORIGIN_MIXED;
+                if (d->n_mirrors > 1)
+                        log_info("%s: %s continues the file from byte %" PRIu64 ".", d->what, d->shown_url, offset);
+                else
+                        log_info("%s: the server continues the file from byte %" PRIu64 ".", d->what, offset);
+        }
         return 0;
 }
 
@@ -326,8 +418,8 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
         }
         if (d->total != SIZE_UNKNOWN && bytes_held(d) + n > d->total) {
                 char a[32];
-                d->cb_error = log_error_errno(EPROTO, "%s: %s sends more than the %s it announced.", d->what,
-                                              d->shown_url, bytes_text(a, sizeof(a), d->total));
+                d->cb_error = mirror_fault(d, EPROTO, "%s: %s sends more than the %s it announced.", d->what,
+                                           d->shown_url, bytes_text(a, sizeof(a), d->total));
                 return CURL_WRITEFUNC_ERROR;
         }
         int r = hashpipe_write(d->pipe, ptr, n);
@@ -341,6 +433,7 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
                         d->cb_error = log_error_errno(r, "%s: cannot write \"%s\": %s", d->what, d->part_path, strerror(-r));
                 return CURL_WRITEFUNC_ERROR;
         }
+        d->m->served += n;
         return n;
 }
 
@@ -382,6 +475,7 @@ static int progress_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, cur
                          bytes_text(t, sizeof(t), d->total), d->rate / 1048576.0, eta);
         } else
                 log_info("%s: %s  %.1f MiB/s", d->what, h, d->rate / 1048576.0);
+        progress_download(d->what, held, d->total); /* the PROGRESS webhook (progress.h), rate-limited there */
         return 0;
 }
 
@@ -400,23 +494,37 @@ static enum download_verdict classify_attempt(const struct download *d, CURLcode
         return download_classify(cc, status);
 }
 
-/* Sets up the request for the next attempt: a Range from what we hold, guarded with If-Range, or the
- * whole file. */
+/*
+ * Sets up the request for the next attempt on the current mirror: a Range from what we hold, or the
+ * whole file. The Range is guarded with If-Range when this mirror gave a validator before. A resume
+ * needs a mirror that takes Range requests and something that proves the joined file: the checksum
+ * expected at the end, or (without one) that every byte held came from this mirror and its validator
+ * still holds. Otherwise the download starts again from byte 0.
+ */
 static int prepare_attempt(struct download *d) {
         uint64_t offset = bytes_held(d);
         char a[32];
-        const char *validator = d->etag ? d->etag : d->last_modified;
+        const char *validator = d->m->etag ? d->m->etag : d->m->last_modified;
+        const char *why = NULL;
 
         if (d->headers) {
                 curl_slist_free_all(d->headers);
                 d->headers = NULL;
         }
-        if (offset > 0 && (!validator || d->no_ranges || !is_http(d->curl))) {
+        if (offset > 0) {
+                if (d->m->no_ranges)
+                        why = "the server does not accept Range requests";
+                else if (!d->m->http)
+                        why = "not an HTTP server";
+                else if (!d->o->expected && d->origin != d->cur)
+                        why = "the bytes held came from another mirror, and no checksum is set to prove a file "
+                              "joined from two servers";
+                else if (!d->o->expected && !validator)
+                        why = "the server sent neither ETag nor Last-Modified";
+        }
+        if (why) {
                 log_warning("%s: cannot resume %s safely (%s); starting again from byte 0 (%s received are "
-                            "discarded).", d->what, d->shown_url,
-                            d->no_ranges ? "the server does not accept Range requests"
-                                         : "the server sent neither ETag nor Last-Modified",
-                            bytes_text(a, sizeof(a), offset));
+                            "discarded).", d->what, d->shown_url, why, bytes_text(a, sizeof(a), offset));
                 int r = restart_from_zero(d);
                 if (r < 0)
                         return r;
@@ -425,14 +533,16 @@ static int prepare_attempt(struct download *d) {
         d->requested_offset = offset;
         if (offset > 0) {
                 char range[32];
-                _cleanup_free_ char *ifr = strdup_printf("If-Range: %s", validator);
-                if (!ifr)
-                        return log_oom();
                 snprintf(range, sizeof(range), "%" PRIu64 "-", offset);
-                struct curl_slist *l = curl_slist_append(NULL, ifr);
-                if (!l)
-                        return log_oom();
-                d->headers = l;
+                if (validator) {
+                        _cleanup_free_ char *ifr = strdup_printf("If-Range: %s", validator);
+                        if (!ifr)
+                                return log_oom();
+                        struct curl_slist *l = curl_slist_append(NULL, ifr);
+                        if (!l)
+                                return log_oom();
+                        d->headers = l;
+                }
                 if (curl_easy_setopt(d->curl, CURLOPT_RANGE, range) != CURLE_OK ||
                     curl_easy_setopt(d->curl, CURLOPT_HTTPHEADER, d->headers) != CURLE_OK)
                         return log_error_errno(EIO, "%s: cannot set up the Range request.", d->what);
@@ -440,6 +550,7 @@ static int prepare_attempt(struct download *d) {
                    curl_easy_setopt(d->curl, CURLOPT_HTTPHEADER, NULL) != CURLE_OK)
                 return log_error_errno(EIO, "%s: cannot set up the request.", d->what);
         d->response_checked = false;
+        d->mirror_fault = false;
         d->stalled = false;
         d->last_activity_usec = now_usec();
         d->cb_error = 0;
@@ -464,13 +575,13 @@ static int fail_status(struct download *d, long status) {
         int e = http_status_to_errno(status);
         switch (e) {
         case -ENOENT:
-                return log_error_errno(e, "%s: %s answered HTTP %ld: the file is not there. Check the URL (host, path "
+                return mirror_fault(d, e, "%s: %s answered HTTP %ld: the file is not there. Check the URL (host, path "
                                           "and file name).", d->what, d->shown_url, status);
         case -EACCES:
-                return log_error_errno(e, "%s: %s answered HTTP %ld: access refused. Check the server's access rules "
+                return mirror_fault(d, e, "%s: %s answered HTTP %ld: access refused. Check the server's access rules "
                                           "or the credentials in the URL.", d->what, d->shown_url, status);
         default:
-                return log_error_errno(EPROTO, "%s: %s answered HTTP %ld; this is not retried. Check the URL and "
+                return mirror_fault(d, EPROTO, "%s: %s answered HTTP %ld; this is not retried. Check the URL and "
                                                "the server.", d->what, d->shown_url, status);
         }
 }
@@ -480,20 +591,20 @@ static int fail_curl(struct download *d, CURLcode cc, const char *reason) {
         case CURLE_OUT_OF_MEMORY:
                 return log_oom();
         case CURLE_FILE_COULDNT_READ_FILE:
-                return log_error_errno(ENOENT, "%s: cannot read %s: %s. Check the path.", d->what, d->shown_url, reason);
+                return mirror_fault(d, ENOENT, "%s: cannot read %s: %s. Check the path.", d->what, d->shown_url, reason);
         case CURLE_URL_MALFORMAT:
-                return log_error_errno(EINVAL, "%s: %s is not a valid URL: %s.", d->what, d->shown_url, reason);
+                return mirror_fault(d, EINVAL, "%s: %s is not a valid URL: %s.", d->what, d->shown_url, reason);
         case CURLE_UNSUPPORTED_PROTOCOL:
-                return log_error_errno(EPROTO, "%s: %s: %s. Only http://, https:// and file:// URLs are supported "
+                return mirror_fault(d, EPROTO, "%s: %s: %s. Only http://, https:// and file:// URLs are supported "
                                                "(redirects only to http:// and https://, and from https:// only to "
                                                "https://).", d->what, d->shown_url, reason);
         case CURLE_PEER_FAILED_VERIFICATION:
         case CURLE_SSL_CACERT_BADFILE:
         case CURLE_SSL_CERTPROBLEM:
-                return log_error_errno(EIO, "%s: the TLS certificate of %s cannot be verified against the system's CAs: "
+                return mirror_fault(d, EIO, "%s: the TLS certificate of %s cannot be verified against the system's CAs: "
                                             "%s. %s", d->what, d->shown_url, reason, http_tls_advice(d->tls_switch));
         default:
-                return log_error_errno(EIO, "%s: cannot fetch %s: %s.", d->what, d->shown_url, reason);
+                return mirror_fault(d, EIO, "%s: cannot fetch %s: %s.", d->what, d->shown_url, reason);
         }
 }
 
@@ -507,11 +618,11 @@ static int handle_416(struct download *d, bool *ret_complete) {
                 return 0;
         }
         if (d->total != SIZE_UNKNOWN && total != SIZE_UNKNOWN && total < d->total)
-                return log_error_errno(EPROTO, "%s: short file: %s announced %s but sent %s, and now says the file has "
+                return mirror_fault(d, EPROTO, "%s: short file: %s announced %s but sent %s, and now says the file has "
                                                "%" PRIu64 " bytes. The server or a proxy cuts the file short.", d->what,
-                                       d->shown_url, bytes_text(a, sizeof(a), d->total), bytes_text(b, sizeof(b), held),
-                                       total);
-        return log_error_errno(EPROTO, "%s: %s refused to continue the file from byte %" PRIu64 " (HTTP 416, "
+                                    d->shown_url, bytes_text(a, sizeof(a), d->total), bytes_text(b, sizeof(b), held),
+                                    total);
+        return mirror_fault(d, EPROTO, "%s: %s refused to continue the file from byte %" PRIu64 " (HTTP 416, "
                                        "Content-Range \"%s\").", d->what, d->shown_url, held, strempty(cr));
 }
 
@@ -523,6 +634,48 @@ static int env_long(const char *name, long def) {
         return (int)x;
 }
 
+/* The next mirror to try after the current one, wrapping around; n_mirrors when every one is dead. */
+static size_t next_mirror(const struct download *d) {
+        for (size_t k = 1; k <= d->n_mirrors; k++) {
+                size_t i = (d->cur + k) % d->n_mirrors;
+                if (!d->mirrors[i].dead)
+                        return i;
+        }
+        return d->n_mirrors;
+}
+
+static int use_mirror(struct download *d, size_t i) {
+        bool changed = d->m && d->cur != i;
+        d->cur = i;
+        d->m = &d->mirrors[i];
+        d->shown_url = d->m->shown;
+        if (changed && http_set_url(d->curl, d->m->url) < 0)
+                return log_error_errno(EIO, "%s: cannot set up libcurl for %s.", d->what, d->shown_url);
+        return 0;
+}
+
+/* Every mirror's last failure, one after the other: "[1] <url>: <why> [2] ...". */
+static char *mirror_failures(const struct download *d) {
+        _cleanup_free_ char *all = strdup("");
+        for (size_t i = 0; all && i < d->n_mirrors; i++) {
+                const struct mirror *m = &d->mirrors[i];
+                char *n = strdup_printf("%s%s[%zu] %s", all, i > 0 ? " " : "", i + 1,
+                                        m->failure ? m->failure : "not tried");
+                free(all);
+                all = n;
+        }
+        return TAKE_PTR(all);
+}
+
+/* The errno of the final error when every mirror failed for good: the first mirror's. */
+static int all_mirrors_failed(struct download *d) {
+        _cleanup_free_ char *all = mirror_failures(d);
+        if (!all)
+                return log_oom();
+        int e = d->mirrors[0].error < 0 ? d->mirrors[0].error : -EIO;
+        return log_error_errno(-e, "%s: every mirror failed: %s", d->what, all);
+}
+
 int download_file(const struct download_options *o, struct download_result *ret) {
         char a[32], b[32];
         int r;
@@ -532,16 +685,34 @@ int download_file(const struct download_options *o, struct download_result *ret)
                 .tls_switch = o->tls_switch,
                 .fd = -1,
                 .total = SIZE_UNKNOWN,
+                .origin = ORIGIN_NONE,
                 .algo = o->expected ? o->expected->algo : CHECKSUM_SHA512,
         };
 
-        if (isempty(o->url) || isempty(o->dest))
+        size_t n = o->urls ? strv_length(o->urls) : 1;
+        if (n == 0 || isempty(o->dest))
                 return log_error_errno(EINVAL, "%s: no URL or destination given.", d.what);
-        url_register_secret(o->url);
-        d.shown_url = url_redact(o->url);
+        d.mirrors = calloc(n, sizeof(struct mirror));
         d.part_path = strdup_printf("%s.part", o->dest);
-        if (!d.shown_url || !d.part_path)
+        if (!d.mirrors || !d.part_path)
                 return log_oom();
+        d.n_mirrors = n;
+        for (size_t i = 0; i < n; i++) {
+                struct mirror *m = &d.mirrors[i];
+                m->url = o->urls ? o->urls[i] : o->url;
+                if (isempty(m->url))
+                        return log_error_errno(EINVAL, "%s: no URL or destination given.", d.what);
+                url_register_secret(m->url);
+                if (!(m->shown = url_redact(m->url)))
+                        return log_oom();
+                m->http = strncasecmp(m->url, "http://", 7) == 0 || strncasecmp(m->url, "https://", 8) == 0;
+        }
+        r = use_mirror(&d, 0);
+        if (r < 0)
+                return r;
+        if (n > 1)
+                log_info("%s: %zu mirrors, tried in order; a transfer that breaks off continues on the next one.",
+                         d.what, n);
 
         long stall_sec = o->stall_timeout_sec > 0 ? o->stall_timeout_sec
                                                   : env_long("HARVESTER_INSTALL_STALL_TIMEOUT", DEFAULT_STALL_TIMEOUT_SEC);
@@ -554,7 +725,7 @@ int download_file(const struct download_options *o, struct download_result *ret)
                 return log_oom();
         if (r < 0)
                 return log_error_errno(r, "%s: cannot set up libcurl.", d.what);
-        if (http_set_url(d.curl, o->url) < 0 ||
+        if (http_set_url(d.curl, d.m->url) < 0 ||
             curl_easy_setopt(d.curl, CURLOPT_ERRORBUFFER, d.errbuf) != CURLE_OK ||
             curl_easy_setopt(d.curl, CURLOPT_FAILONERROR, 1L) != CURLE_OK ||
             curl_easy_setopt(d.curl, CURLOPT_BUFFERSIZE, RECEIVE_BUFFER_SIZE) != CURLE_OK ||
@@ -573,7 +744,7 @@ int download_file(const struct download_options *o, struct download_result *ret)
         struct retry_state rs;
         d.start_usec = d.last_print_usec = now_usec();
         retry_init(&rs, d.start_usec, seed_now());
-        unsigned attempts = 0, barren = 0;
+        unsigned attempts = 0, switches = 0;
 
         for (;;) {
                 r = prepare_attempt(&d);
@@ -587,52 +758,104 @@ int download_file(const struct download_options *o, struct download_result *ret)
                 long status = 0;
                 (void)curl_easy_getinfo(d.curl, CURLINFO_RESPONSE_CODE, &status);
 
-                if (d.cb_error < 0)
+                if (d.cb_error < 0 && !d.mirror_fault)
                         return d.cb_error; /* message printed where it happened */
 
+                char reason[CURL_ERROR_SIZE + 64];
+                reason[0] = 0;
                 bool complete = false;
-                if (cc == CURLE_OK && download_classify(cc, is_http(d.curl) ? status : 0) == DOWNLOAD_DONE) {
-                        if (!d.response_checked) { /* an empty body */
-                                d.response_checked = true;
-                                r = check_response(&d);
-                                if (r < 0)
+                if (!d.mirror_fault) {
+                        r = 0;
+                        if (cc == CURLE_OK && download_classify(cc, d.m->http ? status : 0) == DOWNLOAD_DONE) {
+                                if (!d.response_checked) { /* an empty body */
+                                        d.response_checked = true;
+                                        r = check_response(&d);
+                                }
+                                complete = r >= 0;
+                        } else if (cc == CURLE_HTTP_RETURNED_ERROR && status == 416 && d.requested_offset > 0)
+                                r = handle_416(&d, &complete);
+                        if (r < 0 && !d.mirror_fault)
+                                return r;
+                        if (complete) {
+                                uint64_t held = bytes_held(&d);
+                                if (d.total == SIZE_UNKNOWN || held == d.total)
+                                        break;
+                                complete = false;
+                                r = mirror_fault(&d, EPROTO, "%s: short file: %s announced %s but the transfer "
+                                                             "ended after %s.", d.what, d.shown_url,
+                                                 bytes_text(a, sizeof(a), d.total), bytes_text(b, sizeof(b), held));
+                                if (!d.mirror_fault)
                                         return r;
                         }
-                        complete = true;
-                } else if (cc == CURLE_HTTP_RETURNED_ERROR && status == 416 && d.requested_offset > 0) {
-                        r = handle_416(&d, &complete);
-                        if (r < 0)
-                                return r;
                 }
-                if (complete) {
-                        uint64_t held = bytes_held(&d);
-                        if (d.total != SIZE_UNKNOWN && held != d.total)
-                                return log_error_errno(EPROTO, "%s: short file: %s announced %s but the transfer "
-                                                               "ended after %s.", d.what, d.shown_url,
-                                                       bytes_text(a, sizeof(a), d.total), bytes_text(b, sizeof(b), held));
-                        break;
+                if (!d.mirror_fault) {
+                        describe_failure(&d, cc, status, reason, sizeof(reason), stall_sec);
+                        if (classify_attempt(&d, cc, status) != DOWNLOAD_RETRY) {
+                                if (cc == CURLE_HTTP_RETURNED_ERROR || cc == CURLE_OK)
+                                        r = fail_status(&d, status);
+                                else
+                                        r = fail_curl(&d, cc, reason);
+                                if (!d.mirror_fault)
+                                        return r;
+                        }
                 }
 
-                char reason[CURL_ERROR_SIZE + 64];
-                describe_failure(&d, cc, status, reason, sizeof(reason), stall_sec);
-                if (classify_attempt(&d, cc, status) != DOWNLOAD_RETRY) {
-                        if (cc == CURLE_HTTP_RETURNED_ERROR || cc == CURLE_OK)
-                                return fail_status(&d, status);
-                        return fail_curl(&d, cc, reason);
-                }
-
-                /* Worth another attempt. Progress opens a new deadline window. */
+                /* Worth another attempt (on this mirror or the next). Progress opens a new deadline window. */
                 uint64_t held = bytes_held(&d);
                 bool progress = held > before || d.restarts != restarts_before;
                 if (progress) {
                         retry_init(&rs, now_usec(), seed_now());
-                        barren = 0;
-                } else if (cc == CURLE_PARTIAL_FILE && ++barren >= MAX_BARREN_ATTEMPTS)
-                        return log_error_errno(EPROTO, "%s: short file: %s announced %s but ends after %s, %u times "
-                                                       "in a row.", d.what, d.shown_url,
-                                               d.total == SIZE_UNKNOWN ? "more" : bytes_text(a, sizeof(a), d.total),
-                                               bytes_text(b, sizeof(b), held), barren);
+                        d.m->barren = 0;
+                } else if (!d.mirror_fault && cc == CURLE_PARTIAL_FILE && ++d.m->barren >= MAX_BARREN_ATTEMPTS) {
+                        r = mirror_fault(&d, EPROTO, "%s: short file: %s announced %s but ends after %s, %u times "
+                                                     "in a row.", d.what, d.shown_url,
+                                         d.total == SIZE_UNKNOWN ? "more" : bytes_text(a, sizeof(a), d.total),
+                                         bytes_text(b, sizeof(b), held), d.m->barren);
+                        if (!d.mirror_fault)
+                                return r;
+                }
+                if (d.mirror_fault) {
+                        if (d.n_mirrors == 1)
+                                return d.m->error; /* the message was the error */
+                } else {
+                        _cleanup_free_ char *f = strdup_printf("%s: %s", d.shown_url, reason);
+                        if (!f)
+                                return log_oom();
+                        free(d.m->failure);
+                        d.m->failure = TAKE_PTR(f);
+                        d.m->error = -EIO;
+                }
 
+                size_t next = next_mirror(&d);
+                if (next == d.n_mirrors)
+                        return all_mirrors_failed(&d);
+                if (next > d.cur && !d.mirror_fault) {
+                        /* Another server: at once, without a backoff. */
+                        log_warning("%s: %s failed after %s%s%s: %s; continuing on %s (mirror %zu of %zu).",
+                                    d.what, d.shown_url, bytes_text(a, sizeof(a), held),
+                                    d.total != SIZE_UNKNOWN ? " of " : "",
+                                    d.total != SIZE_UNKNOWN ? bytes_text(b, sizeof(b), d.total) : "", reason,
+                                    d.mirrors[next].shown, next + 1, d.n_mirrors);
+                } else if (next > d.cur)
+                        log_info("%s: continuing on %s (mirror %zu of %zu) with %s held.", d.what,
+                                 d.mirrors[next].shown, next + 1, d.n_mirrors, bytes_text(a, sizeof(a), held));
+                if (next > d.cur) {
+                        if (now_usec() - rs.start_usec >= policy.deadline_usec) {
+                                _cleanup_free_ char *all = mirror_failures(&d);
+                                return log_error_errno(ETIMEDOUT, "%s: giving up after %u attempts: %" PRIi64 " s without "
+                                                                  "progress on any mirror. Each mirror's last failure: %s. "
+                                                                  "Check that the servers are reachable from this "
+                                                                  "machine and serve the file.",
+                                                       d.what, attempts, deadline_sec, strempty(all));
+                        }
+                        switches++;
+                        r = use_mirror(&d, next);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+
+                /* Back to the first live mirror (or the only one): after a backoff. */
                 uint64_t now = now_usec();
                 uint64_t delay = retry_next_delay(&policy, &rs, now);
                 if (delay != UINT64_MAX && (status == 429 || status == 503)) {
@@ -648,12 +871,27 @@ int download_file(const struct download_options *o, struct download_result *ret)
                                         delay = want;
                         }
                 }
-                if (delay == UINT64_MAX)
-                        return log_error_errno(ETIMEDOUT, "%s: giving up on %s after %u attempts: %" PRIi64 " s without "
-                                                          "progress; the last attempt failed with: %s. Check that the "
-                                                          "server is reachable from this machine and serves the file.",
-                                               d.what, d.shown_url, attempts, deadline_sec, reason);
-                if (held > 0)
+                if (delay == UINT64_MAX) {
+                        if (d.n_mirrors == 1)
+                                return log_error_errno(ETIMEDOUT, "%s: giving up on %s after %u attempts: %" PRIi64
+                                                                  " s without progress; the last attempt failed with: "
+                                                                  "%s. Check that the server is reachable from this "
+                                                                  "machine and serves the file.",
+                                                       d.what, d.shown_url, attempts, deadline_sec, reason);
+                        _cleanup_free_ char *all = mirror_failures(&d);
+                        return log_error_errno(ETIMEDOUT, "%s: giving up after %u attempts: %" PRIi64 " s without "
+                                                          "progress on any mirror. Each mirror's last failure: %s. "
+                                                          "Check that the servers are reachable from this machine "
+                                                          "and serve the file.",
+                                               d.what, attempts, deadline_sec, strempty(all));
+                }
+                if (d.n_mirrors > 1)
+                        log_warning("%s: %s%s%s; trying again from %s (mirror %zu of %zu) in %.1f s, with %s held "
+                                    "(attempt %u).", d.what, d.mirror_fault ? "" : d.shown_url,
+                                    d.mirror_fault ? "" : " failed: ", d.mirror_fault ? "every other mirror failed" : reason,
+                                    d.mirrors[next].shown, next + 1, d.n_mirrors, (double)delay / 1e6,
+                                    bytes_text(a, sizeof(a), held), attempts + 1);
+                else if (held > 0)
                         log_warning("%s: transfer interrupted after %s%s%s: %s; resuming in %.1f s (attempt %u).",
                                     d.what, bytes_text(a, sizeof(a), held),
                                     d.total != SIZE_UNKNOWN ? " of " : "",
@@ -663,6 +901,11 @@ int download_file(const struct download_options *o, struct download_result *ret)
                         log_warning("%s: attempt %u failed: %s (%s); next try in %.1f s.", d.what, attempts, reason,
                                     d.shown_url, (double)delay / 1e6);
                 sleep_usec(delay);
+                if (next != d.cur)
+                        switches++;
+                r = use_mirror(&d, next);
+                if (r < 0)
+                        return r;
         }
 
         /* Complete: the digest. */
@@ -683,10 +926,24 @@ int download_file(const struct download_options *o, struct download_result *ret)
         if (o->expected && !checksum_equal(o->expected, &got)) {
                 _cleanup_free_ char *want = checksum_format(o->expected);
                 _cleanup_free_ char *have = checksum_format(&got);
-                return log_error_errno(EBADMSG, "%s: checksum mismatch for %s: expected %s, got %s (%" PRIu64 " bytes "
-                                                "received). The file was removed. Check the checksum setting and the "
-                                                "file on the server.", d.what, d.shown_url, strempty(want),
-                                       strempty(have), size);
+                if (d.n_mirrors == 1)
+                        return log_error_errno(EBADMSG, "%s: checksum mismatch for %s: expected %s, got %s (%" PRIu64
+                                                        " bytes received). The file was removed. Check the checksum "
+                                                        "setting and the file on the server.", d.what, d.shown_url,
+                                               strempty(want), strempty(have), size);
+                /* Which servers the bytes came from: one of them serves another file. */
+                _cleanup_free_ char *from = strdup("");
+                for (size_t i = 0; from && i < d.n_mirrors; i++)
+                        if (d.mirrors[i].served > 0) {
+                                char *x = strdup_printf("%s%s%s (%s)", from, *from ? ", " : "", d.mirrors[i].shown,
+                                                        bytes_text(a, sizeof(a), d.mirrors[i].served));
+                                free(from);
+                                from = x;
+                        }
+                return log_error_errno(EBADMSG, "%s: checksum mismatch: expected %s, got %s (%" PRIu64 " bytes received "
+                                                "from %s). The file was removed. Check the checksum setting and that "
+                                                "every mirror serves the same file.", d.what, strempty(want),
+                                       strempty(have), size, strempty(from));
         }
         if (o->expected) {
                 _cleanup_free_ char *have = checksum_format(&got);
@@ -711,7 +968,12 @@ int download_file(const struct download_options *o, struct download_result *ret)
                 .attempts = attempts,
                 .resumes = d.resumes,
                 .restarts = d.restarts,
+                .mirror = d.cur,
+                .switches = switches,
         };
+        if (d.n_mirrors > 1)
+                log_info("%s: completed on %s (mirror %zu of %zu)%s.", d.what, d.shown_url, d.cur + 1, d.n_mirrors,
+                         switches > 0 ? ", after switching mirrors" : "");
         return 0;
 }
 
@@ -825,11 +1087,15 @@ static int iso_on_size(uint64_t total, void *userdata) {
 }
 
 int iso_fetch(const struct config *c, struct iso_image *ret) {
-        const char *url = c->install.iso_url;
+        char *const *urls = c->install.iso_urls;
+        const char *url = urls ? urls[0] : NULL; /* the checksum list's entry is looked up by its name */
         struct checksum expected;
         bool have = false;
+        bool https = false;
         int r;
 
+        for (size_t i = 0; urls && urls[i]; i++)
+                https = https || strncasecmp(urls[i], "https://", 8) == 0;
         if (isempty(url))
                 return log_error_errno(EINVAL, "install.iso_url is not set: there is no ISO to install from.");
         struct iso_room room = { .dir = getenv("HARVESTER_INSTALL_ISO_DIR") };
@@ -858,10 +1124,10 @@ int iso_fetch(const struct config *c, struct iso_image *ret) {
         if (r < 0)
                 return r;
         bool iso_insecure = c->boot.noverifyssl && !isempty(c->install.iso_checksum);
-        if (iso_insecure && strncasecmp(url, "https://", 8) == 0)
+        if (iso_insecure && https)
                 log_warning("ISO: rd.noverifyssl is on the kernel command line: the TLS certificate of the ISO's "
                             "server is NOT verified; the ISO's content is checked against install.iso_checksum.");
-        else if (c->boot.noverifyssl && strncasecmp(url, "https://", 8) == 0)
+        else if (c->boot.noverifyssl && https)
                 log_info("ISO: rd.noverifyssl does not cover the ISO without install.iso_checksum: its server's "
                          "certificate is verified.");
 
@@ -870,7 +1136,7 @@ int iso_fetch(const struct config *c, struct iso_image *ret) {
         if (!path || !dir)
                 return log_oom();
         const struct download_options o = {
-                .url = url,
+                .urls = urls,
                 .dest = path,
                 .what = "ISO",
                 .expected = have ? &expected : NULL,
@@ -930,6 +1196,8 @@ static void fetch_usage(FILE *f) {
                 "Options:\n"
                 "  --checksum sha512:HEX|sha256:HEX   the digest the file must have\n"
                 "  --checksum-url URL    a checksum list (\"<hex>  <name>\" lines) with an entry for the file\n"
+                "  --mirror URL          another server of the same file, tried after URL (repeatable): a\n"
+                "                        transfer that breaks off continues there from the byte held\n"
                 "  --insecure            do not verify TLS certificates\n"
                 "  --stall-timeout SEC   resume when nothing arrived for SEC seconds (default 30)\n"
                 "  --deadline SEC        give up after SEC seconds of failing attempts in a row (default 600)\n"
@@ -941,17 +1209,19 @@ static void fetch_usage(FILE *f) {
 }
 
 int cmd_fetch(const struct global_opts *g, int argc, char **argv) {
-        enum { OPT_CHECKSUM = 0x100, OPT_CHECKSUM_URL, OPT_INSECURE, OPT_STALL, OPT_DEADLINE };
+        enum { OPT_CHECKSUM = 0x100, OPT_CHECKSUM_URL, OPT_INSECURE, OPT_STALL, OPT_DEADLINE, OPT_MIRROR };
         static const struct option options[] = {
                 { "checksum", required_argument, NULL, OPT_CHECKSUM },
                 { "checksum-url", required_argument, NULL, OPT_CHECKSUM_URL },
                 { "insecure", no_argument, NULL, OPT_INSECURE },
                 { "stall-timeout", required_argument, NULL, OPT_STALL },
                 { "deadline", required_argument, NULL, OPT_DEADLINE },
+                { "mirror", required_argument, NULL, OPT_MIRROR },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
         const char *checksum = NULL, *checksum_url = NULL;
+        _cleanup_strv_free_ char **mirrors = NULL;
         bool insecure = false;
         int64_t stall = 0, deadline = 0;
         int c, r;
@@ -966,6 +1236,10 @@ int cmd_fetch(const struct global_opts *g, int argc, char **argv) {
                         break;
                 case OPT_INSECURE:
                         insecure = true;
+                        break;
+                case OPT_MIRROR:
+                        if (strv_push(&mirrors, optarg) < 0)
+                                return EXIT_INTERNAL;
                         break;
                 case OPT_STALL:
                 case OPT_DEADLINE:
@@ -991,6 +1265,18 @@ int cmd_fetch(const struct global_opts *g, int argc, char **argv) {
         if (checksum && checksum_url) {
                 log_error("fetch: give --checksum or --checksum-url, not both.");
                 return EXIT_INVALID;
+        }
+        _cleanup_strv_free_ char **urls = NULL;
+        if (mirrors) {
+                if (strv_push(&urls, url) < 0)
+                        return EXIT_INTERNAL;
+                STRV_FOREACH(m, mirrors)
+                        if (strv_push(&urls, *m) < 0)
+                                return EXIT_INTERNAL;
+                if (strv_length(urls) > ISO_MIRRORS_MAX) {
+                        log_error("fetch: at most %d URLs (URL and --mirror).", ISO_MIRRORS_MAX);
+                        return EXIT_INVALID;
+                }
         }
 
         struct checksum expected;
@@ -1024,6 +1310,7 @@ int cmd_fetch(const struct global_opts *g, int argc, char **argv) {
 
         const struct download_options o = {
                 .url = url,
+                .urls = urls,
                 .dest = dest,
                 .what = "fetch",
                 .expected = have ? &expected : NULL,

@@ -33,7 +33,8 @@ void iso_image_release(struct iso_image *i);
  * (seconds of failing attempts in a row before giving up, default 600). */
 
 struct download_options {
-        const char *url;
+        const char *url;                /* the file; or: */
+        char *const *urls;              /* several mirrors of the same file, tried in order (NULL: url) */
         const char *dest;               /* written as "<dest>.part", renamed to dest when complete and verified */
         const char *what;               /* for messages: "ISO"; NULL: "download" */
         const struct checksum *expected; /* NULL: not verified (the caller warns); SHA-512 is computed then */
@@ -57,11 +58,13 @@ struct download_result {
         unsigned attempts;
         unsigned resumes;       /* Range requests that continued a transfer */
         unsigned restarts;      /* transfers started again from byte 0 (file changed, no Range support) */
+        size_t mirror;          /* index in options->urls of the mirror that sent the last bytes */
+        unsigned switches;      /* times the download went on with another mirror */
 };
 
 /*
- * Downloads url to dest with libcurl (http, https, file), hashing on a second thread as the bytes
- * arrive (hashpipe.h). A dropped or stalled transfer resumes with "Range: bytes=N-" guarded by
+ * Downloads url (or the mirrors in urls) to dest with libcurl (http, https, file), hashing on a second
+ * thread as the bytes arrive (hashpipe.h). A dropped or stalled transfer resumes with "Range: bytes=N-" guarded by
  * If-Range (the strong ETag, else Last-Modified); when the server answers 200 instead (the file
  * changed, or it ignores Range) or offers no validator, the download starts again from byte 0 with
  * the hash reset: never a file spliced from two versions. Connection errors and HTTP 408/429/5xx are
@@ -71,6 +74,17 @@ struct download_result {
  * inconsistent server, -ENOSPC no room (checked against the file system before writing, and on
  * write), -ENOENT 404/410/missing file, -EACCES 401/403, -ETIMEDOUT deadline, -EIO, -ENOMEM. On
  * failure "<dest>.part" is removed and dest is untouched.
+ *
+ * Mirrors (README, "More than one server"): the first is tried first. When an attempt fails in a way
+ * worth retrying (a drop, a stall, a 5xx ...), the next mirror continues at once from the byte held,
+ * with "Range: bytes=N-" (If-Range only with that mirror's own validator: mirrors may differ in ETag
+ * and date); it must answer 206 with Content-Range starting at N and the same total length, or 200
+ * (then the download starts again from byte 0 with the hash reset). After the last mirror the first
+ * comes again, after a backoff (retry.h); the deadline window spans all of them. A mirror that fails
+ * for good (4xx, TLS, a Content-Range or length that does not fit, more bytes than announced, a
+ * short body three times) is warned about and not tried again. Without an expected checksum a file
+ * is never joined from two mirrors: a switch starts again from byte 0. When every mirror failed the
+ * error names each one's last failure (userinfo redacted); its errno is the first mirror's.
  */
 int download_file(const struct download_options *o, struct download_result *ret);
 

@@ -37,6 +37,7 @@
 #include "install.h"
 #include "iso.h"
 #include "preload.h"
+#include "report.h"
 #include "log.h"
 #include "validate.h"
 
@@ -1181,6 +1182,9 @@ int install_system(const struct config *c, const struct disk_plan *p, const stru
         if (r < 0)
                 goto finish;
         r = install_write_grubenv(c, oem);
+        if (r < 0)
+                goto finish;
+        r = report_write_oem(oem); /* install/report.json: on the disk before it can boot (report.h) */
         if (r < 0)
                 goto finish;
 

@@ -22,6 +22,8 @@
 #include "iso.h"
 #include "log.h"
 #include "memory.h"
+#include "progress.h"
+#include "report.h"
 #include "webhook.h"
 
 #define RUN_DIR "/run/harvester-install"
@@ -43,19 +45,48 @@ struct install_run {
         uint64_t stage_start;
         struct stage_time times[8];
         size_t n_times;
+        struct install_report report; /* report.h: stage times, versions, disks, ISO, result */
 };
+
+static void install_run_done(struct install_run *r) {
+        progress_stop();
+        report_set_current(NULL);
+        report_done(&r->report);
+}
 
 /* Starts a stage; -EINTR (logged) when a signal asked the install to stop before it. */
 static int stage_begin(struct install_run *r, const char *name) {
         r->stage = name;
         r->stage_start = now_usec();
         log_marker("STAGE %s", name);
+        if (report_stage_begin(&r->report, name, r->stage_start, report_wall_usec()) < 0)
+                log_oom();
+        progress_stage(name);
         return interrupt_check("before this stage");
 }
 
 static void stage_end(struct install_run *r) {
+        uint64_t now = now_usec();
+        report_stage_end(&r->report, now, report_wall_usec());
         if (r->n_times < ELEMENTSOF(r->times))
-                r->times[r->n_times++] = (struct stage_time){ r->stage, now_usec() - r->stage_start };
+                r->times[r->n_times++] = (struct stage_time){ r->stage, now - r->stage_start };
+}
+
+/* SUCCEEDED or FAILED with the report: {{.Report}}, {{.Result}}, {{.Stage}} ... (webhook.h). */
+static void send_result(struct install_run *r, bool succeeded) {
+        _cleanup_free_ char *json = NULL;
+        progress_stop(); /* nothing after the result */
+        if (report_json(&r->report, &json) < 0)
+                log_oom(); /* the event goes out without its report */
+        const struct webhook_event_data d = {
+                .stage = r->stage,
+                .report = json,
+                .result = succeeded ? "succeeded" : "failed",
+                .error = r->report.failure,
+                .harvester_version = r->report.harvester_version,
+                .iso_checksum = r->report.iso_checksum,
+        };
+        webhook_send_event(r->config, succeeded ? "SUCCEEDED" : "FAILED", &d, NULL);
 }
 
 /* The one place that turns a failed stage into the end of the install. */
@@ -73,10 +104,18 @@ static int run_failed(struct install_run *r, int exit_code) {
         }
         os_image_close(&r->image);
         iso_image_release(&r->iso);
-        log_marker("FAILED: %s: %s %s Fix the cause and PXE-boot the machine again; it will not reboot by itself.",
-                   r->stage, why ? why : "see the messages above.", disk_state);
+        _cleanup_free_ char *line = strdup_printf(
+                "%s: %s %s Fix the cause and PXE-boot the machine again; it will not reboot by itself.", r->stage,
+                why ? why : "see the messages above.", disk_state);
+        if (line)
+                log_marker("FAILED: %s", line);
+        else
+                log_marker("FAILED: %s: %s", r->stage, why ? why : "see the messages above.");
+        report_stage_end(&r->report, now_usec(), report_wall_usec());
+        if (report_set_result(&r->report, false, line) < 0)
+                log_oom();
         if (r->config)
-                webhook_send(r->config, "FAILED");
+                send_result(r, false);
         return exit_code;
 }
 
@@ -88,7 +127,8 @@ static void print_summary(const struct config *c) {
                 log_info("Joins the cluster at %s (role %s).", c->server_url, strempty(i->role));
         else
                 log_info("Creates a new cluster; VIP %s (%s).", strempty(i->vip), strempty(i->vip_mode));
-        log_info("ISO: %s, verified with %s.", i->iso_url,
+        _cleanup_free_ char *mirrors = strv_join(i->iso_urls, ", ");
+        log_info("ISO: %s%s, verified with %s.", strv_length(i->iso_urls) > 1 ? "mirrors " : "", strempty(mirrors),
                  i->iso_checksum ? "install.iso_checksum"
                  : i->iso_checksum_url ? i->iso_checksum_url
                                        : "nothing (no iso_checksum or iso_checksum_url)");
@@ -151,7 +191,7 @@ int cmd_run(const struct global_opts *g, int argc, char **argv) {
                 }
 
         uint64_t start = now_usec();
-        struct install_run run = {};
+        _cleanup_(install_run_done) struct install_run run = {};
         _cleanup_config_ struct config *cfg = NULL;
         _cleanup_(disk_plan_freep) struct disk_plan *disks = NULL;
 
@@ -164,6 +204,7 @@ int cmd_run(const struct global_opts *g, int argc, char **argv) {
         else
                 (void)log_set_capture_file(RUN_DIR "/console.log");
         log_marker("STAGE start");
+        report_set_current(&run.report);
 
         if (stage_begin(&run, "configuration") < 0)
                 return run_failed(&run, EXIT_INTERNAL);
@@ -179,6 +220,11 @@ int cmd_run(const struct global_opts *g, int argc, char **argv) {
                 run.config = NULL; /* not an install: no FAILED webhook */
                 return run_failed(&run, EXIT_INVALID);
         }
+        if (report_set_config(&run.report, cfg) < 0) {
+                log_oom();
+                return run_failed(&run, EXIT_INTERNAL);
+        }
+        progress_start(cfg, run.stage); /* PROGRESS events from here on, this stage's first */
         /* Interfaces given only by MAC get their names from this machine's NICs; then everything the
          * install writes from the configuration is rendered in memory: what cannot be, stops here. */
         r = config_resolve_interfaces(cfg, "/sys/class/net");
@@ -199,15 +245,30 @@ int cmd_run(const struct global_opts *g, int argc, char **argv) {
                 r = iso_fetch(cfg, &run.iso);
         if (r < 0)
                 return run_failed(&run, r == -ENOSPC ? EXIT_PREFLIGHT : EXIT_ISO);
+        progress_download("ISO", run.iso.size, run.iso.size); /* 100 %, however fast it came */
+        if (report_set_iso(&run.report, run.iso.digest, run.iso.size) < 0) {
+                log_oom();
+                return run_failed(&run, EXIT_INTERNAL);
+        }
         /* Every file the install reads, checked before any disk is written; kept mounted. */
         if (os_image_open(run.iso.path, INSTALL_MNT_DIR, &run.image) < 0)
                 return run_failed(&run, EXIT_ISO);
+        if (report_set_release(&run.report, &run.image.release) < 0) {
+                log_oom();
+                return run_failed(&run, EXIT_INTERNAL);
+        }
         stage_end(&run);
 
         if (stage_begin(&run, "disk-check") < 0 || disks_prepare(cfg, &disks) < 0)
                 return run_failed(&run, EXIT_DISK);
         run.disks = disks;
+        if (disk_plan_name_disks(disks, cfg) < 0) /* selectors: the disks they chose, from here on */
+                return run_failed(&run, EXIT_INTERNAL);
         disk_plan_print(disks);
+        if (report_set_plan_disks(&run.report, cfg, disks) < 0) {
+                log_oom();
+                return run_failed(&run, EXIT_INTERNAL);
+        }
         stage_end(&run);
 
         if (stage_begin(&run, "disk-write") < 0)
@@ -228,7 +289,9 @@ int cmd_run(const struct global_opts *g, int argc, char **argv) {
 
         os_image_close(&run.image);
         iso_image_release(&run.iso);
-        webhook_send(cfg, "SUCCEEDED");
+        if (report_set_result(&run.report, true, NULL) < 0)
+                log_oom();
+        send_result(&run, true);
         log_info("Installed Harvester (%s) on %s in:", cfg->install.mode, cfg->install.device);
         print_times(&run, start);
         log_marker("SUCCEEDED");

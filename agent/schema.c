@@ -107,7 +107,8 @@ static const struct schema_field install_fields[] = {
         FLD(struct install_config, vip_hw_addr, "vip_hw_addr", ST_STRING, .aliases = "vipHwAddr"),
         FLD(struct install_config, device, "device", ST_STRING),
         FLD(struct install_config, data_disk, "data_disk", ST_STRING, .aliases = "dataDisk"),
-        FLD(struct install_config, iso_url, "iso_url", ST_STRING, .flags = SF_URL, .aliases = "isoUrl isoURL"),
+        FLD(struct install_config, iso_urls, "iso_url", ST_STRV, .flags = SF_URL | SF_CMDLINE_REPLACES,
+            .aliases = "isoUrl isoURL"),
         FLD(struct install_config, iso_checksum, "iso_checksum", ST_STRING, .aliases = "isoChecksum"),
         FLD(struct install_config, iso_checksum_url, "iso_checksum_url", ST_STRING, .flags = SF_URL,
             .aliases = "isoChecksumUrl isoChecksumURL"),
@@ -752,6 +753,9 @@ static struct node *merge_node(const struct schema_field *f, struct node *hi, st
                         return merge_maps(t == ST_TREE ? NULL : f, hi, lo, r);
                 break;
         case ST_STRV:
+                if (f->flags & SF_CMDLINE_REPLACES)
+                        break;
+                return merge_lists(hi, lo, r);
         case ST_LIST:
                 return merge_lists(hi, lo, r);
         default:
@@ -1249,6 +1253,21 @@ static struct node *field_to_node(const struct schema_field *f, const char *base
                 return scalar_node(buf, false);
         }
         case ST_STRV:
+                /* install.iso_url: one URL is shown as the string Harvester's key is. */
+                if ((f->flags & SF_CMDLINE_REPLACES) && strv_length(*(char **const *)p) == 1) {
+                        const char *v = (*(char **const *)p)[0];
+                        _cleanup_free_ char *h = show ? strdup(v) : url_hide_password(v);
+                        return h ? scalar_node(h, true) : NULL;
+                }
+                if (!show && (f->flags & SF_URL)) {
+                        _cleanup_strv_free_ char **h = NULL;
+                        STRV_FOREACH(u, *(char **const *)p) {
+                                char *x = url_hide_password(*u);
+                                if (!x || strv_consume(&h, x) < 0)
+                                        return NULL;
+                        }
+                        return strv_node(h);
+                }
                 return strv_node(*(char **const *)p);
         case ST_KVMAP: {
                 const struct kvmap *m = p;
@@ -1527,6 +1546,12 @@ static void foreach_secret(const struct schema_field *fields, const char *base,
                                 fn(v, userdata);
                         if (f->flags & SF_URL) {
                                 _cleanup_free_ char *pw = url_userinfo_password(v);
+                                if (pw)
+                                        fn(pw, userdata);
+                        }
+                } else if (f->type == ST_STRV && (f->flags & SF_URL)) {
+                        STRV_FOREACH(u, *(char **const *)p) {
+                                _cleanup_free_ char *pw = url_userinfo_password(*u);
                                 if (pw)
                                         fn(pw, userdata);
                         }

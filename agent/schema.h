@@ -93,6 +93,9 @@ enum {
                                     * secret (schema_name_is_secret()), URL passwords and JSON
                                     * "password"/"auth"/"token"... strings inside values are secrets */
         SF_IFACE = 1 << 2,  /* list items may use the interface short forms (cmdline_parse_interface) */
+        SF_CMDLINE_REPLACES = 1 << 3, /* ST_STRV: a list given on the kernel command line replaces the
+                                       * file's list instead of being put in front of it (install.iso_url:
+                                       * the mirrors of one release are named together) */
 };
 
 struct schema_field {

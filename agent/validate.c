@@ -4,6 +4,8 @@
 #include <inttypes.h>
 #include <stdarg.h>
 
+#include "checksum.h"
+#include "diskselect.h"
 #include "http.h"
 #include "log.h"
 #include "schema.h"
@@ -412,7 +414,7 @@ int parse_partition_size(const char *s, uint64_t *ret) {
 static const char *const modes[] = { "create", "join", "install", NULL };
 static const char *const methods[] = { "dhcp", "static", NULL };
 static const char *const roles[] = { "default", "management", "worker", "witness", NULL };
-static const char *const events[] = { "STARTED", "SUCCEEDED", "FAILED", NULL };
+static const char *const events[] = { "STARTED", "SUCCEEDED", "FAILED", "PROGRESS", NULL };
 static const char *const http_methods[] = { "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL };
 static const char *const bond_modes[] = { "balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad",
                                           "balance-tlb", "balance-alb", "0", "1", "2", "3", "4", "5", "6", NULL };
@@ -567,6 +569,62 @@ static void check_url(struct vctx *v, const char *path, const char *url, bool al
                 problem(v, path, "%s is not a valid URL: %s", sv, why);
 }
 
+/* install.iso_url is set: one URL that is not empty ("harvester.install.iso_url=" unsets it), or a
+ * list. */
+static bool iso_url_set(const struct install_config *in) {
+        size_t n = strv_length(in->iso_urls);
+        return n > 1 || (n == 1 && !isempty(in->iso_urls[0]));
+}
+
+/* install.iso_url: one URL or a list of mirrors of the same file (download.h). Syntax only: each is a
+ * URL the download can fetch, no mirror twice, and with iso_checksum_url every mirror's file name is
+ * the one the checksum list is searched for. */
+static void check_iso_urls(struct vctx *v) {
+        const struct install_config *in = &v->c->install;
+        size_t n = strv_length(in->iso_urls);
+        _cleanup_free_ char *first_name = NULL;
+        if (!iso_url_set(in))
+                return;
+        if (n > ISO_MIRRORS_MAX)
+                problem(v, "install.iso_url", "names %zu mirrors; at most %d are tried", n, ISO_MIRRORS_MAX);
+        for (size_t i = 0; i < n && v->r >= 0; i++) {
+                const char *url = in->iso_urls[i];
+                _cleanup_free_ char *p = n > 1 ? strdup_printf("install.iso_url[%zu]", i) : strdup("install.iso_url");
+                if (!p) {
+                        v->r = -ENOMEM;
+                        return;
+                }
+                if (isempty(url)) {
+                        problem(v, p, "is empty: every mirror is a URL");
+                        continue;
+                }
+                check_url(v, p, url, true);
+                check_url_vars(v, p, url);
+                for (size_t j = 0; j < i; j++)
+                        if (streq_ptr(in->iso_urls[j], url)) {
+                                _cleanup_free_ char *sv = show(url);
+                                problem(v, p, "%s is named twice (also as mirror %zu)", sv, j);
+                                break;
+                        }
+                if (isempty(in->iso_checksum_url) || !isempty(in->iso_checksum))
+                        continue;
+                /* The checksum list's entry is looked up by the first mirror's file name. */
+                _cleanup_free_ char *name = NULL;
+                if (checksum_url_filename(url, &name) == -ENOMEM) {
+                        v->r = -ENOMEM;
+                        return;
+                }
+                if (i == 0)
+                        first_name = TAKE_PTR(name);
+                else if (first_name && name && !streq(first_name, name)) {
+                        _cleanup_free_ char *sv = show(url);
+                        problem(v, p, "%s serves \"%s\" but the first mirror serves \"%s\": mirrors serve one "
+                                "file, whose entry install.iso_checksum_url looks up by that name", sv, name,
+                                first_name);
+                }
+        }
+}
+
 static void check_webhooks(struct vctx *v) {
         const struct install_config *in = &v->c->install;
         for (size_t i = 0; i < in->n_webhooks; i++) {
@@ -579,10 +637,10 @@ static void check_webhooks(struct vctx *v) {
                         return;
                 }
                 if (isempty(w->event))
-                        missing(v, pe, "required: STARTED, SUCCEEDED or FAILED");
+                        missing(v, pe, "required: STARTED, SUCCEEDED, FAILED or PROGRESS");
                 else if (!in_list(w->event, events, false)) {
                         _cleanup_free_ char *sv = show(w->event);
-                        problem(v, pe, "unknown event %s: use STARTED, SUCCEEDED or FAILED", sv);
+                        problem(v, pe, "unknown event %s: use STARTED, SUCCEEDED, FAILED or PROGRESS", sv);
                 }
                 if (!in_list(w->method, http_methods, false)) {
                         _cleanup_free_ char *sv = show(w->method);
@@ -628,20 +686,39 @@ static void check_files(struct vctx *v) {
         }
 }
 
+/* A disk: a /dev path, or a selector (diskselect.h; only its syntax here, the disks are matched in
+ * the disk stage). false when it is neither. */
+static bool check_disk_name(struct vctx *v, const char *key, const char *value, const char *example) {
+        _cleanup_free_ char *sv = show(value);
+        if (disk_selector_is(value)) {
+                _cleanup_(disk_selector_done) struct disk_selector sel = {};
+                _cleanup_free_ char *error = NULL;
+                int r = disk_selector_parse(value, &sel, &error);
+                if (r == -ENOMEM)
+                        v->r = r;
+                else if (r < 0 && !strpbrk(value, "=<>"))
+                        problem(v, key, "%s is not a /dev/ path (e.g. %s or /dev/disk/by-id/...) nor a disk selector (e.g. size>=100G,rotational=false)",
+                                sv, example);
+                else if (r < 0)
+                        problem(v, key, "%s is not a valid disk selector: %s", sv, strempty(error));
+                return r >= 0;
+        }
+        if (!is_dev_path(value)) {
+                problem(v, key, "%s is not a /dev/ path (e.g. %s or /dev/disk/by-id/...) nor a disk selector (e.g. size>=100G,rotational=false)",
+                        sv, example);
+                return false;
+        }
+        return true;
+}
+
 static void check_disks(struct vctx *v) {
         const struct install_config *in = &v->c->install;
         if (isempty(in->device))
                 missing(v, "install.device", "required: the disk to install to, e.g. /dev/sda");
-        else if (!is_dev_path(in->device)) {
-                _cleanup_free_ char *sv = show(in->device);
-                problem(v, "install.device", "%s is not a /dev/ path (e.g. /dev/sda or /dev/disk/by-id/...)",
-                        sv);
-        }
+        else
+                (void)check_disk_name(v, "install.device", in->device, "/dev/sda");
         if (!isempty(in->data_disk)) {
-                if (!is_dev_path(in->data_disk)) {
-                        _cleanup_free_ char *sv = show(in->data_disk);
-                        problem(v, "install.data_disk", "%s is not a /dev/ path (e.g. /dev/sdb)", sv);
-                } else if (streq_ptr(in->data_disk, in->device))
+                if (check_disk_name(v, "install.data_disk", in->data_disk, "/dev/sdb") && streq_ptr(in->data_disk, in->device))
                         problem(v, "install.data_disk",
                                 "is the same disk as install.device; give another disk for VM data, or leave it out");
         }
@@ -783,7 +860,7 @@ int config_validate(const struct config *c, struct diags *d) {
                         "server_url is for join)");
         if (join && isempty(c->server_url))
                 missing(&v, "server_url", "required for mode join: the cluster to join, https://<vip>:443");
-        if (in->automatic && (create || join) && isempty(in->iso_url))
+        if (in->automatic && (create || join) && !iso_url_set(in))
                 missing(&v, "install.iso_url", "required for an automatic install (the ISO to install from)");
 
         if (isempty(c->token)) {
@@ -873,19 +950,18 @@ int config_validate(const struct config *c, struct diags *d) {
         }
 
         check_disks(&v);
-        check_url(&v, "install.iso_url", in->iso_url, true);
+        check_iso_urls(&v);
         if (in->iso_checksum && !valid_checksum(in->iso_checksum))
                 problem(&v, "install.iso_checksum", "must be sha512:<128 hex digits> or sha256:<64 hex digits>");
         check_url(&v, "install.iso_checksum_url", in->iso_checksum_url, true);
         /* The ISO stage (download.c, iso_fetch) refuses an ISO it cannot verify (README, "TLS"): say so
          * here, so that a configuration `config` calls valid is one the install can carry out. */
-        if (in->automatic && !isempty(in->iso_url) && isempty(in->iso_checksum) && isempty(in->iso_checksum_url) &&
+        if (in->automatic && iso_url_set(in) && isempty(in->iso_checksum) && isempty(in->iso_checksum_url) &&
             !in->skipchecks)
                 missing(&v, "install.iso_checksum_url",
                         "required (or install.iso_checksum): the ISO cannot be verified without a checksum; "
                         "install.skipchecks, which installs an unverified ISO, is only for test rigs");
         check_url(&v, "install.config_url", in->config_url, true);
-        check_url_vars(&v, "install.iso_url", in->iso_url);
         check_url_vars(&v, "install.iso_checksum_url", in->iso_checksum_url);
         check_url_vars(&v, "install.config_url", in->config_url);
         if (in->config_url_timeout < 1)

@@ -17,8 +17,6 @@
 #include "template.h"
 #include "webhook.h"
 
-#define WEBHOOK_TIMEOUT_SEC 10L
-#define WEBHOOK_TRIES 3u
 #define WEBHOOK_BACKOFF_BASE_USEC UINT64_C(500000)
 #define WEBHOOK_BACKOFF_CAP_USEC UINT64_C(2000000)
 
@@ -39,6 +37,13 @@ int webhook_render(const char *tmpl, const struct webhook_values *v, char **ret,
                 DISK_FIELDS("InstallDisk", v->install_disk),
                 DISK_FIELDS("DataDisk", v->data_disk),
 #undef DISK_FIELDS
+                { "Stage", v->ev.stage },
+                { "Percent", v->ev.percent },
+                { "Report", v->ev.report },
+                { "Result", v->ev.result },
+                { "Error", v->ev.error },
+                { "HarvesterVersion", v->ev.harvester_version },
+                { "ISOChecksum", v->ev.iso_checksum },
         };
         const char *err = NULL;
         int r = tmpl_render(tmpl, vars, ELEMENTSOF(vars), 0, ret, &err);
@@ -290,7 +295,7 @@ static bool has_header(const struct webhook *w, const char *name) {
 /* Sends one webhook; returns true when delivered (a final status below 400). reason gets the
  * outcome ("HTTP 200", "HTTP 500", a curl error), *attempts how many tries were made. */
 static bool deliver(const struct webhook *w, const char *method, const char *url, const char *payload,
-                    char *reason, size_t reason_len, unsigned *attempts) {
+                    long timeout_sec, unsigned tries, char *reason, size_t reason_len, unsigned *attempts) {
         _cleanup_curl_ CURL *c = NULL;
         _cleanup_curl_slist_ struct curl_slist *hdrs = NULL;
         char errbuf[CURL_ERROR_SIZE];
@@ -337,7 +342,7 @@ static bool deliver(const struct webhook *w, const char *method, const char *url
         bool ok = http_set_url(c, url) == 0 &&
                   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf) == CURLE_OK &&
                   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_cb) == CURLE_OK &&
-                  curl_easy_setopt(c, CURLOPT_TIMEOUT, WEBHOOK_TIMEOUT_SEC) == CURLE_OK &&
+                  curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_sec) == CURLE_OK &&
                   curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs) == CURLE_OK &&
                   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK;
         if (ok && streq(method, "HEAD"))
@@ -363,7 +368,7 @@ static bool deliver(const struct webhook *w, const char *method, const char *url
         const struct retry_policy policy = {
                 .base_usec = WEBHOOK_BACKOFF_BASE_USEC,
                 .cap_usec = WEBHOOK_BACKOFF_CAP_USEC,
-                .deadline_usec = WEBHOOK_TRIES * (WEBHOOK_TIMEOUT_SEC * UINT64_C(1000000) + WEBHOOK_BACKOFF_CAP_USEC),
+                .deadline_usec = tries * ((uint64_t)timeout_sec * UINT64_C(1000000) + WEBHOOK_BACKOFF_CAP_USEC),
         };
         struct retry_state rs;
         retry_init(&rs, now_usec(), now_usec() ^ ((uint64_t)getpid() << 32));
@@ -384,7 +389,7 @@ static bool deliver(const struct webhook *w, const char *method, const char *url
                         reason[strcspn(reason, "\n")] = 0;
                         retry = http_curl_retryable(cc);
                 }
-                if (!retry || *attempts >= WEBHOOK_TRIES)
+                if (!retry || *attempts >= tries)
                         return false;
                 uint64_t d = retry_next_delay(&policy, &rs, now_usec());
                 if (d == UINT64_MAX)
@@ -395,22 +400,31 @@ static bool deliver(const struct webhook *w, const char *method, const char *url
 }
 
 void webhook_send(const struct config *c, const char *event) {
+        webhook_send_event(c, event, NULL, NULL);
+}
+
+void webhook_send_event(const struct config *c, const char *event, const struct webhook_event_data *d, bool *disabled) {
         if (!c || isempty(event))
                 return;
 
         bool any = false;
         for (size_t i = 0; i < c->install.n_webhooks; i++)
-                if (streq_ptr(c->install.webhooks[i].event, event))
+                if (streq_ptr(c->install.webhooks[i].event, event) && !(disabled && disabled[i]))
                         any = true;
         if (!any)
                 return;
 
+        /* A PROGRESS hook must not hold the install up: one short attempt, then no more. */
+        bool progress = disabled != NULL;
+        const char *after = progress ? "no more PROGRESS events go to it; the install goes on" : "the install goes on";
         struct webhook_values v;
         webhook_values_collect(c, &v);
+        if (d)
+                v.ev = *d;
 
         for (size_t i = 0; i < c->install.n_webhooks; i++) {
                 const struct webhook *w = &c->install.webhooks[i];
-                if (!streq_ptr(w->event, event))
+                if (!streq_ptr(w->event, event) || (disabled && disabled[i]))
                         continue;
                 const char *method = isempty(w->method) ? "GET" : w->method;
                 if (!isempty(w->basic_auth_password))
@@ -424,8 +438,10 @@ void webhook_send(const struct config *c, const char *event) {
                         continue;
                 }
                 if (r < 0) {
-                        log_warning("webhook %s: %s: the url template '%s' is invalid (%s); not sent, the install goes on.",
-                                    event, method, strempty(w->url), err);
+                        log_warning("webhook %s: %s: the url template '%s' is invalid (%s); not sent, %s.",
+                                    event, method, strempty(w->url), err, after);
+                        if (disabled)
+                                disabled[i] = true;
                         continue;
                 }
                 _cleanup_free_ char *shown = url_redact(url);
@@ -439,18 +455,28 @@ void webhook_send(const struct config *c, const char *event) {
                         continue;
                 }
                 if (r < 0) {
-                        log_warning("webhook %s: %s %s: the payload template is invalid (%s); not sent, the install goes on.",
-                                    event, method, shown, err);
+                        log_warning("webhook %s: %s %s: the payload template is invalid (%s); not sent, %s.",
+                                    event, method, shown, err, after);
+                        if (disabled)
+                                disabled[i] = true;
                         continue;
                 }
 
                 char reason[CURL_ERROR_SIZE + 64];
                 unsigned attempts = 0;
-                if (deliver(w, method, url, payload, reason, sizeof(reason), &attempts))
-                        log_info("webhook %s: %s %s: %s", event, method, shown, reason);
-                else
-                        log_warning("webhook %s: %s %s failed: %s (%u %s); the install goes on.", event, method,
-                                    shown, reason, attempts, attempts == 1 ? "attempt" : "attempts");
+                if (deliver(w, method, url, payload, progress ? WEBHOOK_PROGRESS_TIMEOUT_SEC : WEBHOOK_TIMEOUT_SEC,
+                            progress ? 1 : WEBHOOK_TRIES, reason, sizeof(reason), &attempts)) {
+                        if (progress)
+                                log_debug("webhook %s (%s%s%s): %s %s: %s", event, strempty(v.ev.stage),
+                                          v.ev.percent ? " " : "", v.ev.percent ? v.ev.percent : "", method, shown, reason);
+                        else
+                                log_info("webhook %s: %s %s: %s", event, method, shown, reason);
+                } else {
+                        log_warning("webhook %s: %s %s failed: %s (%u %s); %s.", event, method, shown, reason, attempts,
+                                    attempts == 1 ? "attempt" : "attempts", after);
+                        if (disabled)
+                                disabled[i] = true;
+                }
         }
 
         webhook_values_done(&v);

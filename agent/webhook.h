@@ -1,13 +1,37 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* install.webhooks: STARTED, SUCCEEDED, FAILED. A failing webhook is logged, never fatal. */
+/* install.webhooks: STARTED, SUCCEEDED, FAILED, PROGRESS. A failing webhook is logged, never fatal. */
 #pragma once
 
+#include <stdbool.h>
+
 #include "config.h"
+
+/* STARTED, SUCCEEDED, FAILED: WEBHOOK_TIMEOUT_SEC per attempt, WEBHOOK_TRIES attempts.
+ * PROGRESS (progress.h): one attempt of at most WEBHOOK_PROGRESS_TIMEOUT_SEC, connection included. */
+#define WEBHOOK_TIMEOUT_SEC 10L
+#define WEBHOOK_TRIES 3u
+#define WEBHOOK_PROGRESS_TIMEOUT_SEC 3L
 
 /* Sends every webhook of c for event ("STARTED" | "SUCCEEDED" | "FAILED"), URL and payload
  * templated with {{.Hostname}} {{.MACAddr}} {{.IPAddrV4}} {{.IPAddrV6}} of the management
  * interface and the disks' identity (struct webhook_values). Short timeout, bounded retries. Never fails the caller. */
 void webhook_send(const struct config *c, const char *event);
+
+/* What an event adds to the template data (borrowed; NULL renders empty). */
+struct webhook_event_data {
+        const char *stage;             /* {{.Stage}}: the stage starting (PROGRESS), failed (FAILED) or last (SUCCEEDED) */
+        const char *percent;           /* {{.Percent}}: PROGRESS in the iso stage, "10" ... "100" */
+        const char *report;            /* {{.Report}}: the install report's JSON (report.h) */
+        const char *result;            /* {{.Result}}: "succeeded" | "failed" */
+        const char *error;             /* {{.Error}}: the FAILED line */
+        const char *harvester_version; /* {{.HarvesterVersion}}: the image's release file */
+        const char *iso_checksum;      /* {{.ISOChecksum}}: "sha512:<hex>" as computed */
+};
+
+/* webhook_send() with the event's data (d may be NULL). disabled (PROGRESS; NULL for the others):
+ * one flag per install.webhooks entry; a hook whose flag is set is skipped, and a hook that fails
+ * (template, connection, timeout, HTTP >= 400) gets its flag set after one warning. */
+void webhook_send_event(const struct config *c, const char *event, const struct webhook_event_data *d, bool *disabled);
 
 /* ---- Parts of webhook_send(), exposed for validation and tests ---- */
 
@@ -24,6 +48,7 @@ struct webhook_values {
         struct webhook_disk {
                 const char *name, *node, *by_id, *model, *serial, *size;
         } install_disk, data_disk;
+        struct webhook_event_data ev; /* borrowed: webhook_values_collect() leaves it empty */
 };
 
 /*

@@ -7,27 +7,36 @@
 #
 # OUTDIR gets (V = $RELEASE_VERSION, default v1.1.2-test):
 #   harvester-V-vmlinuz-amd64          Debian's kernel (linux-image-amd64's current package)
-#   harvester-V-initrd-amd64           dracut, systemd initrd, with the module harvester-install
+#   harvester-V-initrd-amd64           the installer initrd: dracut, systemd initrd, with the module
+#                                      harvester-install (made by harvester-pxe-prepare, below)
 #   harvester-V-rootfs-amd64.squashfs  the test OS: busybox, /boot/vmlinuz, /boot/initrd, the boot
 #                                      contract (/etc/cos/{grub.cfg,bootargs.cfg}, shim.efi,
 #                                      grub.efi, MokManager.efi, GRUB modules)
 #   harvester-V-amd64.iso              ISO9660 + Rock Ridge + Joliet: rootfs.squashfs, boot/kernel,
-#                                      boot/initrd, EFI/BOOT/BOOTX64.EFI, harvester-release.yaml
+#                                      boot/initrd (the test OS's), EFI/BOOT/BOOTX64.EFI,
+#                                      harvester-release.yaml
 #   harvester-V-amd64.sha512           `sha512sum` list of the four files above
+#   served/                            the served folder: `harvester-pxe-prepare ISO served/` (the
+#                                      product command, staged) with its default server; the
+#                                      vmlinuz, initrd and rootfs above are its files
+#   served-hook/                       the same with --initrd-flavour hook (no systemd in the
+#                                      initrd: the scenario hook-mode)
 # all world-readable (nginx serves them as www-data).
 #
 # BUILDDIR (or $HARVESTER_BUILD_DIR; default <source>/build) is a configured meson build dir: the
-# agent is compiled there and `meson install --destdir` stages the agent and the dracut module;
-# dracut then builds the initrd with `--add harvester-install` from that installed copy (a private
-# dracut base directory: the host's modules plus the staged one; nothing is written to the host).
+# agent is compiled there and `meson install --destdir` stages the agent, the dracut module and
+# harvester-pxe-prepare; the staged command then makes the served folders from the ISO built here,
+# its dracut run using the staged agent (HARVESTER_INSTALL_AGENT) and a private dracut base
+# directory (dracutbasedir: the host's modules plus the staged one; nothing is written to the host).
 #
 # Cached: the release is rebuilt only when an input changed (the staged agent binary, the module
-# files, this script, qemu/release/, the Debian package versions, the version string); the inputs
+# files, harvester-pxe-prepare, this script, qemu/release/, the Debian package versions, the version string); the inputs
 # are recorded in OUTDIR/.release-stamp. Downloaded and extracted packages are kept in
 # $RELEASE_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/harvester-test-release). FORCE=1 rebuilds.
 #
 # Needs (Debian): dracut-core dracut-network systemd busybox-static grub-efi-amd64-bin
-# squashfs-tools xorriso cpio zstd kmod e2fsprogs dosfstools fdisk ca-certificates, and apt lists
+# squashfs-tools xorriso cpio zstd kmod e2fsprogs dosfstools fdisk ca-certificates ipxe
+# isc-dhcp-client iputils-arping (network-legacy, the hook flavour), and apt lists
 # (apt-get update) to find the kernel package. The kernel is never installed on the host.
 
 set -euo pipefail
@@ -237,21 +246,18 @@ pkgver() { dpkg-query -W -f='${Version}' "$1" 2> /dev/null || echo none; }
     echo "kernel $KPKG $KPKG_VERSION"
     echo "busybox-static $BB_VERSION"
     for p in dracut-core dracut-network systemd udev dbus grub-efi-amd64-bin squashfs-tools xorriso \
-        e2fsprogs dosfstools fdisk util-linux mount kmod ca-certificates libc6 libcurl4 libssl3; do
+        e2fsprogs dosfstools fdisk util-linux mount kmod ca-certificates libc6 libcurl4 libssl3 ipxe \
+        isc-dhcp-client iputils-arping; do
         echo "$p $(pkgver "$p")"
     done
     (cd "$STAGE" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
     sha256sum "$SCRIPT"
-    (cd "$SRCDIR" && find qemu/release/dracut -type f -print0 | sort -z | xargs -0 sha256sum)
-} > "$WORK/initrd-stamp.new"
-{
-    cat "$WORK/initrd-stamp.new"
     (cd "$SRCDIR" && find qemu/release -type f -print0 | sort -z | xargs -0 sha256sum)
 } > "$WORK/stamp.new"
 
 NAMES=("harvester-$V-vmlinuz-amd64" "harvester-$V-initrd-amd64" "harvester-$V-rootfs-amd64.squashfs" "harvester-$V-amd64.iso")
 up_to_date=1
-for f in "${NAMES[@]}" "harvester-$V-amd64.sha512"; do
+for f in "${NAMES[@]}" "harvester-$V-amd64.sha512" served/ipxe-create-efi served-hook/ipxe-create-efi; do
     [[ -f $OUTDIR/$f ]] || up_to_date=
 done
 if [[ -z ${FORCE:-} && -n $up_to_date && -f $OUTDIR/.release-stamp ]] && cmp -s "$WORK/stamp.new" "$OUTDIR/.release-stamp"; then
@@ -278,54 +284,45 @@ ln -s "$MODDIR" "$BASE/modules.d/"
 # volume group before the agent starts (the scenario lvm-holder). Not part of the product.
 ln -s "$SRCDIR/qemu/release/dracut/99pxe-lab-lvm" "$BASE/modules.d/"
 
-INITRD="$WORK/out/${NAMES[1]}"
 mkdir -p "$WORK/out"
-INITRD_TIME="(cached)"
-# The initrd takes most of the time: kept when only the test OS changed.
-if [[ -z ${FORCE:-} && -f $OUTDIR/${NAMES[1]} && -f $OUTDIR/.initrd-stamp ]] \
-    && cmp -s "$WORK/initrd-stamp.new" "$OUTDIR/.initrd-stamp"; then
-    say "initrd inputs unchanged, keeping ${NAMES[1]}"
-    cp "$OUTDIR/${NAMES[1]}" "$INITRD"
-else
-    rm -f "$OUTDIR/.initrd-stamp"
-    say "building the initrd for $KVER (dracut --add harvester-install)"
-    T1=$(date +%s.%N)
-    # An explicit module list keeps it small and quick: the systemd initrd, systemd-networkd, our
-    # module (which pulls network, base and its kernel drivers), the test-only pxe-lab-lvm; no
-    # generic kernel-modules sweep.
-    HARVESTER_INSTALL_AGENT="$AGENT" dracutbasedir="$BASE" nice dracut \
-        --conf /dev/null --confdir "$WORK/empty" --tmpdir "$WORK/tmp" \
-        --kver "$KVER" --kmoddir "$KMODDIR" \
-        --no-hostonly --no-hostonly-cmdline --no-early-microcode \
-        --modules "systemd-initrd dracut-systemd systemd-networkd harvester-install pxe-lab-lvm" \
-        --zstd --force "$INITRD" > "$WORK/dracut.log" 2>&1 \
-        || { tail -n 30 "$WORK/dracut.log" >&2; die "dracut failed (log: $WORK/dracut.log)"; }
-    INITRD_TIME=$(elapsed "$T1")
-    grep -q 'Including module: harvester-install' "$WORK/dracut.log" \
-        || die "dracut did not include the module harvester-install (log: $WORK/dracut.log)"
 
+# Checks an installer initrd made by harvester-pxe-prepare: FILE FLAVOUR (systemd or hook).
+check_initrd() {
+    local initrd=$1 flavour=$2 p missing=
+    lsinitrd "$initrd" > "$WORK/lsinitrd-$flavour.txt" 2> /dev/null || die "lsinitrd cannot read $initrd"
     # What the install needs must be in it.
-    lsinitrd "$INITRD" > "$WORK/lsinitrd.txt" 2> /dev/null || die "lsinitrd cannot read $INITRD"
-    missing=
-    for p in usr/sbin/harvester-install-agent etc/ssl/certs/ca-certificates.crt \
-        usr/lib/systemd/system/harvester-install-agent.service \
-        etc/systemd/system/initrd.target.wants/harvester-install-agent.service \
-        usr/lib/dracut/hooks/cmdline/10-parse-harvester-install.sh \
-        usr/sbin/mkfs.ext4 usr/sbin/mkfs.vfat usr/sbin/sfdisk usr/bin/partx usr/sbin/wipefs \
-        usr/lib/systemd/systemd-networkd-wait-online \
-        usr/lib/pxe-lab/lvm-activate.sh usr/lib/systemd/system/pxe-lab-lvm.service usr/sbin/lvm /dm-mod.ko \
-        /loop.ko /squashfs.ko /isofs.ko /ext4.ko /vfat.ko /efivarfs.ko libefiboot.so libefivar.so /ahci.ko /virtio_net.ko /virtio_blk.ko /e1000e.ko; do
-        grep -q -- "$p" "$WORK/lsinitrd.txt" || missing="$missing $p"
+    local need=(usr/sbin/harvester-install-agent etc/ssl/certs/ca-certificates.crt
+        usr/lib/dracut/hooks/cmdline/10-parse-harvester-install.sh
+        usr/sbin/mkfs.ext4 usr/sbin/mkfs.vfat usr/sbin/sfdisk usr/bin/partx usr/sbin/wipefs
+        usr/lib/pxe-lab/lvm-activate.sh usr/sbin/lvm /dm-mod.ko
+        /loop.ko /squashfs.ko /isofs.ko /ext4.ko /vfat.ko /efivarfs.ko libefiboot.so libefivar.so /ahci.ko
+        /virtio_net.ko /virtio_blk.ko /e1000e.ko)
+    if [[ $flavour == systemd ]]; then
+        need+=(usr/lib/systemd/system/harvester-install-agent.service
+            etc/systemd/system/initrd.target.wants/harvester-install-agent.service
+            usr/lib/systemd/systemd-networkd-wait-online usr/lib/systemd/system/pxe-lab-lvm.service)
+    else
+        need+=(usr/lib/dracut/hooks/cmdline/11-harvester-install-hookmode.sh
+            usr/lib/dracut/hooks/initqueue/online/90-harvester-install-online.sh
+            usr/lib/dracut/hooks/emergency/50-harvester-install-emergency.sh
+            sbin/ifup sbin/dhclient-script usr/sbin/dhclient)
+    fi
+    for p in "${need[@]}"; do
+        grep -q -- "$p" "$WORK/lsinitrd-$flavour.txt" || missing="$missing $p"
     done
-    [[ -z $missing ]] || die "the initrd lacks:$missing (listing: $WORK/lsinitrd.txt)"
+    [[ -z $missing ]] || die "the $flavour initrd lacks:$missing (listing: $WORK/lsinitrd-$flavour.txt)"
+    # The hook flavour has no systemd at all.
+    if [[ $flavour == hook ]] && grep -qE ' usr/lib/systemd/systemd$| usr/lib/systemd/system/harvester-install-agent.service$' "$WORK/lsinitrd-$flavour.txt"; then
+        die "the hook initrd holds systemd (listing: $WORK/lsinitrd-$flavour.txt)"
+    fi
     # The agent must start from the initrd's own libraries.
-    mkdir -p "$WORK/unpacked"
-    (cd "$WORK/unpacked" && lsinitrd --unpack "$INITRD" > /dev/null 2>&1) || die "cannot unpack $INITRD"
-    chroot "$WORK/unpacked" /usr/sbin/harvester-install-agent --version > "$WORK/agent-version.txt" 2>&1 \
-        || { cat "$WORK/agent-version.txt" >&2; die "the agent does not run inside the initrd (missing library?)"; }
     rm -rf "$WORK/unpacked"
-    INITRD_TIME="$INITRD_TIME s"
-fi
+    mkdir -p "$WORK/unpacked"
+    (cd "$WORK/unpacked" && lsinitrd --unpack "$initrd" > /dev/null 2>&1) || die "cannot unpack $initrd"
+    chroot "$WORK/unpacked" /usr/sbin/harvester-install-agent --version > "$WORK/agent-version.txt" 2>&1 \
+        || { cat "$WORK/agent-version.txt" >&2; die "the agent does not run inside the $flavour initrd (missing library?)"; }
+    rm -rf "$WORK/unpacked"
+}
 
 # --- The test OS (rootfs.squashfs) ---------------------------------------------------------------
 
@@ -422,7 +419,8 @@ ISOT="$WORK/iso"
 mkdir -p "$ISOT/boot" "$ISOT/EFI/BOOT"
 cp "$SQUASH" "$ISOT/rootfs.squashfs"
 cp "$VMLINUZ" "$ISOT/boot/kernel"
-cp "$INITRD" "$ISOT/boot/initrd"
+# The live initrd of a real ISO is its OS's; the installer initrd is made from the ISO below.
+cp "$WORK/test-os-initrd.img" "$ISOT/boot/initrd"
 cp "$RF/etc/harvester-release.yaml" "$ISOT/harvester-release.yaml"
 # The image bundles where v1.1.2's ISO has them; each fake "tarball" is the list of the image
 # names the fake rke2 "imports", images-lists/ what ctr-check-images.sh waits for.
@@ -450,16 +448,45 @@ ISO="$WORK/out/${NAMES[3]}"
 xorriso -as mkisofs -R -J -V COS_LIVE -o "$ISO" "$ISOT" > "$WORK/xorriso.log" 2>&1 \
     || { tail -n 20 "$WORK/xorriso.log" >&2; die "xorriso failed"; }
 
+# --- The served folders (harvester-pxe-prepare, as operators run it) ---------------------------
+
+# The staged command, the staged agent and module (HARVESTER_INSTALL_AGENT, the private dracut
+# base), the kernel package's modules; the dracut arguments keep the build quick and private (no
+# host configuration, no microcode) and add the lab's own module. served/ is the systemd flavour
+# every scenario uses, served-hook/ the hook flavour of the scenario hook-mode.
+PREPARE=$(find "$STAGE" -type f -name harvester-pxe-prepare -perm -u+x | head -n 1)
+[[ -n $PREPARE ]] || die "meson install staged no harvester-pxe-prepare"
+PREPARE_TIME=
+for flavour in systemd hook; do
+    served="$WORK/out/served"
+    [[ $flavour == hook ]] && served="$WORK/out/served-hook"
+    say "harvester-pxe-prepare ($flavour initrd, dracut for $KVER)"
+    T1=$(date +%s.%N)
+    HARVESTER_INSTALL_AGENT="$AGENT" dracutbasedir="$BASE" nice "$PREPARE" "$ISO" "$served" \
+        --kernel-version "$KVER" --kmoddir "$KMODDIR" --initrd-flavour "$flavour" \
+        --dracut-arg --conf --dracut-arg /dev/null --dracut-arg --confdir --dracut-arg "$WORK/empty" \
+        --dracut-arg --no-early-microcode --dracut-arg --zstd --dracut-arg --add --dracut-arg pxe-lab-lvm \
+        > "$WORK/prepare-$flavour.log" 2>&1 \
+        || { tail -n 30 "$WORK/prepare-$flavour.log" >&2; die "harvester-pxe-prepare failed (log: $WORK/prepare-$flavour.log)"; }
+    PREPARE_TIME="$PREPARE_TIME $flavour $(elapsed "$T1") s"
+    check_initrd "$served/${NAMES[1]}" "$flavour"
+    cmp -s "$served/${NAMES[0]}" "$VMLINUZ" || die "harvester-pxe-prepare served another kernel than the ISO's"
+done
+# The release files are the served folder's.
+for i in 0 1 2; do
+    ln -f "$WORK/out/served/${NAMES[$i]}" "$WORK/out/${NAMES[$i]}"
+done
+
 # --- Publish -------------------------------------------------------------------------------------
 
-install -m 0644 "$VMLINUZ" "$WORK/out/${NAMES[0]}"
-chmod 0644 "$WORK/out/"*
+for f in "${NAMES[@]}"; do chmod 0644 "$WORK/out/$f"; done
 (cd "$WORK/out" && sha512sum "${NAMES[@]}") > "$WORK/out/harvester-$V-amd64.sha512"
 chmod 0644 "$WORK/out/harvester-$V-amd64.sha512"
 for f in "${NAMES[@]}" "harvester-$V-amd64.sha512"; do
     mv -f "$WORK/out/$f" "$OUTDIR/$f"
 done
-mv "$WORK/initrd-stamp.new" "$OUTDIR/.initrd-stamp"
+rm -rf "$OUTDIR/served" "$OUTDIR/served-hook" "$OUTDIR/.initrd-stamp"
+mv "$WORK/out/served" "$WORK/out/served-hook" "$OUTDIR/"
 mv "$WORK/stamp.new" "$OUTDIR/.release-stamp"
 rm -rf "$WORK"
 
@@ -467,5 +494,5 @@ say "built release $V in $OUTDIR (kernel $KPKG $KPKG_VERSION):"
 for f in "${NAMES[@]}" "harvester-$V-amd64.sha512"; do
     printf 'build-release:   %-44s %6s\n' "$f" "$(numfmt --to=iec-i --suffix=B "$(stat -c %s "$OUTDIR/$f")")" >&2
 done
-say "initrd build ${INITRD_TIME}, whole release $(elapsed "$T0") s"
+say "harvester-pxe-prepare:${PREPARE_TIME}; whole release $(elapsed "$T0") s"
 [[ -z $REAL_SIZE ]] || real_size_release

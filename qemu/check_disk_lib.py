@@ -1087,6 +1087,58 @@ class Checker:
             leaked = self.leaks(raw)
             R.add(not leaked, "COS_OEM: install/console.log holds no secret (%d given)" % self.n_secrets(),
                   "it holds %s" % ", ".join(leaked))
+        self.check_report(os.path.join(oem, "install", "report.json"))
+
+    STAGES_BEFORE_COMMIT = ["configuration", "memory", "iso", "disk-check", "disk-write"]
+
+    def check_report(self, path):
+        """The install report the agent writes just before the commit point (README, "Webhook
+        events and the install report"): 0600, one JSON object, result succeeded, the stages in
+        order (all but the running install stage complete), the ISO's sha512, the install disk."""
+        R = self.r
+        name = "COS_OEM: install/report.json"
+        if not os.path.isfile(path):
+            R.fail(name, "missing")
+            return
+        self.check_mode(path, name)
+        raw = open(path, "rb").read()
+        leaked = self.leaks(raw)
+        R.add(not leaked, "%s holds no secret (%d given)" % (name, self.n_secrets()), "it holds %s" % ", ".join(leaked))
+        try:
+            d = json.loads(raw.decode("utf-8"), parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+            if not isinstance(d, dict):
+                raise ValueError("not an object")
+        except (ValueError, UnicodeDecodeError) as e:
+            R.fail("%s is one JSON object" % name, str(e))
+            return
+        problems = []
+        if d.get("result") != "succeeded" or d.get("failure") is not None:
+            problems.append("result %r, failure %r" % (d.get("result"), d.get("failure")))
+        if d.get("mode") != self.a.mode:
+            problems.append("mode %r" % d.get("mode"))
+        stages = d.get("stages") if isinstance(d.get("stages"), list) else []
+        names = [s.get("name") for s in stages if isinstance(s, dict)]
+        if names != self.STAGES_BEFORE_COMMIT + ["install"]:
+            problems.append("stages %s" % names)
+        else:
+            for s in stages[:-1]:
+                if not isinstance(s.get("seconds"), (int, float)) or s["seconds"] < 0 or not s.get("start") or \
+                        not s.get("end") or s["end"] < s["start"]:
+                    problems.append("stage %s: start %r end %r seconds %r" % (s["name"], s.get("start"), s.get("end"),
+                                                                            s.get("seconds")))
+        iso = d.get("iso") if isinstance(d.get("iso"), dict) else {}
+        if not re.fullmatch(r"sha512:[0-9a-f]{128}", str(iso.get("checksum"))) or not iso.get("size"):
+            problems.append("iso %r" % iso)
+        if not d.get("agent_version") or not d.get("harvester_version"):
+            problems.append("agent_version %r, harvester_version %r" % (d.get("agent_version"), d.get("harvester_version")))
+        disks = [x for x in d.get("disks") or [] if isinstance(x, dict)]
+        inst = [x for x in disks if x.get("role") == "install"]
+        if len(inst) != 1 or not inst[0].get("size") or not inst[0].get("by_id") or not inst[0].get("serial"):
+            problems.append("install disk %r" % inst)
+        if self.a.device is not None and inst and inst[0].get("name") != self.a.device:
+            problems.append("install disk name %r (want %s)" % (inst[0].get("name"), self.a.device))
+        R.add(not problems, "%s: result succeeded, mode %s, stages %s complete, the ISO's sha512, the install disk "
+              "(by-id, serial, size)" % (name, self.a.mode, ", ".join(self.STAGES_BEFORE_COMMIT)), "; ".join(problems))
 
     def n_secrets(self):
         return len(self.secrets) + (1 if self.clear else 0)

@@ -362,6 +362,15 @@ class Release:
             if not (self.dir / name).is_file():
                 raise LabError(f"the release in {self.dir} lacks {name}")
 
+    def served(self, flavour="systemd"):
+        """The folder harvester-pxe-prepare made from the release's ISO (build-release.sh):
+        served/ (the systemd initrd), served-hook/ (--initrd-flavour hook)."""
+        d = self.dir / ("served" if flavour == "systemd" else f"served-{flavour}")
+        if not (d / "ipxe-create-efi").is_file():
+            raise LabError(f"the release in {self.dir} has no {d.name}/ made by harvester-pxe-prepare "
+                           f"(rebuild it: qemu/pxe-lab release)")
+        return d
+
 
 def ensure_release(build_dir=None, quiet=False):
     """Builds the project (plain) and the release when an input changed; returns (Release,
@@ -413,15 +422,20 @@ def seed_text(name):
 
 
 class Served:
-    """/harvester/ laid out like the seed's /usr/share/nginx/html/harvester/: the release, the
-    names the seed's iPXE scripts use, config-create.yaml, config-join.yaml and the four iPXE
-    scripts, each the seed's text with only the server, the version and the interface changed
-    (plus LAB_CMDLINE and the run's extra arguments on the kernel line)."""
+    """/harvester/ laid out like the seed's /usr/share/nginx/html/harvester/: what the product
+    command harvester-pxe-prepare made from the release's ISO (Release.served: the ISO, rootfs,
+    kernel, installer initrd and the names the seed's iPXE scripts use, the four iPXE scripts,
+    ipxe.efi, undionly.kpxe, the dhcpd example), its text files with the server changed (the
+    command wrote them for the seed's), LAB_CMDLINE and the run's extra arguments on the kernel
+    lines; the release's SHA-512 list; config-create.yaml and config-join.yaml as an operator
+    fills the command's skeletons: the seed's, with the interface changed and iso_checksum_url
+    added. flavour "hook": the initrd without systemd (served-hook/)."""
 
     SCRIPTS = ("ipxe-create", "ipxe-create-efi", "ipxe-join", "ipxe-join-efi")
+    TEXTS = SCRIPTS + ("dhcpd.conf.example",)
 
     def __init__(self, workdir, release, server, iface=GUEST_IFACE, cmdline_extra="",
-                 no_automatic=False, config_404=False, config_edit=None):
+                 no_automatic=False, config_404=False, config_edit=None, flavour="systemd"):
         self.root = Path(workdir) / "www"
         self.dir = self.root / "harvester"
         self.server = server
@@ -431,17 +445,28 @@ class Served:
         for d in (workdir, self.root, self.dir):
             os.chmod(d, 0o755)
         v = release.version
-        for name in release.files.values():
-            place(release.dir / name, self.dir / name)
-        # The seed's iPXE scripts load "harvester-<version>-vmlinuz", "...-initrd" and the
-        # kernel line names ".../rootfs.squashfs": the release files under those names too.
-        os.symlink(release.files["vmlinuz"], self.dir / f"harvester-{v}-vmlinuz")
-        os.symlink(release.files["initrd"], self.dir / f"harvester-{v}-initrd")
-        os.symlink(release.files["rootfs"], self.dir / "rootfs.squashfs")
+        prepared = release.served(flavour)
+        skeletons = {}
+        for f in sorted(prepared.iterdir()):
+            if f.is_symlink():
+                os.symlink(os.readlink(f), self.dir / f.name)
+            elif f.name in self.TEXTS:
+                write_public(self.dir / f.name, self.subst(f.read_text()))
+            elif f.name.startswith("config-"):
+                skeletons[f.name] = f.read_text()
+            else:
+                place(f, self.dir / f.name)
+        place(release.dir / release.files["sha512"], self.dir / release.files["sha512"])
 
         for mode in ("create", "join"):
             text = self.subst(seed_text(f"config-{mode}.yaml")).replace(
                 "- name: ens5", f"- name: {iface}")
+            # The operator's copy names the ISO the command's skeleton names.
+            skeleton = self.subst(skeletons.get(f"config-{mode}.yaml", ""))
+            iso_url = f"  iso_url: {self.base}/harvester-{v}-amd64.iso\n"
+            if iso_url not in skeleton or iso_url not in text:
+                raise LabError(f"config-{mode}.yaml: harvester-pxe-prepare's skeleton and the seed do not "
+                               f"both name {iso_url.strip()}")
             # Beyond the seed: the release's SHA-512 list, so that the ISO is verified as it
             # arrives (install.iso_checksum_url, an extension of ours).
             iso_line = f"  iso_url: {self.base}/harvester-{v}-amd64.iso"
@@ -456,7 +481,8 @@ class Served:
 
         extra = " ".join(x for x in (LAB_CMDLINE, cmdline_extra.strip()) if x)
         for name in self.SCRIPTS:
-            lines = self.subst(seed_text(name)).splitlines()
+            # harvester-pxe-prepare's script (copied above, server substituted), not the seed's.
+            lines = (self.dir / name).read_text().splitlines()
             for i, line in enumerate(lines):
                 if line.startswith("kernel "):
                     if no_automatic:
@@ -496,6 +522,14 @@ class Served:
 
     def kernel_line(self, script):
         return next(l for l in (self.dir / script).read_text().splitlines() if l.startswith("kernel "))
+
+
+# The guide's network boot programs, from Debian's package ipxe: dhcpd.conf names them for the
+# firmware's own PXE client (TFTP, "ipxe.efi" for UEFI, "undionly.kpxe" for BIOS) and for UEFI
+# HTTP Boot (http://.../harvester/ipxe.efi). harvester-pxe-prepare puts them in the served folder;
+# the checks compare them with Debian's files here.
+IPXE_DIR = Path(os.environ.get("PXE_LAB_IPXE_DIR", "/usr/lib/ipxe"))
+IPXE_BINARIES = ("ipxe.efi", "undionly.kpxe")
 
 
 def place(src, dst):
@@ -707,14 +741,21 @@ class Dhcpd:
         self.conf = Path("/etc/dhcp/pxe-lab") / f"{netns.name}.conf"
         self.leases = Path("/var/lib/dhcp") / f"dhcpd.leases.{netns.name}"
         self.log = Path(workdir) / "dhcpd.log"
+        # Every DHCP packet on the bridge, both ways (qemu/dhcp_probe.py --record): what each
+        # client asked with (architecture, vendor and user class) and what dhcpd answered.
+        self.packet_log = Path(workdir) / "dhcp-packets.jsonl"
         self.conf_text = conf_text
-        self.proc = None
+        self.proc = self.recorder = None
 
     def start(self):
         self.conf.parent.mkdir(parents=True, exist_ok=True)
         self.conf.write_text(self.conf_text)
         self.leases.parent.mkdir(parents=True, exist_ok=True)
         self.leases.write_text("")
+        with open(self.packet_log, "ab") as out:
+            self.recorder = spawn(self.netns.prefix() + [sys.executable, "-u", QEMU_DIR / "dhcp_probe.py",
+                                                         "--record", "--iface", "br0"],
+                                  stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         log = open(self.log, "ab")
         self.proc = spawn(
             self.netns.prefix() + [self.dhcpd, "-4", "-f", "-d", "-cf", str(self.conf),
@@ -723,27 +764,87 @@ class Dhcpd:
         log.close()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if self.proc.poll() is not None or self.recorder.poll() is not None:
                 break
-            if "Sending on" in self.log.read_text(errors="replace"):
+            if "Sending on" in self.log.read_text(errors="replace") \
+                    and '"recording"' in self.packet_log.read_text(errors="replace"):
                 return self
             time.sleep(0.1)
         self.stop()
-        raise LabError(f"dhcpd did not start:\n{tail_file(self.log, 20)}")
+        raise LabError(f"dhcpd or its packet recorder did not start:\n{tail_file(self.log, 20)}\n"
+                       f"{tail_file(self.packet_log, 5)}")
 
     def stop(self):
         stop_process(self.proc)
-        self.proc = None
+        stop_process(self.recorder)
+        self.proc = self.recorder = None
         for f in (self.conf, self.leases, Path(f"{self.leases}~")):
             with contextlib.suppress(OSError):
                 f.unlink()
         with contextlib.suppress(OSError):
             self.conf.parent.rmdir()
 
+    def packets(self, mac=None):
+        """The recorded DHCP packets (dicts of dhcp_probe.parse: op 1 a client's, op 2 an
+        answer), in order; with mac, only those about that client."""
+        out = []
+        text = self.packet_log.read_text(errors="replace") if self.packet_log.exists() else ""
+        for line in text.splitlines():
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return [p for p in out if isinstance(p, dict) and p.get("op") in (1, 2)
+                and (mac is None or p.get("chaddr") == mac)]
+
     def acks(self):
         """[(ip, mac)] of every DHCPACK it sent."""
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
         return re.findall(r"DHCPACK on (\S+) to ([0-9a-f:]{17})", text)
+
+
+class Tftp:
+    """A TFTP server for the firmware's own PXE client (the guide's "TFTP server"): dnsmasq from
+    Debian's dnsmasq-base used for TFTP only (--port=0: no DNS; no DHCP range: no DHCP), in the
+    foreground in the lab's network namespace (10.100.0.10:69), serving the served harvester
+    folder read-only. No config file, pid file or host service: it lives and dies with the lab."""
+
+    def __init__(self, netns, workdir, root):
+        self.dnsmasq = which("dnsmasq")
+        if not self.dnsmasq:
+            raise Skip("missing: dnsmasq (dnsmasq-base)")
+        self.netns, self.root = netns, Path(root)
+        self.log = Path(workdir) / "tftp.log"
+        self.proc = None
+
+    def start(self):
+        log = open(self.log, "ab")
+        self.proc = spawn(
+            self.netns.prefix() + [self.dnsmasq, "--keep-in-foreground", "--log-facility=-",
+                                   "--conf-file=/dev/null", "--pid-file", "--port=0",
+                                   "--enable-tftp", f"--tftp-root={self.root}",
+                                   "--user=nobody", "--group=nogroup",
+                                   f"--listen-address={SEED_SERVER}", "--bind-interfaces"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            if re.search(r"TFTP root is ", self.log.read_text(errors="replace")):
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise LabError(f"the TFTP server (dnsmasq) did not start:\n{tail_file(self.log, 20)}")
+
+    def stop(self):
+        stop_process(self.proc)
+        self.proc = None
+
+    def sent(self):
+        """[(file name relative to the root, client address)] of every file it sent whole."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        root = f"{self.root}/"
+        return [(f[len(root):] if f.startswith(root) else f, ip)
+                for f, ip in re.findall(r"dnsmasq-tftp\[\d+\]: sent (\S+) to (\S+)", text)]
 
 
 # --- Disks ----------------------------------------------------------------------------------------
@@ -838,6 +939,10 @@ class VM:
         self.bootindex = True
         # A QEMU monitor socket, for kill() (power-loss); None: no monitor.
         self.monitor = None
+        # Which network boot client starts the chain: "ipxe" the NIC's iPXE ROM; "pxe" OVMF's
+        # own PXE client (the NIC's ROM slot empty: OVMF drives the virtio NIC itself); "http"
+        # OVMF's HTTP Boot, its PXE boot options switched off (fw_cfg) so that it comes first.
+        self.netboot = "ipxe"
         self.vars = self.workdir / f"{name}-OVMF_VARS.fd"
         if not self.vars.exists():
             shutil.copyfile(tools.ovmf_vars, self.vars)
@@ -886,8 +991,12 @@ class VM:
                     user += f",bootfile={self.bootfile}"
                 cmd += ["-netdev", user]
             nic = f"{NIC_MODEL},netdev=net0,mac={self.mac},addr={NIC_PCI_SLOT:#x}"
-            nic += (f",romfile={t.nic_rom}" + (",bootindex=1" if self.bootindex else "")) if self.pxe else ",romfile="
+            rom = t.nic_rom if self.netboot == "ipxe" else ""
+            nic += (f",romfile={rom}" + (",bootindex=1" if self.bootindex else "")) if self.pxe else ",romfile="
             cmd += ["-device", nic]
+            if self.pxe and self.netboot == "http":
+                cmd += ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
+                        "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no"]
         else:
             cmd += ["-net", "none"]
         if self.disks:
@@ -1005,13 +1114,15 @@ class Lab:
 
     def __init__(self, release, tools, way="user", cmdline_extra="", no_automatic=False,
                  config_404=False, config_edit=None, keep=False, name="lab", listener=False,
-                 extra_files=None):
+                 extra_files=None, tftp=False, flavour="systemd"):
         self.release, self.tools, self.way, self.keep = release, tools, way, keep
         # A recording webhook listener on 127.0.0.1 (the guests' 10.0.2.2), started before the
         # served folder is written, so that config_edit(mode, text, lab) can name its port.
         self.listener = WebhookListener().start() if listener else None
         if listener and way != "user":
             raise LabError("the webhook listener is reachable only with user-mode networking")
+        if tftp and way != "dhcpd":
+            raise LabError("the TFTP server runs in the dhcpd way's network namespace only")
         base = Path(os.environ.get("PXE_LAB_TMPDIR", "/var/tmp")).resolve()
         for d in [base, *base.parents]:
             if not os.stat(d).st_mode & 0o001:
@@ -1022,7 +1133,7 @@ class Lab:
         os.chmod(self.workdir, 0o755)
         if keep:
             (self.workdir / "KEEP").write_text("qemu/pxe-lab --keep: remove this directory by hand\n")
-        self.netns = self.dhcpd = self.nginx = None
+        self.netns = self.dhcpd = self.nginx = self.tftp = None
         self.vms = []
         if config_edit and listener:
             edit = config_edit
@@ -1033,10 +1144,12 @@ class Lab:
                 server = SEED_SERVER
                 self.served = Served(self.workdir, release, server, cmdline_extra=cmdline_extra,
                                      no_automatic=no_automatic, config_404=config_404,
-                                     config_edit=config_edit)
+                                     config_edit=config_edit, flavour=flavour)
                 self.nginx = Nginx(self.workdir, self.served.root, host=SEED_SERVER, port=80,
                                    netns=self.netns).start()
                 self.dhcpd = Dhcpd(self.netns, self.workdir, seed_text("dhcpd.conf")).start()
+                if tftp:
+                    self.tftp = Tftp(self.netns, self.workdir, self.served.dir).start()
             else:
                 # The URLs hold the port: choose it, write the folder, start; on a lost race for
                 # the port, again with another one.
@@ -1044,7 +1157,8 @@ class Lab:
                     port = free_port()
                     self.served = Served(self.workdir, release, f"10.0.2.2:{port}",
                                          cmdline_extra=cmdline_extra, no_automatic=no_automatic,
-                                         config_404=config_404, config_edit=config_edit)
+                                         config_404=config_404, config_edit=config_edit,
+                                         flavour=flavour)
                     self.nginx = Nginx(self.workdir, self.served.root, port=port)
                     try:
                         self.nginx.start()
@@ -1061,7 +1175,7 @@ class Lab:
             raise
 
     def new_vm(self, name, mode="create", mac=None, mem="8G", cpus=1, data_disk=None,
-               disk_size="300G", pattern=True):
+               disk_size="300G", pattern=True, netboot="ipxe"):
         disks = [Disk(self.tools, self.workdir / f"{name}-sda.qcow2", disk_size, pattern)]
         if data_disk:
             disks.append(Disk(self.tools, self.workdir / f"{name}-sdb.qcow2", data_disk, pattern))
@@ -1074,6 +1188,7 @@ class Lab:
             base = self.served.node_dir(name, self.listener)
             vm = VM(self.tools, self.workdir, name, mem, cpus, mac,
                     bootfile=f"{base}/ipxe-{mode}-efi", disks=disks)
+        vm.netboot = netboot
         self.vms.append(vm)
         return vm
 
@@ -1088,7 +1203,9 @@ class Lab:
                     shutil.copyfile(f, dest / f.name)
         for f in (self.nginx.access_log if self.nginx else None,
                   self.nginx.error_log if self.nginx else None,
-                  self.dhcpd.log if self.dhcpd else None):
+                  self.dhcpd.log if self.dhcpd else None,
+                  self.dhcpd.packet_log if self.dhcpd else None,
+                  self.tftp.log if self.tftp else None):
             if f and f.exists():
                 shutil.copyfile(f, dest / ("nginx-" + f.name if "nginx" in str(f.parent) else f.name))
         if self.listener:
@@ -1106,6 +1223,8 @@ class Lab:
             self.nginx.stop()
         if self.dhcpd:
             self.dhcpd.stop()
+        if self.tftp:
+            self.tftp.stop()
         if self.netns:
             self.netns.delete()
         if not self.keep:

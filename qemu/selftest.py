@@ -26,12 +26,32 @@ def expect(ok, what):
 
 
 def fake_release(d):
+    """A release folder as build-release.sh makes it, small: an ISO of the release's shape
+    (xorriso), its served/ folder made by harvester-pxe-prepare (the source tree's copy) with
+    --no-initrd and a stand-in initrd put where dracut's would be (this checks the lab, not
+    dracut), the release files hard links to the served ones, as build-release.sh does."""
     v = "v9.9.9-selftest"
-    names = [f"harvester-{v}-vmlinuz-amd64", f"harvester-{v}-initrd-amd64",
-             f"harvester-{v}-rootfs-amd64.squashfs", f"harvester-{v}-amd64.iso",
-             f"harvester-{v}-amd64.sha512"]
-    for i, n in enumerate(names):
-        (d / n).write_bytes(os.urandom(1000 + i))
+    tree = d / "iso-tree"
+    (tree / "boot").mkdir(parents=True)
+    (d / "root" / "etc").mkdir(parents=True)
+    (d / "root" / "etc" / "data").write_bytes(os.urandom(3000))
+    subprocess.run(["mksquashfs", d / "root", tree / "rootfs.squashfs", "-quiet", "-no-progress"],
+                   check=True, stdout=subprocess.DEVNULL)
+    (tree / "boot" / "kernel").write_bytes(os.urandom(1000))
+    (tree / "harvester-release.yaml").write_text(f"harvester: {v}\n")
+    iso = d / f"harvester-{v}-amd64.iso"
+    subprocess.run(["xorriso", "-as", "mkisofs", "-R", "-J", "-o", iso, tree], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    served = d / "served"
+    subprocess.run(["bash", h.TOP / "pxe-prepare" / "harvester-pxe-prepare.in", iso, served,
+                    "--no-initrd"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    names = {"vmlinuz": f"harvester-{v}-vmlinuz-amd64", "initrd": f"harvester-{v}-initrd-amd64",
+             "rootfs": f"harvester-{v}-rootfs-amd64.squashfs"}
+    (served / names["initrd"]).write_bytes(os.urandom(1002))
+    for n in names.values():
+        os.link(served / n, d / n)
+    (d / f"harvester-{v}-amd64.sha512").write_bytes(os.urandom(1004))
+    for n in [*names.values(), iso.name, f"harvester-{v}-amd64.sha512"]:
         os.chmod(d / n, 0o600)  # the lab must make what it serves world-readable
     return h.Release(d)
 
@@ -68,6 +88,9 @@ def check_served(served, release, port):
                and f"- name: {h.GUEST_IFACE}" in text and "device: /dev/sda" in text,
                f"config-{mode}.yaml: the seed's, iso_url and the interface ({h.GUEST_IFACE}) changed, "
                "iso_checksum_url added")
+    for name in h.IPXE_BINARIES:
+        expect((served.dir / name).read_bytes() == (h.IPXE_DIR / name).read_bytes(),
+               f"{name}: Debian's {h.IPXE_DIR}/{name}, in the served folder (HTTP and TFTP root)")
     for alias, target in ((f"harvester-{v}-vmlinuz", "vmlinuz"), (f"harvester-{v}-initrd", "initrd"),
                           ("rootfs.squashfs", "rootfs")):
         expect((served.dir / alias).read_bytes() == (release.dir / release.files[target]).read_bytes(),
@@ -289,6 +312,80 @@ def check_bench():
         expect(re.search(want, text), f"install-bench report: /{want}/")
 
 
+def check_dhcpd_conf():
+    """The seed's dhcpd.conf is the guide's whole config: in each group, in this order, the iPXE
+    branch (-efi script for architecture 00:07, else the non-efi one), the UEFI HTTP Boot branch
+    (vendor class HTTPClient: the option echoed and ipxe.efi by HTTP), the PXE branch (ipxe.efi
+    or undionly.kpxe by TFTP), then the group's host."""
+    text = (h.SEED_DIR / "dhcpd.conf").read_text()
+    groups = re.findall(r"^group \{\n(.*?)^\}", text, re.S | re.M)
+    expect(len(groups) == 2, f"dhcpd.conf: two groups (got {len(groups)})")
+    for g, (mode, mac) in zip(groups, (("create", h.CREATE_MAC), ("join", h.JOIN_MAC))):
+        want = [
+            r'if exists user-class and option user-class = "iPXE" \{',
+            r"if option architecture-type = 00:07 \{",
+            rf'filename "http://10\.100\.0\.10/harvester/ipxe-{mode}-efi";',
+            r"\} else \{",
+            rf'filename "http://10\.100\.0\.10/harvester/ipxe-{mode}";',
+            r'\} elsif substring \(option vendor-class-identifier, 0, 10\) = "HTTPClient" \{',
+            r'option vendor-class-identifier "HTTPClient";',
+            r'filename "http://10\.100\.0\.10/harvester/ipxe\.efi";',
+            r"\} else \{",
+            r"if option architecture-type = 00:07 \{",
+            r'filename "ipxe\.efi";',
+            r"\} else \{",
+            r'filename "undionly\.kpxe";',
+            rf"host node\d \{{ hardware ethernet {mac}; \}}",
+        ]
+        lines = [l.strip() for l in g.splitlines() if l.strip() and not l.strip().startswith("#")
+                 and l.strip() != "}"]
+        at, missing = 0, []
+        for rx in want:
+            hit = next((i for i in range(at, len(lines)) if re.fullmatch(rx, lines[i])), None)
+            if hit is None:
+                missing.append(rx)
+            else:
+                at = hit + 1
+        expect(not missing, f"dhcpd.conf, {mode} group: the guide's iPXE, HTTPClient and PXE "
+                            f"branches in order" + (f" (missing or out of order: {missing})" if missing else ""))
+
+
+def check_chain_helpers():
+    """The TFTP log reader and the DHCP probe's and recorder's packets."""
+    import dhcp_probe as dp
+    tftp = h.Tftp.__new__(h.Tftp)
+    with tempfile.TemporaryDirectory() as d:
+        tftp.root, tftp.log = Path("/w/www/harvester"), Path(d) / "tftp.log"
+        tftp.log.write_text("dnsmasq-tftp[7]: TFTP root is /w/www/harvester\n"
+                            "dnsmasq-tftp[7]: error 8 User aborted the transfer received from 10.100.0.100\n"
+                            "dnsmasq-tftp[7]: sent /w/www/harvester/ipxe.efi to 10.100.0.100\n"
+                            "dnsmasq-tftp[7]: file /w/www/harvester/x not found for 10.100.0.101\n")
+        expect(tftp.sent() == [("ipxe.efi", "10.100.0.100")],
+               f"the TFTP log: files sent whole, not aborts or misses ({tftp.sent()})")
+    mac = bytes.fromhex("5254006b13e2")
+    args = SimpleNamespace(arch=16, vendor_class="HTTPClient:Arch:00016:UNDI:003001", user_class=None)
+    f = dp.frame(mac, dp.bootp(mac, 0x1234, dp.DISCOVER, args))
+    ip = f[14:34]
+    expect(f[:6] == b"\xff" * 6 and f[6:12] == mac and dp.checksum(ip) == 0
+           and b"\x3c\x21HTTPClient:Arch:00016:UNDI:003001" in f and b"\x5d\x02\x00\x10" in f,
+           "the DHCP probe's DISCOVER: broadcast from the MAC, valid IP checksum, options 60 and 93")
+    # An answer as dhcpd sends it, read back: op 2 to port 68 with the file and option 60.
+    reply = bytearray(f)
+    b = 14 + 20 + 8
+    reply[b] = 2
+    reply[14 + 20:14 + 22], reply[14 + 20 + 2:14 + 20 + 4] = (67).to_bytes(2, "big"), (68).to_bytes(2, "big")
+    reply[b + 108:b + 108 + 9] = b"ipxe.efi\0"
+    got = dp.parse(bytes(reply))
+    expect(got and got["file"] == "ipxe.efi" and got["options"].get("60", "").startswith("HTTPClient")
+           and got["chaddr"] == "52:54:00:6b:13:e2" and got["xid"] == 0x1234,
+           f"the DHCP probe reads an answer's file, option 60, MAC and xid ({got})")
+    mine = dp.parse(f)
+    expect(mine and mine["op"] == 1 and mine["options"].get("93") == "0010",
+           "the DHCP recorder reads a request (op 1, to port 67) with its options")
+    reply[14 + 20 + 2:14 + 20 + 4] = (67).to_bytes(2, "big")
+    expect(dp.parse(bytes(reply)) is None, "an answer to the server's port is not a DHCP packet")
+
+
 def get(url):
     try:
         with urllib.request.urlopen(url, timeout=10) as r:
@@ -306,6 +403,10 @@ def main():
     if not h.which("nginx"):
         print("SKIP: missing nginx (nginx-light)")
         return 77
+    for tool, pkg in (("xorriso", "xorriso"), ("mksquashfs", "squashfs-tools")):
+        if not h.which(tool):
+            print(f"SKIP: missing {tool} ({pkg})")
+            return 77
     with tempfile.TemporaryDirectory(prefix="pxe-lab-selftest-") as tmp:
         tmp = Path(tmp)
         os.chmod(tmp, 0o755)  # nginx's workers (www-data) must reach the work dir below it
@@ -397,6 +498,8 @@ def main():
     else:
         skipped.append("dhcpd -t not run: isc-dhcp-server is not installed")
 
+    check_dhcpd_conf()
+    check_chain_helpers()
     check_verdicts()
     check_bench()
 

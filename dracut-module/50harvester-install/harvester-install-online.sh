@@ -19,6 +19,14 @@ if [ -n "$DRACUT_SYSTEMD" ]; then
     : > /run/harvester-install/done
 else
     info "harvester-install: network is up, running harvester-install-agent"
+    # The UEFI boot entry: libefivar picks its variable backend once, when the agent starts, so
+    # efivarfs must be mounted before (systemd mounts it in unit mode; here nobody has, and the
+    # agent's own later mount is not seen by libefivar: no boot entry would be made).
+    if [ -d /sys/firmware/efi ] && ! ismounted /sys/firmware/efi/efivars; then
+        modprobe -q efivarfs 2> /dev/null
+        mount -t efivarfs efivarfs /sys/firmware/efi/efivars \
+            || warn "harvester-install: cannot mount efivarfs on /sys/firmware/efi/efivars: the install makes no UEFI boot entry"
+    fi
     # The agent writes every line to every console itself; its stderr (a copy) goes to a file
     # so that the console does not show each line twice.
     /usr/sbin/harvester-install-agent run 2>> /run/initramfs/harvester-install-agent.log

@@ -8,7 +8,9 @@
 #              initqueue until the agent is done; nothing without automatic=true
 #   online     (initqueue/online hook, hook mode) runs the real agent once: its failure (exit 2,
 #              no configuration) reaches the emergency shell with the exit status; the second
-#              run does nothing; nothing without automatic=true
+#              run does nothing; nothing without automatic=true; on a UEFI machine (a tmpfs
+#              /sys/firmware with efi/efivars) efivarfs is mounted before the agent starts (mount
+#              and modprobe recorded by stand-ins), not when already mounted, not on BIOS
 #   resolv     (ExecStartPre) /etc/resolv.conf from systemd-networkd's link files: servers once
 #              each in order, search domains, an existing file kept, an empty or dangling one
 #              replaced, none written without DNS servers
@@ -61,6 +63,11 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/test-hooks.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 export T
 mkdir -p "$T/bin" "$T/hooks/initqueue/finished"
+# Stand-ins for what the hooks may call that would change the machine: they record their call.
+for stub in mount modprobe; do
+    printf '#!/bin/sh\necho "%s $*" >> /run/stub-calls\n' "$stub" > "$T/bin/$stub"
+    chmod +x "$T/bin/$stub"
+done
 sed "s#/lib/dracut-dev-lib.sh#$DEVLIB#" "$LIB" > "$T/dracut-lib.sh"
 cp -a /etc "$T/etc"
 ln -s "$UTIL" "$T/bin/dracut-getarg"
@@ -145,6 +152,22 @@ rd.neednet: 0"
     check "online, the agent fails" "$sh" "$AUTO" "$ONLINE" "$ONLINE_OUT"
     check "online, not automatic" "$sh" "ip=dhcp" "$ONLINE" "first: rc 0
 second: rc 0"
+    # UEFI: a /sys/firmware of our own holding efi/efivars (the real mount is /bin/mount).
+    UEFI='/bin/mount -t tmpfs tmpfs /sys/firmware && mkdir -p /sys/firmware/efi/efivars'
+    check "online, UEFI: efivarfs mounted before the agent" "$sh" "$AUTO" "$UEFI"'
+        . "$T/mod/harvester-install-online.sh" > /dev/null
+        cat /run/stub-calls; grep -c "FAILED: configuration:" /run/initramfs/harvester-install-agent.log' \
+        "modprobe -q efivarfs
+mount -t efivarfs efivarfs /sys/firmware/efi/efivars
+1"
+    check "online, UEFI, efivarfs already mounted" "$sh" "$AUTO" "$UEFI"'
+        /bin/mount -t tmpfs tmpfs /sys/firmware/efi/efivars
+        . "$T/mod/harvester-install-online.sh" > /dev/null
+        cat /run/stub-calls 2> /dev/null || echo "no calls"' "no calls"
+    check "online, BIOS: no efivarfs" "$sh" "$AUTO" '
+        /bin/mount -t tmpfs tmpfs /sys/firmware
+        . "$T/mod/harvester-install-online.sh" > /dev/null
+        cat /run/stub-calls 2> /dev/null || echo "no calls"' "no calls"
     check "online, the agent's log" "$sh" "$AUTO" '
         . "$T/mod/harvester-install-online.sh" > /dev/null
         grep -c "FAILED: configuration:" /run/initramfs/harvester-install-agent.log' "1"

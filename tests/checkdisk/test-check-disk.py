@@ -16,6 +16,7 @@ world-readable file, an image without /boot/initrd, join without server, a wrong
 server URL, a data disk given for a disk that has partition 6. After every run: no loop device on
 the images, no mount, no temporary file left.
 """
+import json
 import os
 import re
 import shutil
@@ -191,6 +192,22 @@ def make_images(work, state, recovery):
         write(os.path.join(d, "state.yaml"), STATE_YAML, 0o644)
 
 
+def report_json(mode):
+    """The install report as the agent writes it before the commit point (agent/report.c)."""
+    stages = [{"name": n, "start": "2026-01-01T00:00:%02d.000Z" % i, "end": "2026-01-01T00:00:%02d.500Z" % i,
+               "seconds": 0.5} for i, n in enumerate(["configuration", "memory", "iso", "disk-check", "disk-write"])]
+    stages.append({"name": "install", "start": "2026-01-01T00:00:06.000Z", "end": None, "seconds": None})
+    return json.dumps({
+        "agent_version": "0.1", "harvester_version": "v1.1.2", "os_name": "Harvester v1.1.2",
+        "kubernetes_version": "v1.24.11+rke2r1", "rancher_version": "v2.6.11", "mode": mode,
+        "result": "succeeded", "failure": None,
+        "iso": {"url": "http://10.0.2.2/harvester.iso", "checksum": "sha512:" + "ab" * 64, "size": 66060288},
+        "stages": stages,
+        "disks": [{"role": "install", "name": "/dev/sda", "node": "/dev/sda",
+                   "by_id": "/dev/disk/by-id/ata-QEMU_HARDDISK_disk0", "model": "QEMU HARDDISK",
+                   "serial": "disk0", "size": 322122547200}]}, separators=(",", ":")) + "\n"
+
+
 def build(work, name, mode, hostname, data_disk):
     """Makes work/<name>.raw (and work/<name>-sdb.raw); returns their paths."""
     size = 100 * GiB if not data_disk else 80 * GiB
@@ -269,6 +286,7 @@ def build(work, name, mode, hostname, data_disk):
               "harvester-install-agent: token: <redacted>, os.password: <redacted>\n"
               "harvester-install-agent: Made active.img (COS_ACTIVE) in 2.1 s.\n"
               "harvester-install-agent: Install finished.\n", 0o600)
+        write(os.path.join(oem, "install", "report.json"), report_json(mode), 0o600)
         persistent = loop.mount(loop.part(5), os.path.join(mnt, "persistent"))
         os.makedirs(os.path.join(persistent, ".state"), 0o755)
     finally:
@@ -512,6 +530,19 @@ def main():
                                                 "webhook auth " + WEBHOOK_SECRET))
         expect_fail(work, "secret in console.log", ["--disk", b] + create, [b],
                     r"install/console.log holds no secret.*--secret #2")
+
+        copy(c_img, b)
+        edit_fs(b, 2, lambda mp, node: sub_file(os.path.join(mp, "install", "report.json"), '"disk-write"',
+                                                '"disk-write-x"'))
+        expect_fail(work, "report.json without the disk-write stage", ["--disk", b] + create, [b],
+                    r"install/report.json: result succeeded.*stages \['configuration', 'memory', 'iso', 'disk-check', "
+                    r"'disk-write-x', 'install'\]")
+
+        copy(c_img, b)
+        edit_fs(b, 2, lambda mp, node: sub_file(os.path.join(mp, "install", "report.json"), '"disk0"',
+                                                '"' + WEBHOOK_SECRET + '"'))
+        expect_fail(work, "secret in report.json", ["--disk", b] + create, [b],
+                    r"install/report.json holds no secret.*--secret #2")
 
         copy(c_img, b)
         edit_fs(b, 5, lambda mp, node: write(os.path.join(mp, "leak.json"),

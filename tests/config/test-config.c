@@ -44,7 +44,8 @@ static void test_seed_create(void **state) {
                 assert_string_equal(kvmap_get(&c->install.management_interface.bond_options, "miimon"), "100");
                 assert_string_equal(c->install.device, "/dev/sda");
                 assert_null(c->install.data_disk);
-                assert_string_equal(c->install.iso_url, "http://10.100.0.10/harvester/harvester-<version>-amd64.iso");
+                assert_int_equal(strv_length(c->install.iso_urls), 1);
+                assert_string_equal(c->install.iso_urls[0], "http://10.100.0.10/harvester/harvester-<version>-amd64.iso");
                 assert_string_equal(c->install.vip, "10.100.0.99");
                 assert_string_equal(c->install.vip_mode, "static");
                 assert_null(c->server_url);

@@ -133,7 +133,8 @@ static void test_aliases(void **state) {
         assert_string_equal(kvmap_get(&m->bond_options, "miimon"), "200");
         assert_int_equal(m->vlan_id, 5);
         assert_true(m->default_route);
-        assert_string_equal(c->install.iso_url, "http://x/i.iso");
+        assert_int_equal(strv_length(c->install.iso_urls), 1);
+        assert_string_equal(c->install.iso_urls[0], "http://x/i.iso");
         assert_string_equal(c->install.vip_mode, "dhcp"); /* lowercased */
         assert_string_equal(c->install.vip_hw_addr, "52:54:00:00:00:02");
         assert_string_equal(c->install.data_disk, "/dev/sdb");
@@ -162,7 +163,8 @@ static void test_aliases(void **state) {
         struct config *c2 = build(NULL, "install: {powerOff: true, ISO_URL: http://x/, Force_GPT: true}\n", &d);
         assert_int_equal(diags_warnings(&d), 0);
         assert_true(c2->install.poweroff);
-        assert_string_equal(c2->install.iso_url, "http://x/");
+        assert_int_equal(strv_length(c2->install.iso_urls), 1);
+        assert_string_equal(c2->install.iso_urls[0], "http://x/");
         config_free(c2);
         diags_clear(&d);
 }
@@ -173,7 +175,8 @@ static void test_alias_given_twice(void **state) {
         const struct diag *g = problem_for(&d, "install.iso_url");
         assert_non_null(strstr(g->message, "given twice"));
         assert_string_equal(g->where, "config.yaml:3:11");
-        assert_string_equal(c->install.iso_url, "http://a/");
+        assert_int_equal(strv_length(c->install.iso_urls), 1);
+        assert_string_equal(c->install.iso_urls[0], "http://a/");
         diags_clear(&d);
 }
 
@@ -408,6 +411,50 @@ static void test_merge_lists(void **state) {
         assert_string_equal(config_where(c, "install.management_interface.interfaces[0]"), "kernel command line");
         assert_string_equal(config_where(c, "install.management_interface.interfaces[2].name"), "config.yaml:6:39");
         diags_clear(&d);
+}
+
+static char *print_to_string(const struct config *c, bool json, bool show);
+
+/* install.iso_url: a string, or a list of mirrors (YAML list, or the kernel argument repeated), in
+ * order; a kernel-line list replaces the file's (the mirrors of one release are named together). */
+static void test_iso_url_mirrors(void **state) {
+        struct diags d;
+        _cleanup_config_ struct config *c =
+                build(NULL, "install:\n  iso_url:\n    - http://a/h.iso\n    - https://u:pw@b/h.iso\n", &d);
+        assert_int_equal(diags_warnings(&d), 0);
+        assert_int_equal(strv_length(c->install.iso_urls), 2);
+        assert_string_equal(c->install.iso_urls[0], "http://a/h.iso");
+        assert_string_equal(c->install.iso_urls[1], "https://u:pw@b/h.iso");
+        assert_string_equal(config_where(c, "install.iso_url[1]"), "config.yaml:4:7");
+        diags_clear(&d);
+
+        /* Repeated on the kernel line: a list in the order given, not "the last one wins". */
+        _cleanup_config_ struct config *k =
+                build("harvester.install.iso_url=http://m1/h.iso harvester.install.iso_url=http://m2/h.iso "
+                      "harvester.install.iso_url=http://m3/h.iso",
+                      "install:\n  iso_url: [http://file1/h.iso, http://m2/h.iso]\n", &d);
+        assert_int_equal(diags_warnings(&d), 0);
+        assert_int_equal(strv_length(k->install.iso_urls), 3);
+        assert_string_equal(k->install.iso_urls[0], "http://m1/h.iso");
+        assert_string_equal(k->install.iso_urls[1], "http://m2/h.iso");
+        assert_string_equal(k->install.iso_urls[2], "http://m3/h.iso");
+        assert_string_equal(config_where(k, "install.iso_url[2]"), "kernel command line");
+        diags_clear(&d);
+
+        /* One kernel argument over a file list: that one URL. */
+        _cleanup_config_ struct config *o =
+                build("harvester.install.iso_url=http://cmd/h.iso", "install:\n  iso_url: [http://f1/h.iso, http://f2/h.iso]\n",
+                      &d);
+        assert_int_equal(strv_length(o->install.iso_urls), 1);
+        assert_string_equal(o->install.iso_urls[0], "http://cmd/h.iso");
+        diags_clear(&d);
+
+        /* Printed: one URL as the string Harvester's key is, several as a list, passwords hidden. */
+        _cleanup_free_ char *one = print_to_string(o, false, false), *two = print_to_string(c, false, false);
+        assert_non_null(strstr(one, "iso_url: \"http://cmd/h.iso\""));
+        assert_non_null(strstr(two, "http://a/h.iso"));
+        assert_non_null(strstr(two, "https://u:"));
+        assert_null(strstr(two, ":pw@"));
 }
 
 static void test_merge_maps(void **state) {
@@ -708,6 +755,7 @@ int main(void) {
                 cmocka_unit_test(test_dotted_labels),
                 cmocka_unit_test(test_merge_scalars),
                 cmocka_unit_test(test_merge_lists),
+                cmocka_unit_test(test_iso_url_mirrors),
                 cmocka_unit_test(test_merge_maps),
                 cmocka_unit_test(test_merge_mode_override),
                 cmocka_unit_test(test_merge_direct),

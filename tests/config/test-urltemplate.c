@@ -176,13 +176,15 @@ static void test_load(void **state) {
         _cleanup_config_ struct config *c1 = NULL;
         _cleanup_free_ char *e1 = NULL;
         assert_int_equal(load_node(root, cmdline, yaml, false, &c1, &e1), 0);
-        assert_string_equal(c1->install.iso_url, "http://u:Pass-Word-9@10.0.0.1/iso/${mac_hyphen}/h.iso");
+        assert_int_equal(strv_length(c1->install.iso_urls), 1);
+        assert_string_equal(c1->install.iso_urls[0], "http://u:Pass-Word-9@10.0.0.1/iso/${mac_hyphen}/h.iso");
 
         /* On the node (run): expanded, and the URL logged with its password redacted. */
         _cleanup_config_ struct config *c2 = NULL;
         _cleanup_free_ char *e2 = NULL;
         assert_int_equal(load_node(root, cmdline, yaml, true, &c2, &e2), 0);
-        assert_string_equal(c2->install.iso_url, "http://u:Pass-Word-9@10.0.0.1/iso/52-54-00-ab-cd-ef/h.iso");
+        assert_int_equal(strv_length(c2->install.iso_urls), 1);
+        assert_string_equal(c2->install.iso_urls[0], "http://u:Pass-Word-9@10.0.0.1/iso/52-54-00-ab-cd-ef/h.iso");
         assert_string_equal(c2->install.iso_checksum_url, "http://10.0.0.1/4c4c4544-0031-3510-8052-b4c04f4a3732.sha512");
         assert_non_null(strstr(e2, "install.iso_url expands to http://u:<redacted>@10.0.0.1/iso/52-54-00-ab-cd-ef/h.iso"));
         assert_null(strstr(e2, "Pass-Word-9"));

@@ -109,11 +109,40 @@ static const struct config_case rule_cases[] = {
         { "harvester.install.data_disk=/dev/sda", NULL, "install.data_disk", "same disk as install.device",
           "kernel command line" },
         { "harvester.install.data_disk=sdb", NULL, "install.data_disk", "not a /dev/ path", NULL },
+        /* Disk selectors (diskselect.c): the syntax is a configuration rule, the match a disk-stage one. */
+        { "harvester.install.data_disk=sdb", NULL, "install.data_disk", "nor a disk selector (e.g. size>=100G", NULL },
+        { "harvester.install.data_disk=size>=100X", NULL, "install.data_disk",
+          "\"size>=100X\" is not a valid disk selector: \"100X\" in \"size>=100X\" is not a size", "kernel command line" },
+        { "harvester.install.device=size>=100G,colour=red", NULL, "install.device",
+          "not a valid disk selector: unknown field \"colour\" in \"colour=red\"", NULL },
+        { "harvester.install.data_disk=bus=sata", NULL, "install.data_disk", "unknown bus \"sata\"", NULL },
+        { "harvester.install.data_disk=rotational<true", NULL, "install.data_disk", "\"rotational\" takes = or != only", NULL },
+        { "harvester.install.data_disk=size>=1G,,bus=ata", NULL, "install.data_disk", "an empty term", NULL },
+        { "harvester.install.data_disk=size>=1G,", NULL, "install.data_disk", "an empty term", NULL },
+        { "harvester.install.data_disk=removable=maybe", NULL, "install.data_disk", "\"maybe\" in \"removable=maybe\" is not true or false", NULL },
+        { "harvester.install.data_disk=model=", NULL, "install.data_disk", "term \"model=\" has no value", NULL },
+        { "harvester.install.data_disk=size~1G", NULL, "install.data_disk", "nor a disk selector", NULL },
+        { "harvester.install.data_disk=Size=1G", NULL, "install.data_disk", "term \"Size=1G\" is not field=value", NULL },
+        { "harvester.install.device=size>=1G harvester.install.data_disk=size>=1G", NULL, "install.data_disk",
+          "same disk as install.device", NULL },
+        { NULL, "scheme_version: 1\ntoken: t\nos: {password: p}\ninstall:\n  mode: install\n  device: \"model=A\\tB\"\n",
+          "install.device", "a character other than printable ASCII", NULL },
         { "harvester.install.wipe_disks_list=/dev/sdb harvester.install.wipe_disks_list=sdc", NULL,
           "install.wipe_disks_list[1]", "not a /dev/ path", "kernel command line" },
         { "harvester.install.iso_url=ftp://10.0.0.10/h.iso", NULL, "install.iso_url",
           "not an http://, https:// or file:// URL", NULL },
         { "harvester.install.iso_url=http:///h.iso", NULL, "install.iso_url", "not an http", NULL },
+        /* Mirrors (a list): each checked, named by its index. */
+        { "harvester.install.iso_url=http://a/harvester.iso harvester.install.iso_url=ftp://b/harvester.iso", NULL,
+          "install.iso_url[1]", "is not an http://, https:// or file:// URL", "kernel command line" },
+        { "harvester.install.iso_url=http://a/harvester.iso harvester.install.iso_url=", NULL, "install.iso_url[1]",
+          "is empty", NULL },
+        { "harvester.install.iso_url=http://a/harvester.iso harvester.install.iso_url=http://a/harvester.iso", NULL,
+          "install.iso_url[1]", "is named twice (also as mirror 0)", NULL },
+        { "harvester.install.iso_url=http://a/harvester.iso harvester.install.iso_url=http://b/other.iso", NULL,
+          "install.iso_url[1]", "serves \"other.iso\" but the first mirror serves \"harvester.iso\"", NULL },
+        { "harvester.install.iso_url=http://a/harvester.iso harvester.install.iso_url=http://b/${nic}/harvester.iso",
+          NULL, "install.iso_url[1]", "unknown variable ${nic}", NULL },
         { "harvester.install.iso_checksum=md5:abc", NULL, "install.iso_checksum", "sha512:<128 hex digits>", NULL },
         { "harvester.install.iso_checksum=sha256:" HEX64 "0", NULL, "install.iso_checksum", "sha256:<64", NULL },
         { "harvester.install.iso_checksum_url=smb://h/sums", NULL, "install.iso_checksum_url", "not an http", NULL },
@@ -147,6 +176,13 @@ static const struct config_case rule_cases[] = {
           "must be an https:// URL", NULL },
         { NULL, "webhooks",  "install.webhooks[0].event", "unknown event \"BEGUN\"", "config.yaml:18:14" },
         { NULL, "webhooks",  "install.webhooks[0].method", "unknown HTTP method \"FETCH\"", NULL },
+        /* PROGRESS (an extension) is an event (the first hook here passes); a near miss is not. */
+        { NULL,
+          "scheme_version: 1\ntoken: t\nos: {password: p}\ninstall:\n  mode: install\n  device: /dev/sda\n"
+          "  management_interface:\n    interfaces: [ens5]\n"
+          "  webhooks: [{event: PROGRESS, url: 'http://h/'}, {event: PROGRES, url: 'http://h/'}]\n",
+          "install.webhooks[1].event", "unknown event \"PROGRES\": use STARTED, SUCCEEDED, FAILED or PROGRESS",
+          NULL },
         { NULL, "webhooks",  "install.webhooks[1].url", "required", "not set" },
         { NULL, "webhooks",  "install.webhooks[1].event", "required", "not set" },
         { NULL, "webhooks",  "install.webhooks[2].url", "not an http(s):// URL", NULL },
@@ -321,6 +357,12 @@ static void test_valid_variants(void **state) {
                      VALID_CREATE, NULL);
         expect_valid("harvester.install.data_disk=/dev/sdb harvester.install.device=/dev/disk/by-id/wwn-0x5000",
                      VALID_CREATE, NULL);
+        /* Selectors: every field and operator (the disks are matched in the disk stage). */
+        expect_valid("harvester.install.device=size>=100G,size<=2T,rotational=false,bus=nvme|ata "
+                     "harvester.install.data_disk=size>1Ti,size<3TB,removable=false,model=SAMSUNG*,vendor!=ATA,"
+                     "serial=S4*,wwn=*5000c500*,path=pci-0000:00:1f.2-*,size!=0",
+                     VALID_CREATE, NULL);
+        expect_valid(NULL, VALID_CREATE "  data_disk: \"model=Samsung SSD 8?0*,size=500107862016\"\n", NULL);
         expect_valid("harvester.install.iso_url=file:///srv/harvester.iso "
                      "harvester.install.iso_checksum=sha256:" HEX64 " "
                      "harvester.install.iso_checksum_url=https://h/sha512sum",

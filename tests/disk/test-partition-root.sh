@@ -9,7 +9,9 @@
 #   2. `plan` prints that layout without writing;
 #   3. refusals (not automatic, disk too small, missing, a partition named, a mounted disk,
 #      device == data_disk) each exit with their code and message, every image unchanged;
-#   4. without a data disk: partition 6 HARV_LH_DEFAULT on the install disk.
+#   4. disk selectors in `plan` and `partition`, matched on a fake sysfs tree leading to the loop
+#      devices: the choice, the listing, no match and several matches refused;
+#   5. without a data disk: partition 6 HARV_LH_DEFAULT on the install disk.
 # Needs: util-linux (losetup, partx, wipefs, blkid), fdisk (sfdisk), e2fsprogs, dosfstools;
 # lvm2 optional (pvcreate; otherwise an LVM label is written by hand).
 set -u
@@ -271,6 +273,48 @@ rm -f "$LATE"
 grep -q "Waiting up to 20 s for install.device \"$LATE\" to appear" "$T/late.err" || { cat "$T/late.err"; fail "late disk: no wait"; }
 grep -q "^harvester-install: error: $S has 20 GiB" "$T/late.err" || { cat "$T/late.err"; fail "late disk: not found after the wait"; }
 echo "a late disk is waited for: ok"
+
+# Disks by rule: `plan` with selectors, matched on a fake /sys and /dev tree
+# (HARVESTER_INSTALL_FACTS_ROOT) whose /dev nodes lead to the loop devices: the selector picks, the
+# disk stage checks the real device it leads to; no match or several: exit 6, every disk listed.
+F=$T/facts
+fake_disk() { # NAME DEVPATH SECTORS SERIAL /dev-NODE
+        local dir=$F/sys/devices/$2/block/$1
+        mkdir -p "$dir/queue" "$F/sys/block" "$F/dev/disk/by-id" "$F/dev/disk/by-path" || fail "mkdir $dir"
+        echo "$3" > "$dir/size"; echo 0 > "$dir/removable"; echo 0 > "$dir/ro"; echo 1 > "$dir/queue/rotational"
+        echo "$4" > "$dir/serial"
+        ln -s "../devices/$2/block/$1" "$F/sys/block/$1"
+        ln -s "$5" "$F/dev/$1"
+        ln -s "../../$1" "$F/dev/disk/by-id/virtio-$4"
+}
+fake_disk vdb pci0000:00/0000:00:05.0/virtio2 629145600 fake-300g "$D"
+fake_disk vdc pci0000:00/0000:00:06.0/virtio3 125829120 fake-60g "$E"
+fake_disk vdd pci0000:00/0000:00:07.0/virtio4 125829120 fake-60g-b /dev/null
+config "size>=250G" "\"size=60Gi,serial=fake-60g\""
+before=$(sums "$DIMG" "$EIMG" "$SIMG" "$MIMG")
+HARVESTER_INSTALL_FACTS_ROOT=$F agent plan > "$T/sel.out" 2> "$T/sel.err" || { cat "$T/sel.err"; fail "plan with selectors failed"; }
+[ "$(sums "$DIMG" "$EIMG" "$SIMG" "$MIMG")" = "$before" ] || fail "plan with selectors wrote to a disk"
+grep -q "^Install disk: $D (install.device \"size>=250G\"), 300 GiB" "$T/sel.out" || { cat "$T/sel.out"; fail "selector plan: install disk"; }
+grep -q "^Data disk: $E (install.data_disk \"size=60Gi,serial=fake-60g\"), 60 GiB" "$T/sel.out" || { cat "$T/sel.out"; fail "selector plan: data disk"; }
+grep -q "^  \* /dev/vdc size=64424509440 (60 GiB) rotational=true removable=false bus=virtio model=- vendor=- serial=fake-60g wwn=- path=- by-id /dev/disk/by-id/virtio-fake-60g$" "$T/sel.out" ||
+        { cat "$T/sel.out"; fail "selector plan: the data disk's candidates"; }
+grep -q "^    /dev/vdb size=322122547200 (300 GiB) .* (never chosen: chosen by install.device)$" "$T/sel.out" ||
+        { cat "$T/sel.out"; fail "selector plan: the install disk left out"; }
+grep -q "^    /dev/vdd size=64424509440 (60 GiB) .*serial=fake-60g-b " "$T/sel.out" || { cat "$T/sel.out"; fail "selector plan: vdd listed"; }
+grep -q "install.device \"size>=250G\" chose /dev/vdb size=322122547200" "$T/sel.err" || { cat "$T/sel.err"; fail "selector plan: choice not logged"; }
+echo "plan with selectors: ok"
+config "size>=250G" "size=60Gi"
+HARVESTER_INSTALL_FACTS_ROOT=$F refuse 6 "install.data_disk \"size=60Gi\" matched 2 disks (/dev/vdc, /dev/vdd): exactly one must match" \
+        --cmdline "$T/cmdline" --config "$T/config.yaml" plan
+grep -q "^harvester-install: error:   match /dev/vdc size=64424509440 " "$T/refuse.err" || fail "several matches: vdc not listed as a match"
+grep -q "^harvester-install: error:         /dev/vdb .*(never chosen: chosen by install.device)$" "$T/refuse.err" || fail "several matches: vdb not listed"
+config "size>=1T"
+HARVESTER_INSTALL_FACTS_ROOT=$F refuse 6 "install.device \"size>=1T\" matched no disk (3 listed above)" \
+        --cmdline "$T/cmdline" --config "$T/config.yaml" partition
+grep -q "Waiting up to 2 s for a disk matching install.device \"size>=1T\"" "$T/refuse.err" || fail "no match: no wait"
+config "size>=1T,colour=red"
+refuse 2 "install.device: \"size>=1T,colour=red\" is not a valid disk selector: unknown field \"colour\"" \
+        --cmdline "$T/cmdline" --config "$T/config.yaml" partition
 
 ### 4. No data disk: partition 6 on the install disk (over the previous install).
 config "$D"

@@ -363,6 +363,184 @@ static void test_secret(void **state) {
         log_forget_secrets();
 }
 
+/* ---- Mirrors (issue 13 item 5): several URLs of one file, tried in order ---- */
+
+#define DROP_AT 1000000
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+
+static int fetch_mirrors(const char *const *paths, const struct checksum *expected, const char *dest,
+                         int64_t deadline, struct download_result *res) {
+        char *urls[8] = {};
+        size_t n = 0;
+        for (; paths[n]; n++) {
+                assert_true(n < ELEMENTSOF(urls) - 1);
+                urls[n] = strncmp(paths[n], "http", 4) == 0 ? strdup(paths[n]) : test_server_url(&srv, "%s", paths[n]);
+                assert_non_null(urls[n]);
+        }
+        const struct download_options o = {
+                .urls = urls,
+                .dest = dest,
+                .what = "test",
+                .expected = expected,
+                .deadline_sec = deadline,
+        };
+        int r = download_file(&o, res);
+        for (size_t i = 0; i < n; i++)
+                free(urls[i]);
+        return r;
+}
+
+/* The only request made to path (its JSON line). */
+static char *only_request(const char *path) {
+        _cleanup_strv_free_ char **lines = NULL;
+        assert_int_equal(test_server_request_lines(&srv, path, &lines), 0);
+        assert_int_equal(strv_length(lines), 1);
+        return strdup(lines[0]);
+}
+
+/* The first mirror breaks off after DROP_AT bytes; the second continues from that byte with a Range
+ * request (no If-Range: mirrors may differ in ETag), and the hash covers the file once. */
+static void test_mirror_resume(void **state) {
+        _cleanup_free_ char *dest = dest_path("mirror.bin");
+        struct download_result res;
+        const char *paths[] = { "/ok/f.bin?m=1&drop_after=" STRINGIFY(DROP_AT), "/ok/f.bin?m=2", NULL };
+        assert_int_equal(fetch_mirrors(paths, &sum_a, dest, 0, &res), 0);
+        assert_true(res.verified);
+        assert_true(checksum_equal(&res.digest, &sum_a));
+        assert_file_equals(dest, data_a, FILE_SIZE);
+        assert_int_equal(res.mirror, 1);
+        assert_int_equal(res.switches, 1);
+        assert_int_equal(res.resumes, 1);
+        assert_int_equal(res.restarts, 0);
+        assert_int_equal(test_server_count(&srv, "/ok/f.bin?m=1"), 1);
+        _cleanup_free_ char *second = only_request("/ok/f.bin?m=2");
+        assert_non_null(strstr(second, "\"range\": \"bytes=" STRINGIFY(DROP_AT) "-\""));
+        assert_null(strstr(second, "if-range"));
+        _cleanup_free_ char *log = log_text();
+        assert_non_null(strstr(log, "continuing on http://"));
+        assert_non_null(strstr(log, "continues the file from byte " STRINGIFY(DROP_AT)));
+
+        /* Back to the first mirror when the second breaks off too: each continues where the other
+         * stopped (the first: 1 MB a request, the second: 1.5 MB). */
+        assert_int_equal(unlink(dest), 0);
+        assert_int_equal(test_server_reset(&srv), 0);
+        const char *both[] = { "/ok/f.bin?m=1&drop_after=1000000", "/ok/f.bin?m=2&drop_after=1500000", NULL };
+        assert_int_equal(fetch_mirrors(both, &sum_a, dest, 0, &res), 0);
+        assert_true(checksum_equal(&res.digest, &sum_a));
+        assert_file_equals(dest, data_a, FILE_SIZE);
+        assert_int_equal(res.restarts, 0);
+        _cleanup_strv_free_ char **l1 = NULL;
+        assert_int_equal(test_server_request_lines(&srv, "/ok/f.bin?m=1", &l1), 0);
+        assert_int_equal(strv_length(l1), 2);
+        assert_non_null(strstr(l1[1], "\"range\": \"bytes=2500000-\""));
+        assert_non_null(strstr(l1[1], "\"if-range\"")); /* its own validator, from its first answer */
+}
+
+/* Without a checksum nothing would prove a file joined from two servers: the second mirror starts
+ * again from byte 0. */
+static void test_mirror_unverified(void **state) {
+        _cleanup_free_ char *dest = dest_path("mirror-unverified.bin");
+        struct download_result res;
+        const char *paths[] = { "/ok/f.bin?m=1&drop_after=" STRINGIFY(DROP_AT), "/ok/f.bin?m=2", NULL };
+        assert_int_equal(fetch_mirrors(paths, NULL, dest, 0, &res), 0);
+        assert_false(res.verified);
+        assert_true(checksum_equal(&res.digest, &sum_a));
+        assert_file_equals(dest, data_a, FILE_SIZE);
+        assert_int_equal(res.restarts, 1);
+        assert_int_equal(res.resumes, 0);
+        _cleanup_free_ char *second = only_request("/ok/f.bin?m=2");
+        assert_null(strstr(second, "\"range\""));
+        _cleanup_free_ char *log = log_text();
+        assert_non_null(strstr(log, "no checksum is set to prove a file joined from two servers"));
+}
+
+/* A mirror that ignores Range answers 200 with the whole file: the download starts again from byte 0
+ * with the hash reset (the digest covers each byte once), and completes there. */
+static void test_mirror_ignores_range(void **state) {
+        _cleanup_free_ char *dest = dest_path("mirror-200.bin");
+        struct download_result res;
+        const char *paths[] = { "/ok/f.bin?m=1&drop_after=" STRINGIFY(DROP_AT), "/ignorerange/f.bin", NULL };
+        assert_int_equal(fetch_mirrors(paths, &sum_a, dest, 0, &res), 0);
+        assert_true(checksum_equal(&res.digest, &sum_a));
+        assert_file_equals(dest, data_a, FILE_SIZE);
+        assert_true(res.size == FILE_SIZE);
+        assert_int_equal(res.restarts, 1);
+        assert_int_equal(res.resumes, 0);
+        _cleanup_free_ char *second = only_request("/ignorerange/f.bin");
+        assert_non_null(strstr(second, "\"range\": \"bytes=" STRINGIFY(DROP_AT) "-\""));
+        _cleanup_free_ char *log = log_text();
+        assert_non_null(strstr(log, "does not answer Range requests; starting again from byte 0"));
+}
+
+/* Mirrors that lie (a Content-Range that starts elsewhere, another total length, more bytes than
+ * announced): a clear error naming the mirror, and the next one continues from the byte held. */
+static void test_mirror_lies(void **state) {
+        static const struct {
+                const char *mode, *needle;
+        } cases[] = {
+                { "badrange", "/badrange/f.bin answered a Range request for bytes " STRINGIFY(DROP_AT)
+                              "- with \"Content-Range: bytes 1000001-" },
+                { "badtotal", "/badtotal/f.bin says the file has 4199625 bytes, http://" },
+                { "extra", "/extra/f.bin sends more than the 4.0 MiB it announced" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                print_message("lying mirror: %s\n", cases[i].mode);
+                assert_int_equal(test_server_reset(&srv), 0);
+                assert_int_equal(truncate(capture, 0), 0);
+                _cleanup_free_ char *dest = dest_path("mirror-lie.bin");
+                _cleanup_free_ char *liar = strdup_printf("/%s/f.bin", cases[i].mode);
+                struct download_result res;
+                const char *paths[] = { "/ok/f.bin?m=1&drop_after=" STRINGIFY(DROP_AT), liar, "/ok/f.bin?m=3", NULL };
+                assert_int_equal(fetch_mirrors(paths, &sum_a, dest, 0, &res), 0);
+                assert_true(checksum_equal(&res.digest, &sum_a));
+                assert_file_equals(dest, data_a, FILE_SIZE);
+                assert_int_equal(res.mirror, 2);
+                assert_int_equal(test_server_count(&srv, liar), 1); /* not tried again */
+                _cleanup_free_ char *log = log_text();
+                if (!strstr(log, cases[i].needle))
+                        print_message("log lacks \"%s\":\n%s\n", cases[i].needle, log);
+                assert_non_null(strstr(log, cases[i].needle));
+                assert_non_null(strstr(log, "(mirror 2 of 3, not tried again)"));
+                /* the third continues from what was held: the drop point, or more when the liar
+                 * sent good bytes before its lie showed */
+                _cleanup_free_ char *third = only_request("/ok/f.bin?m=3");
+                assert_non_null(strstr(third, "\"range\": \"bytes="));
+                assert_int_equal(unlink(dest), 0);
+        }
+}
+
+/* Every mirror fails: one error naming each mirror's failure, passwords redacted, nothing left. */
+static void test_mirrors_all_fail(void **state) {
+        _cleanup_free_ char *dest = dest_path("mirrors-fail.bin");
+        _cleanup_free_ char *secret = strdup_printf("http://user:Mirr0r-pw@127.0.0.1:%d/status/403/f.bin", srv.port);
+        struct download_result res;
+        /* the third announces more than it sends, then refuses the rest (416): a short file */
+        const char *paths[] = { "/404/f.bin", secret, "/short/f.bin", NULL };
+        int r = fetch_mirrors(paths, &sum_a, dest, 30, &res);
+        assert_int_equal(r, -ENOENT); /* the first mirror's */
+        assert_no_file(dest);
+        _cleanup_free_ char *log = log_text();
+        assert_non_null(strstr(log, "error: test: every mirror failed: [1] http://127.0.0.1:"));
+        assert_non_null(strstr(log, "/404/f.bin answered HTTP 404: the file is not there."));
+        assert_non_null(strstr(log, "[2] http://user:<redacted>@127.0.0.1:"));
+        assert_non_null(strstr(log, "/status/403/f.bin answered HTTP 403: access refused."));
+        assert_non_null(strstr(log, "[3] short file: http://127.0.0.1:"));
+        assert_null(strstr(log, "Mirr0r-pw"));
+        log_forget_secrets();
+
+        /* Mirrors that only fail in ways worth retrying: retried in turn until the deadline, then the
+         * error names each one's last failure. */
+        assert_int_equal(truncate(capture, 0), 0);
+        const char *down[] = { "http://127.0.0.1:1/f.bin", "/status/503/f.bin", NULL };
+        assert_int_equal(fetch_mirrors(down, &sum_a, dest, 2, &res), -ETIMEDOUT);
+        assert_no_file(dest);
+        _cleanup_free_ char *log2 = log_text();
+        assert_non_null(strstr(log2, "s without progress on any mirror. Each mirror's last failure: "
+                                     "[1] http://127.0.0.1:1/f.bin: "));
+        assert_non_null(strstr(log2, "/status/503/f.bin: HTTP 503"));
+}
+
 /* The `fetch` command: exit codes and what is left on disk. */
 static int run_agent(const char *const *args) {
         const char *agent = getenv("AGENT");
@@ -411,6 +589,17 @@ static void test_cli(void **state) {
         assert_int_equal(run_agent((const char *[]) { nf, dest, "--checksum", sum, NULL }), 5);
         assert_no_file(dest);
 
+        /* --mirror: the first URL breaks off, the mirror continues from the byte held */
+        _cleanup_free_ char *m1 = test_server_url(&srv, "/ok/f.bin?cli=1&drop_after=1000000");
+        _cleanup_free_ char *m2 = test_server_url(&srv, "/ok/f.bin?cli=2");
+        assert_int_equal(run_agent((const char *[]) { m1, dest, "--mirror", m2, "--checksum", sum, NULL }), 0);
+        assert_file_equals(dest, data_a, FILE_SIZE);
+        unlink(dest);
+        _cleanup_strv_free_ char **lines = NULL;
+        assert_int_equal(test_server_request_lines(&srv, "/ok/f.bin?cli=2", &lines), 0);
+        assert_int_equal(strv_length(lines), 1);
+        assert_non_null(strstr(lines[0], "\"range\": \"bytes=1000000-\""));
+
         assert_int_equal(run_agent((const char *[]) { ok, NULL }), 2);
         assert_int_equal(run_agent((const char *[]) { ok, dest, "--checksum", "md5:abc", NULL }), 2);
         assert_int_equal(run_agent((const char *[]) { ok, dest, "--stall-timeout", "x", NULL }), 2);
@@ -434,6 +623,11 @@ int main(void) {
                 cmocka_unit_test_setup(test_checksum_url, before_each),
                 cmocka_unit_test_setup(test_secret, before_each),
                 cmocka_unit_test_setup(test_cli, before_each),
+                cmocka_unit_test_setup(test_mirror_resume, before_each),
+                cmocka_unit_test_setup(test_mirror_unverified, before_each),
+                cmocka_unit_test_setup(test_mirror_ignores_range, before_each),
+                cmocka_unit_test_setup(test_mirror_lies, before_each),
+                cmocka_unit_test_setup(test_mirrors_all_fail, before_each),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

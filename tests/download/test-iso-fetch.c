@@ -103,7 +103,7 @@ static int teardown(void **state) {
 static void test_iso_fetch(void **state) {
         _cleanup_free_ char *url = test_server_url(&srv, "/drop30/harvester.iso");
         struct config c = {};
-        c.install.iso_url = url;
+        c.install.iso_urls = (char *[]){ url, NULL };
         c.install.iso_checksum = iso_sum;
 
         struct iso_image img = {};
@@ -138,7 +138,7 @@ static void test_iso_fetch_checksum_url(void **state) {
         _cleanup_free_ char *url = test_server_url(&srv, "/ok/harvester.iso");
         _cleanup_free_ char *list = test_server_url(&srv, "/ok/SHA512SUMS");
         struct config c = {};
-        c.install.iso_url = url;
+        c.install.iso_urls = (char *[]){ url, NULL };
         c.install.iso_checksum_url = list;
         struct iso_image img = {};
         assert_int_equal(iso_fetch(&c, &img), 0);
@@ -163,6 +163,31 @@ static void test_iso_fetch_checksum_url(void **state) {
         assert_non_null(strstr(log, "warning: ISO: THE ISO WILL NOT BE VERIFIED"));
 }
 
+/* Mirrors (README, "More than one server"): the first breaks off after 2 MB; the second continues
+ * from there into the same tmpfs (sized once, from the first answer); the checksum list's entry is
+ * the first mirror's file name; the digest covers the whole ISO once. */
+static void test_iso_fetch_mirrors(void **state) {
+        _cleanup_free_ char *m1 = test_server_url(&srv, "/ok/harvester.iso?m=1&drop_after=2000000");
+        _cleanup_free_ char *m2 = test_server_url(&srv, "/ok/harvester.iso?m=2");
+        _cleanup_free_ char *list = test_server_url(&srv, "/ok/SHA512SUMS");
+        struct config c = {};
+        c.install.iso_urls = (char *[]){ m1, m2, NULL };
+        c.install.iso_checksum_url = list;
+        struct iso_image img = {};
+        assert_int_equal(iso_fetch(&c, &img), 0);
+        assert_string_equal(img.digest, iso_sum);
+        assert_int_equal(test_server_count(&srv, "/ok/harvester.iso?m=1"), 1);
+        _cleanup_strv_free_ char **lines = NULL;
+        assert_int_equal(test_server_request_lines(&srv, "/ok/harvester.iso?m=2", &lines), 0);
+        assert_int_equal(strv_length(lines), 1);
+        assert_non_null(strstr(lines[0], "\"range\": \"bytes=2000000-\""));
+        _cleanup_free_ char *log = log_text();
+        assert_non_null(strstr(log, "ISO: 2 mirrors, tried in order"));
+        assert_non_null(strstr(log, "ISO: completed on http://"));
+        iso_image_release(&img);
+        assert_false(is_tmpfs(iso_dir));
+}
+
 /* TLS (README, "TLS"): the ISO's server is verified unless rd.noverifyssl and an inline
  * install.iso_checksum pins the content; the checksum list is always verified. */
 static void test_iso_fetch_tls(void **state) {
@@ -171,7 +196,7 @@ static void test_iso_fetch_tls(void **state) {
         _cleanup_free_ char *plain_list = test_server_url(&srv, "/ok/SHA512SUMS");
         struct iso_image img = {};
         struct config c = {};
-        c.install.iso_url = url;
+        c.install.iso_urls = (char *[]){ url, NULL };
         _cleanup_free_ char *old = log_text();
 
         /* by default: refused, nothing mounted */
@@ -204,7 +229,7 @@ static void test_iso_fetch_tls(void **state) {
         /* never from https to http */
         _cleanup_free_ char *down = test_server_tls_url(&srv, "/lie/to-http?to=http://127.0.0.1:%d/ok/harvester.iso",
                                                         srv.port);
-        c.install.iso_url = down;
+        c.install.iso_urls = (char *[]){ down, NULL };
         assert_int_equal(iso_fetch(&c, &img), -EPROTO);
         assert_false(is_tmpfs(iso_dir));
 }
@@ -215,14 +240,14 @@ static void test_iso_fetch_failures(void **state) {
         struct config c = {};
 
         _cleanup_free_ char *wrong = test_server_url(&srv, "/wrong/harvester.iso");
-        c.install.iso_url = wrong;
+        c.install.iso_urls = (char *[]){ wrong, NULL };
         c.install.iso_checksum = iso_sum;
         assert_int_equal(iso_fetch(&c, &img), -EBADMSG);
         assert_false(is_tmpfs(iso_dir));
         assert_false(access(iso_dir, F_OK) == 0);
 
         _cleanup_free_ char *partial = test_server_url(&srv, "/ok/partial.iso");
-        c.install.iso_url = partial;
+        c.install.iso_urls = (char *[]){ partial, NULL };
         c.install.iso_checksum = partial_sum;
         assert_int_equal(iso_fetch(&c, &img), -ENOENT);
         assert_false(is_tmpfs(iso_dir));
@@ -230,11 +255,11 @@ static void test_iso_fetch_failures(void **state) {
         assert_non_null(strstr(log, "lacks files the install needs: boot/kernel, boot/initrd."));
 
         _cleanup_free_ char *nf = test_server_url(&srv, "/404/harvester.iso");
-        c.install.iso_url = nf;
+        c.install.iso_urls = (char *[]){ nf, NULL };
         assert_int_equal(iso_fetch(&c, &img), -ENOENT);
         assert_false(is_tmpfs(iso_dir));
 
-        c.install.iso_url = NULL;
+        c.install.iso_urls = NULL;
         assert_int_equal(iso_fetch(&c, &img), -EINVAL);
         assert_null(img.path);
 }
@@ -301,6 +326,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_iso_fetch),
                 cmocka_unit_test(test_iso_fetch_checksum_url),
+                cmocka_unit_test(test_iso_fetch_mirrors),
                 cmocka_unit_test(test_iso_fetch_tls),
                 cmocka_unit_test(test_iso_fetch_failures),
                 cmocka_unit_test(test_tmpfs_too_small),

@@ -59,7 +59,9 @@ static inline struct config *config_new(const char *mode) {
         c->install.mode = xstrdup(mode);
         c->install.automatic = true;
         c->install.device = xstrdup("/dev/sda");
-        c->install.iso_url = xstrdup("http://10.0.2.2/harvester.iso");
+        c->install.iso_urls = calloc(2, sizeof(char *));
+        assert_non_null(c->install.iso_urls);
+        c->install.iso_urls[0] = xstrdup("http://10.0.2.2/harvester.iso");
         c->install.iso_checksum_url = xstrdup("http://10.0.2.2/harvester.sha512");
         c->install.management_interface.method = xstrdup("dhcp");
         add_interface(c, "ens5");
@@ -121,7 +123,7 @@ static inline void config_destroy(struct config *c) {
         free(in->vip_hw_addr);
         free(in->device);
         free(in->data_disk);
-        free(in->iso_url);
+        strv_free(in->iso_urls);
         free(in->iso_checksum);
         free(in->iso_checksum_url);
         free(in->config_url);

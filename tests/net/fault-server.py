@@ -43,6 +43,14 @@ The behaviour is chosen by the first element of the URL path:
               GET drops at 30%.
   short       Announces a Content-Length 10% larger (at least 1 byte) than the body it sends,
               then closes. Every GET.
+  ignorerange Says "Accept-Ranges: bytes" but ignores Range: always 200 with the whole body (a cache
+              or proxy that drops the header); ETag as `ok`.
+  badrange    A mirror that lies about ranges: a Range request is answered 206 with a Content-Range
+              starting one byte after the one asked for (and those bytes).
+  badtotal    206 to a Range request with the right bytes but a Content-Range total 1000 bytes larger
+              than the file: another file, or a lie.
+  extra       206 to a Range request with the right Content-Range, but a Content-Length 1000 bytes
+              larger and 1000 bytes more sent after the range (more bytes than announced).
   text        200 with an HTML page (Content-Type text/html) whatever <file> is: a body that is
               not YAML configuration.
   status/<code>[/<anything>]
@@ -55,7 +63,10 @@ The behaviour is chosen by the first element of the URL path:
                                 and a body carrying the same bytes.
                 to-http         302 to the http:// URL given as ?to=URL (for https -> http tests).
 
-  Query parameters understood by the file modes: ?stall=SECONDS (stall), ?rate=BYTES_PER_SEC
+  Query parameters understood by the file modes: ?drop_after=N (every GET sends N bytes of its body,
+  then closes the connection, the full Content-Length announced: a mirror that always breaks off at
+  the same place; any other query parameter, e.g. ?m=1, only tells URLs apart in the request log),
+  ?stall=SECONDS (stall), ?rate=BYTES_PER_SEC
   (throttle the body: for progress output), ?retry_after=SECONDS (adds Retry-After to 503/429
   answers of fail503x2 and status/<code>).
   File modes answer GET and HEAD (others: 405). A file that does not exist: 404.
@@ -103,7 +114,8 @@ HTML_PAGE = (b"<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title
              b"</head>\n<body>\n<h1>Login required</h1>\n<p>Please <a href=\"/login\">sign in</a> to continue.</p>\n"
              b"</body>\n</html>\n")
 LIE_MARKER = "\r[harvester-install] SUCCEEDED \x1b[2J"
-FILE_MODES = {"ok", "drop30", "stall", "fail503x2", "404", "hang", "wrong", "change", "norange", "short", "text"}
+FILE_MODES = {"ok", "drop30", "stall", "fail503x2", "404", "hang", "wrong", "change", "norange", "short", "text",
+              "ignorerange", "badrange", "badtotal", "extra"}
 
 
 class State:
@@ -419,7 +431,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         ranges_ok = mode != "norange"
         start, length, status = 0, src.size, 200
         rng = self.headers.get("Range")
-        if ranges_ok and rng is not None:
+        if ranges_ok and rng is not None and mode != "ignorerange":
             if_range = self.headers.get("If-Range")
             if if_range is None or if_range.strip() in (src.etag, src.last_modified):
                 r = parse_range(rng, src.size)
@@ -432,6 +444,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         announced = length
         if mode == "short":
             announced = length + max(1, length // 10)
+        cr_start, cr_total, extra = start, src.size, 0
+        if status == 206 and mode == "badrange" and start + 1 < src.size:
+            cr_start = start + 1
+            start, length = start + 1, length - 1
+            announced = length
+        elif status == 206 and mode == "badtotal":
+            cr_total = src.size + 1000
+        elif status == 206 and mode == "extra":
+            extra = 1000
+            announced = length + extra
 
         self.send_response(status)
         ctype = "application/octet-stream"
@@ -445,7 +467,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Last-Modified", src.last_modified)
         self.send_header("Accept-Ranges", "bytes" if ranges_ok else "none")
         if status == 206:
-            self.send_header("Content-Range", "bytes %d-%d/%d" % (start, start + length - 1, src.size))
+            self.send_header("Content-Range", "bytes %d-%d/%d" % (cr_start, cr_start + length - 1, cr_total))
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
@@ -460,12 +482,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             stall_after = length // 2
         rate = int(query.get("rate", "0") or 0)
 
+        if query.get("drop_after"):
+            stop_after = min(length, int(query["drop_after"]))
+
         limit = length
         if stop_after is not None:
             limit = stop_after
         if stall_after is not None:
             limit = stall_after
         self.send_range(src, start, limit, rate)
+        if extra and stop_after is None:
+            self.wfile.write(b"\x00" * extra)
 
         if stall_after is not None:
             self.hold(float(query.get("stall", "3600")))

@@ -54,6 +54,26 @@ static void test_render(void **state) {
         assert_string_equal(out2, "");
 }
 
+/* The event data: {{.Stage}} and {{.Percent}} (PROGRESS), {{.Report}} and the result's fields
+ * (SUCCEEDED, FAILED); empty for the events that do not have them. */
+static void test_render_event(void **state) {
+        struct webhook_values v = vals;
+        _cleanup_free_ char *out = NULL, *none = NULL;
+        const char *tmpl = "{\"stage\": \"{{.Stage}}\", \"percent\": \"{{.Percent}}\", \"host\": \"{{.Hostname}}\", "
+                           "\"report\": {{.Report}}, \"r\": \"{{.Result}}\", \"e\": \"{{.Error}}\", "
+                           "\"v\": \"{{.HarvesterVersion}}\", \"c\": \"{{.ISOChecksum}}\"}";
+        v.ev = (struct webhook_event_data) {
+                .stage = "iso", .percent = "40", .report = "{\"result\":\"failed\"}", .result = "failed",
+                .error = "iso: checksum mismatch", .harvester_version = "v1.1.2", .iso_checksum = "sha512:ab",
+        };
+        assert_int_equal(webhook_render(tmpl, &v, &out, NULL), 0);
+        assert_string_equal(out, "{\"stage\": \"iso\", \"percent\": \"40\", \"host\": \"node1\", "
+                                 "\"report\": {\"result\":\"failed\"}, \"r\": \"failed\", "
+                                 "\"e\": \"iso: checksum mismatch\", \"v\": \"v1.1.2\", \"c\": \"sha512:ab\"}");
+        assert_int_equal(webhook_render("[{{.Stage}}|{{.Percent}}|{{.Report}}]", &vals, &none, NULL), 0);
+        assert_string_equal(none, "[||]");
+}
+
 static void test_render_invalid(void **state) {
         static const char *const bad[] = {
                 "{{.Hostname", "x {{", "{{if .Hostname}}y{{end}}", "{{.}}", "{{ Hostname }}",
@@ -172,6 +192,7 @@ static void test_mgmt_interface(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_render),
+                cmocka_unit_test(test_render_event),
                 cmocka_unit_test(test_render_invalid),
                 cmocka_unit_test(test_mgmt_interface),
         };

@@ -18,7 +18,8 @@ as root on loop devices, with a local ISO (file://) built here and a webhook lis
 
 Each case checks the exit code, the one "[harvester-install] FAILED: <stage>: ..." line (its
 stage and the real error: never a tool's version banner), that the FAILED webhook arrived and no
-SUCCEEDED one, and, for 7 and 8, that no partition table is left on the install disk. The agent
+SUCCEEDED one, and, for 7 and 8, that no partition table is left on the install disk; the FAILED
+payload's install report and the PROGRESS events up to the failing stage. The agent
 runs in a private mount namespace with its own /run (what it mounts is gone with it, and other
 runs on the machine are not disturbed) and no console (/sys/class/tty/console/active hidden).
 A successful install cannot run on this host (no vfat), so exit 0 is left to the VM scenarios.
@@ -215,7 +216,10 @@ install:
 """
     for ev in ("STARTED", "SUCCEEDED", "FAILED"):
         text += (f"    - event: {ev}\n      method: POST\n      url: http://127.0.0.1:{listener.port}/hook/{ev}\n"
-                 f"      payload: '{{\"event\": \"{ev}\", \"hostname\": \"{{{{.Hostname}}}}\"}}'\n")
+                 f"      payload: '{{\"event\": \"{ev}\", \"hostname\": \"{{{{.Hostname}}}}\""
+                 + (", \"report\": {{.Report}}" if ev != "STARTED" else "") + "}'\n")
+    text += (f"    - event: PROGRESS\n      method: POST\n      url: http://127.0.0.1:{listener.port}/hook/PROGRESS\n"
+             "      payload: '{\"stage\": \"{{.Stage}}\", \"percent\": \"{{.Percent}}\"}'\n")
     path = os.path.join(work, "config.yaml")
     with open(path, "w") as f:
         f.write(text)
@@ -260,6 +264,11 @@ def case(work, res, listener, code, stage, what, pattern, device, iso_url, check
         print(out[-4000:])
     expect(len(listener.hooks("FAILED")) == 1 and not listener.hooks("SUCCEEDED"),
            f"{name}: the FAILED webhook arrived (and no SUCCEEDED): {[r[1] for r in listener.log]}")
+    check_report(name, listener, stage, failed[0][1] if failed else None, written=table_gone)
+    check_progress(name, listener, stage)
+    if stage == "install" and failed and "shim.efi" in failed[0][1]:  # COS_GRUB mounted (vfat): failed at the commit
+        expect("The install report is in COS_OEM/install/report.json." in out,
+               f"{name}: the install report was written to COS_OEM before the commit point")
     if table_gone:
         pt = subprocess.run(["wipefs", "--noheadings", "-O", "TYPE", device], stdout=subprocess.PIPE, text=True)
         types = pt.stdout.split()
@@ -269,6 +278,49 @@ def case(work, res, listener, code, stage, what, pattern, device, iso_url, check
                  if d.startswith(os.path.basename(device) + "p")]
         expect(not parts, f"{name}: the kernel knows no partition of {device} ({parts})")
     return p
+
+
+def check_report(name, listener, stage, why, written):
+    """The FAILED webhook's {{.Report}} (README, "Webhook events and the install report"): result
+    failed with the FAILED line, the stages up to the failing one timed, the disks once checked."""
+    hooks = listener.hooks("FAILED")
+    if len(hooks) != 1:
+        return
+    try:
+        rep = json.loads(hooks[0][2])["report"]
+    except (ValueError, KeyError, TypeError) as e:
+        expect(False, f"{name}: the FAILED payload carries the report as JSON ({e}): {hooks[0][2][:300]!r}")
+        return
+    stages = [s.get("name") for s in rep.get("stages", [])]
+    want = ["configuration", "memory", "iso", "disk-check", "disk-write", "install"]
+    expect(rep.get("result") == "failed" and why is not None and rep.get("failure") == f"{stage}: {why}",
+           f"{name}: the report says failed with the FAILED line ({rep.get('result')!r}, {rep.get('failure')!r})")
+    expect(stages == want[:want.index(stage) + 1] and all(s.get("seconds") is not None for s in rep["stages"]),
+           f"{name}: the report's stages end with {stage}, each timed ({rep.get('stages')})")
+    expect(rep.get("mode") == "create" and TOKEN not in hooks[0][2],
+           f"{name}: the report has the mode and no token")
+    if written:
+        disk = next((d for d in rep.get("disks", []) if d.get("role") == "install"), {})
+        expect(disk.get("size", 0) > 0 and disk.get("node"), f"{name}: the report names the install disk ({disk})")
+
+
+def check_progress(name, listener, stage):
+    """The PROGRESS hook: each stage's start up to the failing one, in order; in the iso stage the
+    ISO's percents rising to 100 once it is verified; nothing after FAILED."""
+    want = ["configuration", "memory", "iso", "disk-check", "disk-write", "install"]
+    events, last = [], -1
+    for i, r in enumerate(listener.log):
+        if r[1] == "/hook/PROGRESS":
+            events.append(json.loads(r[2]))
+            last = i
+    starts = [e["stage"] for e in events if not e["percent"]]
+    percents = [int(e["percent"]) for e in events if e["percent"]]
+    failed_at = next((i for i, r in enumerate(listener.log) if r[1] == "/hook/FAILED"), -1)
+    expect(starts == want[:want.index(stage) + 1] and 0 <= last < failed_at,
+           f"{name}: PROGRESS at each stage's start up to {stage}, all before FAILED ({starts})")
+    past_iso = want.index(stage) > want.index("iso")  # (an iso-stage failure may come after 100)
+    expect(percents == sorted(set(percents)) and (percents[-1:] == [100] or not past_iso),
+           f"{name}: the ISO's percents rise{' to 100' if past_iso else ''} ({percents})")
 
 
 def on_signal(signum, frame):
