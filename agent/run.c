@@ -8,6 +8,7 @@
  */
 #include <getopt.h>
 #include <sys/reboot.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "cli.h"
@@ -141,6 +142,12 @@ static void print_times(const struct install_run *r, uint64_t start) {
         for (size_t k = 0; k < r->n_times; k++)
                 log_info("  %-12s %7.1f s", r->times[k].name, (double)r->times[k].usec / 1e6);
         log_info("  %-12s %7.1f s", "total", (double)(now_usec() - start) / 1e6);
+        /* The agent's own peak (bench/install-bench.sh reads it): not the ISO's tmpfs, not children. */
+        struct rusage ru;
+        char peak[32];
+        if (getrusage(RUSAGE_SELF, &ru) == 0)
+                log_info("Peak memory of the agent (RSS): %s.",
+                         format_bytes(peak, sizeof peak, (uint64_t)ru.ru_maxrss * 1024));
 }
 
 static int finish(const struct config *c, bool no_reboot) {

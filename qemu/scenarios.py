@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import harness as h
 
@@ -166,11 +167,11 @@ def no_line(node, pattern, what):
     return fn
 
 
-def pxe_chain(node, mode, efi=True):
-    """Firmware -> iPXE (DHCP gave it the -efi script; on BIOS the non-efi one) -> the seed's
-    kernel and initrd over HTTP -> Debian's kernel -> the dracut initrd."""
+def pxe_chain(node, mode, efi=True, script=None):
+    """Firmware -> iPXE (DHCP gave it the -efi script; on BIOS the non-efi one; or `script`) ->
+    the seed's kernel and initrd over HTTP -> Debian's kernel -> the dracut initrd."""
     return [
-        served(node, f"ipxe-{mode}-efi" if efi else f"ipxe-{mode}"),
+        served(node, script or (f"ipxe-{mode}-efi" if efi else f"ipxe-{mode}")),
         served(node, "harvester-<version>-vmlinuz"),
         served(node, "harvester-<version>-initrd"),
         line(node, r"\[script\]", "iPXE ran the script"),
@@ -633,10 +634,10 @@ def rebooted(node):
 
 
 def installed(node, mode, hostname, role, server=None, boot=True, data_disk=False, hooks=False,
-              device="/dev/sda", unit=True, firmware="uefi", force_mbr=False):
+              device="/dev/sda", unit=True, firmware="uefi", force_mbr=False, script=None):
     """The whole install of one node: PXE chain, SUCCEEDED, reboot, (test OS), check-disk.
     unit=False: the agent ran from the initqueue hook (the hook initrd), not from its unit."""
-    checks = pxe_chain(node, mode, efi=firmware == "uefi") + agent_started(node, unit) + [
+    checks = pxe_chain(node, mode, efi=firmware == "uefi", script=script) + agent_started(node, unit) + [
         served(node, "harvester-<version>-amd64.iso"),
         served(node, "harvester-<version>-amd64.sha512"),
         line(node, r"ISO: +[0-9]+%  .* of .*MiB/s +ETA|ISO: received .* MiB/s average",
@@ -1346,17 +1347,101 @@ scenario(Scenario(
         disks_unchanged("node1"),
     ]))
 
+# --- One boot entry and one config URL for a rack (issue 13 item 4) --------------------------------
+
+# iPXE expands ${...} in its scripts itself (no escape), so the agent's ${mac} reaches the kernel
+# command line through a file iPXE loads without reading: a first initrd, a cpio holding
+# /etc/cmdline.d/90-harvester-rack.conf with the config_url line (dracut and the agent read
+# /etc/cmdline.d/*.conf as kernel arguments). The rack's one script loads it and passes
+# BOOTIF=01-${netX/mac:hexhyp} (iPXE's own expansion: the NIC that booted); the agent expands
+# config-${mac}.yaml from BOOTIF and fetches the node's own file.
+RACK_SCRIPT = "ipxe-rack-efi"
+RACK_CPIO = "rack-cmdline.cpio"
+RACK_CONF = "etc/cmdline.d/90-harvester-rack.conf"
+RACK = [("node1", "create", h.CREATE_MAC, "node1"), ("node2", "join", h.JOIN_MAC, "node2"),
+        ("node3", "join", "52:54:00:69:d5:93", "node3")]
+
+
+def write_cpio(path, files):
+    """A newc cpio of files {relative path: text} (directories made), owned by root."""
+    with tempfile.TemporaryDirectory(prefix="pxe-lab-cpio-") as d:
+        for rel, text in files.items():
+            (Path(d) / rel).parent.mkdir(parents=True, exist_ok=True)
+            (Path(d) / rel).write_text(text)
+        names = subprocess.run(["find", ".", "-mindepth", "1"], cwd=d, check=True, capture_output=True,
+                               text=True).stdout
+        with open(path, "wb") as f:
+            subprocess.run(["cpio", "-o", "-H", "newc", "-R", "0:0", "--quiet"], cwd=d, check=True,
+                           input=names.encode(), stdout=f)
+    os.chmod(path, 0o644)
+
+
+def rack_prepare(ctx):
+    """The rack's folder: one iPXE script, its cmdline cpio and config-<mac>.yaml per node, no
+    config-create/join.yaml; each node boots the one script. The per-node copies under
+    /n/<node>/harvester/ (request attribution) differ only in that URL prefix."""
+    served = ctx.lab.served
+    create = (served.dir / "config-create.yaml").read_text()
+    join = (served.dir / "config-join.yaml").read_text()
+    configs = {}
+    for node, mode, mac, hostname in RACK:
+        text = create if mode == "create" else join
+        text, n = re.subn(r"^  hostname: \S+.*$", f"  hostname: {hostname}", text, flags=re.M)
+        if n != 1:
+            raise h.LabError(f"config-{mode}.yaml: no '  hostname:' line")
+        configs[f"config-{mac}.yaml"] = text
+    kernel = served.kernel_line("ipxe-create-efi")
+    kernel, n = re.subn(r" harvester\.install\.config_url=\S+", "", kernel)
+    # The cpio goes first: the kernel finds no archive after a zstd-compressed one (dracut's).
+    kernel, k = re.subn(r"^(kernel \S+) ", rf"\1 initrd={RACK_CPIO} ", kernel)
+    if n != 1 or k != 1:
+        raise h.LabError(f"no config_url on the kernel line {kernel!r}")
+    script = "\n".join(["#!ipxe", f"{kernel} BOOTIF=01-${{netX/mac:hexhyp}}", f"initrd {RACK_CPIO}",
+                        next(l for l in (served.dir / "ipxe-create-efi").read_text().splitlines()
+                             if l.startswith("initrd ")), "boot"]) + "\n"
+    dirs = [(served.dir, served.base)] + [
+        (served.root / "n" / node / "harvester", f"http://{served.server}/n/{node}/harvester")
+        for node, _, _, _ in RACK]
+    for d, base in dirs:
+        def own(text):
+            return text.replace(f"{served.base}/", f"{base}/")
+        for name in ("config-create.yaml", "config-join.yaml"):
+            (d / name).unlink(missing_ok=True)
+        for name, text in configs.items():
+            h.write_public(d / name, own(text))
+        h.write_public(d / RACK_SCRIPT, own(script))
+        write_cpio(d / RACK_CPIO, {RACK_CONF: f"harvester.install.config_url={base}/config-${{mac}}.yaml\n"})
+    for node, _, _, _ in RACK:
+        ctx.vm[node].bootfile = f"http://{served.server}/n/{node}/harvester/{RACK_SCRIPT}"
+
+
+def rack_config(node, mac):
+    @check(f"{node}: the agent expanded the rack's config-${{mac}}.yaml to config-{mac}.yaml, fetched it "
+           "and no other node's")
+    def fn(ctx):
+        problems = []
+        if not ctx.console(node).find(r"config_url expands to http://\S+/config-" + re.escape(mac)
+                                      + r"\.yaml on this node\.$"):
+            problems.append("no 'config_url expands to .../config-" + mac + ".yaml on this node.'")
+        got = [p for _, p, _ in ctx.requests(node) if re.match(r"/harvester/config-", p)]
+        if got != [f"/harvester/config-{mac}.yaml"]:
+            problems.append(f"config requests: {got}")
+        return not problems, "; ".join(problems)
+    return fn
+
+
 scenario(Scenario(
     "three-nodes",
-    "three nodes at once from one nginx: node1 creates, node2 and node3 join; each installs, "
-    "reboots and boots its installed disk (three VMs at once on the two VM slots)",
-    [Node("node1", "create", "8G", boot_disk=True),
-     Node("node2", "join", "8G", boot_disk=True),
-     Node("node3", "join", "8G", mac="52:54:00:69:d5:93", boot_disk=True)],
-    config_edit=with_token(), timeout=2400,
-    checks=installed("node1", "create", "node1", "cluster-init")
-    + installed("node2", "join", "node2", "agent", SERVER_URL)
-    + installed("node3", "join", "node2", "agent", SERVER_URL)))
+    "three nodes at once from one nginx, one iPXE script for the rack whose config_url (in a "
+    "cmdline.d cpio it loads) holds ${mac}: each node's agent expands it and fetches its own "
+    "config-<mac>.yaml; node1 creates, node2 and node3 join; each installs, reboots and boots its "
+    "installed disk (three VMs at once on the VM slots)",
+    [Node(node, mode, "8G", mac=mac, boot_disk=True) for node, mode, mac, _ in RACK],
+    config_edit=with_token(), prepare=rack_prepare, timeout=2400,
+    checks=[c for node, mode, mac, hostname in RACK
+            for c in [rack_config(node, mac)] + installed(
+                node, mode, hostname, "cluster-init" if mode == "create" else "agent",
+                None if mode == "create" else SERVER_URL, script=RACK_SCRIPT)]))
 
 
 # --- URL variables (issue 13 item 4) -------------------------------------------------------------

@@ -220,6 +220,98 @@ def check_verdicts():
     expect(ok, f"a FAILED webhook to node1's URL counts for node1 ({detail})")
 
 
+def load_pxe_lab():
+    """qemu/pxe-lab (no .py) as a module."""
+    import importlib.machinery
+    import importlib.util
+    loader = importlib.machinery.SourceFileLoader("pxe_lab", str(h.QEMU_DIR / "pxe-lab"))
+    spec = importlib.util.spec_from_loader("pxe_lab", loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+def check_rack(release, tools):
+    """three-nodes' rack: one script without config_url, a cpio whose cmdline.d line holds the
+    literal ${mac}, config-<mac>.yaml per node (own hostname, own URLs), nothing else; the check
+    wants the node's own config and the agent's expansion line."""
+    lab = h.Lab(release, tools, name="selftest", config_edit=S.with_token())
+    try:
+        ctx = S.Ctx(lab)
+        for node, mode, mac, _ in S.RACK:
+            ctx.vm[node] = lab.new_vm(node, mode, mac)
+        S.rack_prepare(ctx)
+        for node, mode, mac, hostname in S.RACK:
+            d = lab.served.root / "n" / node / "harvester"
+            script = (d / S.RACK_SCRIPT).read_text()
+            kernel = next(l for l in script.splitlines() if l.startswith("kernel "))
+            urls = re.findall(r"http://\S+", script)
+            expect("config_url" not in kernel and re.match(rf"kernel \S+ initrd={S.RACK_CPIO} initrd=", kernel)
+                   and "BOOTIF=01-${netX/mac:hexhyp}" in kernel and f"\ninitrd {S.RACK_CPIO}\ninitrd " in script
+                   and urls and all(f"/n/{node}/harvester/" in u for u in urls),
+                   f"rack: {node}'s script loads the cpio first, passes BOOTIF, has no config_url, names its own URLs")
+            listing = subprocess.run(["cpio", "-i", "--to-stdout", S.RACK_CONF], cwd=d, input=(d / S.RACK_CPIO).read_bytes(),
+                                     capture_output=True).stdout.decode()
+            expect(listing == f"harvester.install.config_url=http://{lab.served.server}/n/{node}/harvester/config-${{mac}}.yaml\n",
+                   f"rack: {node}'s cpio holds the config_url with ${{mac}} unexpanded ({listing!r})")
+            conf = (d / f"config-{mac}.yaml").read_text()
+            expect(f"  hostname: {hostname}\n" in conf and f"  mode: {mode}\n" in conf
+                   and f"/n/{node}/harvester/" in conf and not (d / "config-create.yaml").exists()
+                   and not (d / "config-join.yaml").exists(),
+                   f"rack: config-{mac}.yaml is {node}'s ({mode}, hostname {hostname}); no config-create/join.yaml")
+            expect(ctx.vm[node].bootfile.endswith(f"/n/{node}/harvester/{S.RACK_SCRIPT}"),
+                   f"rack: {node} boots the rack's script")
+    finally:
+        lab.close()
+    c = S.rack_config("node2", h.JOIN_MAC)
+    said = f"harvester-install: harvester.install.config_url expands to http://10.0.2.2:80/n/node2/harvester/config-{h.JOIN_MAC}.yaml on this node."
+    own = ("127.0.0.1", f"/n/node2/harvester/config-{h.JOIN_MAC}.yaml", 200, 9)
+    other = ("127.0.0.1", f"/n/node2/harvester/config-{h.CREATE_MAC}.yaml", 200, 9)
+    expect(c(fake_ctx({"node2": [said]}, [own]))[0], "rack: the node's own config and the expansion line pass")
+    expect(not c(fake_ctx({"node2": [said]}, [own, other]))[0], "rack: fetching another node's config fails")
+    expect(not c(fake_ctx({"node2": []}, [own]))[0], "rack: no expansion line (iPXE expanded it) fails")
+
+
+def check_bench():
+    """bench/install_bench.py's report: ratios against the floors from the console lines, the
+    bytes of the OS images, the agent's RSS, MemAvailable and the largest ISO."""
+    import contextlib
+    import io
+    import sys
+    sys.path.insert(0, str(h.TOP / "bench"))
+    import install_bench as B
+    con = h.Console()
+    con.lines = [(float(t), x) for t, x in [
+        (1, "[install-bench] sample t=1.0 avail_kib=7900000 written_sectors=0 agent_hwm_kib=0"),
+        (10, "[install-bench] floor iso-curl bytes=5368709120 t0=100.0 t1=160.0"),
+        (20, "[install-bench] floor dd-images bytes=4294967296 t0=170.0 t1=200.0"),
+        (25, "[install-bench] floor dd-os bytes=3221225472 t0=200.0 t1=225.0"),
+        (26, "[install-bench] sample t=1.0 avail_kib=7864320 written_sectors=100 agent_hwm_kib=0"),
+        (27, "[harvester-install] STAGE iso"),
+        (40, "[install-bench] sample t=1.0 avail_kib=2621440 written_sectors=100 agent_hwm_kib=15000"),
+        (90, "[harvester-install] STAGE disk-check"),
+        (95, "harvester-install: Making active.img (3072 MiB, ext2, COS_ACTIVE) from the ISO's root file system..."),
+        (100, "harvester-install: Made /run/x/state/cOS/active.img in 20.1 s (1.1 GiB written)."),
+        (120, "harvester-install: OS images done in 25.0 s."),
+        (121, "[install-bench] sample t=1.0 avail_kib=2097152 written_sectors=7000000 agent_hwm_kib=16000"),
+        (130, "harvester-install: Copied the ISO's rancherd image bundle (256 MiB) to COS_PERSISTENT in 3.0 s."),
+        (160, "harvester-install: Imported the ISO's Harvester images into containerd on COS_PERSISTENT in 42.0 s (no tarball kept)."),
+        (170, "harvester-install:   iso             72.0 s"),
+        (172, "harvester-install:   total          200.0 s"),
+        (173, "harvester-install: Peak memory of the agent (RSS): 15.2 MiB."),
+        (174, "[harvester-install] SUCCEEDED")]]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        B.report(con, "stopped", 300, 5 << 30, 1 << 30, 4 << 30, "8G", "tcg")
+    text = out.getvalue()
+    for want in (r"result: SUCCEEDED", r"ISO stage .* 72\.0 .* 60\.0 +1\.20 +<= 1\.3",
+                 r"image stage .* 45\.0 .* 30\.0 +1\.50 +<= 1\.3", r"OS images \(.* 25\.0 .* 25\.0 +1\.00",
+                 r"the three 3\.30 GiB = 1\.10 x", r"agent peak RSS: 15\.2 MiB",
+                 r"MemAvailable: 7\.50 GiB before the ISO stage, 2\.50 GiB at least during it .* 2\.00 GiB at least",
+                 r"largest ISO with 8G: 6\.50 GiB"):
+        expect(re.search(want, text), f"install-bench report: /{want}/")
+
+
 def check_dhcpd_conf():
     """The seed's dhcpd.conf is the guide's whole config: in each group, in this order, the iPXE
     branch (-efi script for architecture 00:07, else the non-efi one), the UEFI HTTP Boot branch
@@ -358,6 +450,8 @@ def main():
             lab.close()
         expect(not lab.workdir.exists(), "the work dir is removed")
 
+        check_rack(release, tools)
+
         lab = h.Lab(release, tools, name="selftest", config_404=True, no_automatic=True,
                     cmdline_extra="harvester.install.mode=join")
         try:
@@ -387,12 +481,27 @@ def main():
                            capture_output=True, text=True)
         expect(p.returncode == 0, "dhcpd -t accepts the seed's dhcpd.conf"
                + ("" if p.returncode == 0 else f": {p.stderr.strip()[-300:]}"))
+        # pxe-lab fleet: the seed's dhcpd.conf with one host entry per further join MAC.
+        fleet = load_pxe_lab()
+        macs = [(f"node{i}", fleet.fleet_mac(i)) for i in range(3, 7)]
+        text = fleet.fleet_dhcpd_conf(h.seed_text("dhcpd.conf"), macs)
+        expect(len({fleet.fleet_mac(i) for i in range(1, 7)}) == 6 and fleet.fleet_mac(1) == h.CREATE_MAC
+               and fleet.fleet_mac(2) == h.JOIN_MAC, "fleet: six distinct MACs, node1 and node2 the seed's")
+        with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:
+            f.write(text)
+            f.flush()
+            p = subprocess.run([dhcpd, "-t", "-4", "-cf", f.name], capture_output=True, text=True)
+        join_group = text[text.index("# join group"):]
+        expect(p.returncode == 0 and all(f"host {n} {{ hardware ethernet {m}; }}" in join_group for n, m in macs),
+               "fleet: dhcpd -t accepts the seed's dhcpd.conf with a join host entry per MAC"
+               + ("" if p.returncode == 0 else f": {p.stderr.strip()[-300:]}"))
     else:
         skipped.append("dhcpd -t not run: isc-dhcp-server is not installed")
 
     check_dhcpd_conf()
     check_chain_helpers()
     check_verdicts()
+    check_bench()
 
     raw = b"\x1b[0m\x1b[1;37m[harvester-install] FAILED: Not enough memory\x1b[0m\r"
     line = h.clean_line(raw)
