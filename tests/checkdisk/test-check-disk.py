@@ -106,10 +106,23 @@ class Loop:
         return mp
 
     def close(self):
+        """Unmounts (an edit is on the image only once its file system is unmounted: a failed
+        umount would let check-disk read the unedited image and pass), then detaches. Every step
+        is checked; the first failure is raised after the rest were tried."""
+        errors = []
         while self.mounts:
-            subprocess.run(["umount", self.mounts.pop()], capture_output=True)
-        subprocess.run(["partx", "-d", self.dev], capture_output=True)
-        subprocess.run(["losetup", "-d", self.dev], capture_output=True)
+            mp = self.mounts.pop()
+            r = subprocess.run(["umount", mp], capture_output=True, text=True)
+            if r.returncode != 0:
+                errors.append(f"umount {mp}: {r.stderr.strip()}")
+        r = subprocess.run(["partx", "-d", self.dev], capture_output=True, text=True)
+        if r.returncode != 0 and "No such" not in r.stderr:
+            errors.append(f"partx -d {self.dev}: {r.stderr.strip()}")
+        r = subprocess.run(["losetup", "-d", self.dev], capture_output=True, text=True)
+        if r.returncode != 0:
+            errors.append(f"losetup -d {self.dev}: {r.stderr.strip()}")
+        if errors:
+            raise RuntimeError("; ".join(errors))
 
 
 def write(path, data, mode):
