@@ -321,6 +321,15 @@ def sanitized(build_dir):
     return any(o["name"] == "b_sanitize" and o["value"] not in ("none", "") for o in opts)
 
 
+def build_source(build_dir):
+    """The source tree a meson build directory was configured for (meson-info.json), or None."""
+    try:
+        info = json.loads((Path(build_dir) / "meson-info" / "meson-info.json").read_text())
+        return Path(info["directories"]["source"]).resolve()
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def ensure_build(build_dir=None):
     """A plain (no sanitizer) meson build of this tree for the initrd's agent: the given one, or
     qemu/cache/build (set up here with -Dtests=false). build-release.sh compiles and stages it."""
@@ -333,6 +342,10 @@ def ensure_build(build_dir=None):
                            f"(omit --build-dir to use qemu/cache/build)")
         return build_dir
     build_dir = CACHE / "build"
+    if (build_dir / "build.ninja").is_file() and build_source(build_dir) != TOP.resolve():
+        # A cache copied from another checkout: meson would build that checkout's agent.
+        note(f"{build_dir} was configured for {build_source(build_dir)}, not {TOP}: set up again")
+        shutil.rmtree(build_dir)
     if not (build_dir / "build.ninja").is_file():
         note(f"configuring a plain build of the agent in {build_dir}")
         shutil.rmtree(build_dir, ignore_errors=True)
