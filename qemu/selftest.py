@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -386,6 +387,15 @@ def check_chain_helpers():
     expect(dp.parse(bytes(reply)) is None, "an answer to the server's port is not a DHCP packet")
 
 
+def logged(nginx, n, timeout=10.0):
+    """nginx writes a request's access-log line after the response's last byte went out, so the
+    client can read the answer before the line is there: waits until the log has n lines."""
+    end = time.monotonic() + timeout
+    while len(nginx.requests()) < n and time.monotonic() < end:
+        time.sleep(0.05)
+    return nginx.requests()
+
+
 def get(url):
     try:
         with urllib.request.urlopen(url, timeout=10) as r:
@@ -423,8 +433,8 @@ def main():
                        f"nginx serves {name} (status {status})")
             expect(all(p.stat().st_mode & 0o004 for p in lab.served.dir.iterdir()),
                    "every served file is world-readable")
-            expect(all(r[0] == "127.0.0.1" for r in lab.nginx.requests())
-                   and len(lab.nginx.requests()) == len(os.listdir(lab.served.dir)),
+            reqs = logged(lab.nginx, len(os.listdir(lab.served.dir)))
+            expect(all(r[0] == "127.0.0.1" for r in reqs) and len(reqs) == len(os.listdir(lab.served.dir)),
                    "the access log names every request")
             # Per-node URLs: node3's folder names only node3's URLs, and its requests are its own.
             vms = {"node2": lab.new_vm("node2", "join"), "node3": lab.new_vm("node3", "join",
@@ -441,6 +451,7 @@ def main():
                 status, body = get(f"http://127.0.0.1:{port}/n/node3/harvester/{name}")
                 expect(status == 200 and body == (lab.served.dir / name).read_bytes()
                        or name.startswith("config"), f"nginx serves node3's {name} (status {status})")
+            logged(lab.nginx, before + 2)
             mine = S.node_requests(lab, vms, "node3")
             expect([p for _, p, _ in mine] == ["/harvester/config-join.yaml",
                                                f"/harvester/harvester-{release.version}-vmlinuz"]
