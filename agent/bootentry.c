@@ -81,18 +81,26 @@ int boot_entry_free_number(const uint16_t *used, size_t n) {
         return -ENOSPC;
 }
 
-/* efivarfs mounted, when the machine booted by UEFI. 1: usable, 0: no UEFI, -errno. */
+/* libefivar picks how it reaches the variables once, when it is loaded: efivarfs must be mounted
+ * before the agent starts (systemd does it; the module's initqueue hook does it in hook mode).
+ * Mounting it later does not help, so there is no mount here. 1: usable, 0: no UEFI variable
+ * services (a BIOS boot, or a kernel without them: no efivars directory). */
 static int efivars_ready(void) {
-        if (access("/sys/firmware/efi", F_OK) < 0)
+        if (access(EFIVARS_DIR, F_OK) < 0)
+                return 0;
+        return efi_variables_supported() ? 1 : 0;
+}
+
+int boot_entry_check(void) {
+        if (access(EFIVARS_DIR, F_OK) < 0 || efi_variables_supported())
                 return 0;
         struct statfs sf;
-        if (statfs(EFIVARS_DIR, &sf) == 0 && (uint32_t)sf.f_type == EFIVARFS_MAGIC_)
-                return 1;
-        int r = install_mount("efivarfs", EFIVARS_DIR, "efivarfs", NULL);
-        if (r < 0)
-                return r;
-        log_info("Mounted efivarfs on %s.", EFIVARS_DIR);
-        return 1;
+        bool mounted = statfs(EFIVARS_DIR, &sf) == 0 && (uint32_t)sf.f_type == EFIVARFS_MAGIC_;
+        log_error("The UEFI boot entry cannot be made: the kernel offers EFI variables but %s was %s when the agent "
+                  "started (libefivar looks for it only then). The installer must mount it first: "
+                  "mount -t efivarfs efivarfs %s.",
+                  EFIVARS_DIR, mounted ? "mounted after that" : "not mounted", EFIVARS_DIR);
+        return -ENOTSUP;
 }
 
 static bool is_boot_var(const char *name) {
@@ -134,10 +142,7 @@ int boot_entry_install(const char *disk, int partition, const char *loader, cons
         char var[16];
         int r;
 
-        r = efivars_ready();
-        if (r < 0)
-                return log_error_errno(r, "Cannot mount efivarfs on %s to add the boot entry: %s", EFIVARS_DIR, strerror(-r));
-        if (r == 0 || !efi_variables_supported()) {
+        if (efivars_ready() == 0) {
                 log_warning("No UEFI variables (a BIOS boot?): no boot entry \"%s\" made; the disk boots through "
                             "EFI/BOOT/BOOTX64.EFI where the firmware tries it.", name);
                 return 0;

@@ -12,10 +12,14 @@
 #define BOOT_ENTRY_LOADER "\\EFI\\elemental\\shim.efi"
 
 /* Boot#### entry `name` for `loader` on partition `partition` of `disk`: stale entries of that
- * name removed (from BootOrder too), the new one prepended to BootOrder. Mounts efivarfs when the
- * machine booted by UEFI and it is not mounted. No EFI variables (a BIOS boot): a warning and 0.
- * Messages printed here. 0 or -errno. */
+ * name removed (from BootOrder too), the new one prepended to BootOrder. No EFI variable services (a
+ * BIOS boot): a warning and 0. Messages printed here. 0 or -errno. */
 int boot_entry_install(const char *disk, int partition, const char *loader, const char *name);
+
+/* Before any write, on a UEFI layout: the kernel offers EFI variables (the efivars directory
+ * exists) but libefivar cannot use them, because efivarfs was not mounted when the agent started.
+ * -ENOTSUP with the message printed, else 0. */
+int boot_entry_check(void);
 
 /* The parts, without EFI variables (tested on their own): */
 

@@ -11,8 +11,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include "bootentry.h"
 #include "cli.h"
-#include "cloudconfig.h"
 #include "config.h"
 #include "disk.h"
 #include "dryrun.h"
@@ -265,6 +265,8 @@ int cmd_run(const struct global_opts *g, int argc, char **argv) {
         if (disk_plan_name_disks(disks, cfg) < 0) /* selectors: the disks they chose, from here on */
                 return run_failed(&run, EXIT_INTERNAL);
         disk_plan_print(disks);
+        if (disk_plan_efi(disks) && boot_entry_check() < 0)
+                return run_failed(&run, EXIT_DISK);
         if (report_set_plan_disks(&run.report, cfg, disks) < 0) {
                 log_oom();
                 return run_failed(&run, EXIT_INTERNAL);
