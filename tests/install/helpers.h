@@ -8,6 +8,8 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <yaml.h>
 #include <cmocka.h>
@@ -17,6 +19,25 @@
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Configurations */
+
+/* dir/name, newly allocated (the test fails when out of memory). */
+static inline char *path_in(const char *dir, const char *name) {
+        char *p = strdup_printf("%s/%s", dir, name);
+        assert_non_null(p);
+        return p;
+}
+
+/* A shell command that must succeed (the test fails naming it otherwise). */
+static inline void sh(const char *fmt, ...) _printf_(1, 2);
+static inline void sh(const char *fmt, ...) {
+        char cmd[8192];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(cmd, sizeof cmd, fmt, ap);
+        va_end(ap);
+        if (system(cmd) != 0)
+                fail_msg("command failed: %s", cmd);
+}
 
 static inline char *xstrdup(const char *s) {
         char *r = s ? strdup(s) : NULL;

@@ -16,25 +16,9 @@
 
 static char *tmp;
 
-static char *pj(const char *a, const char *b) {
-        char *p = strdup_printf("%s/%s", a, b);
-        assert_non_null(p);
-        return p;
-}
-
-static void sh(const char *fmt, ...) _printf_(1, 2);
-static void sh(const char *fmt, ...) {
-        char cmd[8192];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(cmd, sizeof cmd, fmt, ap);
-        va_end(ap);
-        assert_int_equal(system(cmd), 0);
-}
-
 /* An image root with the GRUB layout g (its tool and module files), the mount points of a root. */
 static char *make_root(const char *name, const struct install_bios_grub *g) {
-        char *root = pj(tmp, name);
+        char *root = path_in(tmp, name);
         sh("mkdir -p '%s'/dev '%s'/proc '%s'/sys '%s'/tmp '%s/%s' '%s/usr/sbin' && touch '%s/%s'", root, root, root, root,
            root, g->module_dir, root, root, g->tool);
         for (size_t i = 0; install_bios_grub_files[i]; i++)
@@ -44,7 +28,7 @@ static char *make_root(const char *name, const struct install_bios_grub *g) {
 
 /* A 1 MiB "disk" whose first sector has a table's signature and no boot code. */
 static char *make_disk(void) {
-        char *disk = pj(tmp, "disk.img");
+        char *disk = path_in(tmp, "disk.img");
         sh("rm -f '%s' && truncate -s 1M '%s' && printf '\\125\\252' | dd of='%s' bs=1 seek=510 conv=notrunc status=none",
            disk, disk, disk);
         return disk;
@@ -53,7 +37,7 @@ static char *make_disk(void) {
 /* The fake chroot: mode "ok" does grub-install's part, "fail" fails as grub-install does, "nocode"
  * writes the core image but no boot code. */
 static void fake_chroot(const char *mode, const char *dir_name) {
-        char *bin = pj(tmp, "bin"), *log = pj(tmp, "chroot.log"), *script = pj(bin, "chroot");
+        char *bin = path_in(tmp, "bin"), *log = path_in(tmp, "chroot.log"), *script = path_in(bin, "chroot");
         sh("mkdir -p '%s' && rm -f '%s'", bin, log);
         FILE *f = fopen(script, "w");
         assert_non_null(f);
@@ -81,7 +65,7 @@ static void fake_chroot(const char *mode, const char *dir_name) {
 }
 
 static char *read_log(void) {
-        char *log = pj(tmp, "chroot.log"), *text = NULL;
+        char *log = path_in(tmp, "chroot.log"), *text = NULL;
         assert_int_equal(read_full_file(log, &text, NULL), 0);
         free(log);
         return text;
@@ -100,7 +84,7 @@ static bool mounted_below(const char *dir) {
 static void test_debian_grub(void **state) {
         const struct install_bios_grub *g = &install_bios_grubs[1];
         assert_string_equal(g->dir_name, "grub");
-        char *root = make_root("debian", g), *st = pj(tmp, "state-debian"), *disk = make_disk();
+        char *root = make_root("debian", g), *st = path_in(tmp, "state-debian"), *disk = make_disk();
         sh("mkdir -p '%s'", st);
         assert_ptr_equal(install_bios_grub_find(root, NULL), g);
         fake_chroot("ok", "grub");
@@ -111,7 +95,7 @@ static void test_debian_grub(void **state) {
                                    "stub-before\nstate-bound\ndev-proc-sys\n", root, disk);
         assert_string_equal(log, want);
         /* The stub that loads COS_STATE's grub2/grub.cfg, in the directory Debian's GRUB reads. */
-        char *stub = pj(st, "grub/grub.cfg"), *text = NULL;
+        char *stub = path_in(st, "grub/grub.cfg"), *text = NULL;
         assert_int_equal(read_full_file(stub, &text, NULL), 0);
         assert_string_equal(text, install_bios_stub_cfg);
         assert_non_null(strstr(text, "configfile ($root)/grub2/grub.cfg"));
@@ -127,7 +111,7 @@ static void test_debian_grub(void **state) {
 
 static void test_sle_grub(void **state) {
         const struct install_bios_grub *g = &install_bios_grubs[0];
-        char *root = make_root("sle", g), *st = pj(tmp, "state-sle"), *disk = make_disk();
+        char *root = make_root("sle", g), *st = path_in(tmp, "state-sle"), *disk = make_disk();
         sh("mkdir -p '%s'", st);
         fake_chroot("ok", "grub2");
         assert_int_equal(install_write_bios_loader(root, st, disk), 0);
@@ -135,7 +119,7 @@ static void test_sle_grub(void **state) {
         char *want = strdup_printf("%s /usr/sbin/grub2-install --target=i386-pc --boot-directory=/tmp/cos-state %s\n"
                                    "state-bound\ndev-proc-sys\n", root, disk);
         assert_string_equal(log, want); /* no stub: grub2/ is where COS_STATE's grub.cfg is */
-        char *stub = pj(st, "grub");
+        char *stub = path_in(st, "grub");
         assert_int_equal(access(stub, F_OK), -1);
         assert_false(mounted_below(root));
         free(stub);
@@ -148,7 +132,7 @@ static void test_sle_grub(void **state) {
 
 static void test_failures(void **state) {
         const struct install_bios_grub *g = &install_bios_grubs[1];
-        char *root = make_root("fail", g), *st = pj(tmp, "state-fail"), *disk = make_disk();
+        char *root = make_root("fail", g), *st = path_in(tmp, "state-fail"), *disk = make_disk();
         sh("mkdir -p '%s'", st);
 
         fake_chroot("fail", "grub");
@@ -167,7 +151,7 @@ static void test_failures(void **state) {
         assert_null(install_bios_grub_find(root, &missing));
         assert_string_equal(missing, "usr/lib/grub/i386-pc/boot.img");
         free(missing);
-        char *log = pj(tmp, "chroot.log");
+        char *log = path_in(tmp, "chroot.log");
         assert_int_equal(install_write_bios_loader(root, st, disk), -ENOENT);
         assert_int_equal(access(log, F_OK), -1);
         sh("rm '%s/usr/sbin/grub-install'", root);

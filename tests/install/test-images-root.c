@@ -38,23 +38,6 @@ static int skip_reason(void) {
         return 0;
 }
 
-static char *path_in(const char *dir, const char *name) {
-        char *p = strdup_printf("%s/%s", dir, name);
-        assert_non_null(p);
-        return p;
-}
-
-static void sh(const char *fmt, ...) _printf_(1, 2);
-static void sh(const char *fmt, ...) {
-        char cmd[8192];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(cmd, sizeof cmd, fmt, ap);
-        va_end(ap);
-        if (system(cmd) != 0)
-                fail_msg("command failed: %s", cmd);
-}
-
 static char *capture(const char *fmt, ...) _printf_(1, 2);
 static char *capture(const char *fmt, ...) {
         char cmd[8192], buf[4096];

@@ -12,12 +12,6 @@
 #include "iso.h"
 #include "log.h"
 
-static char *path_in(const char *dir, const char *name) {
-        char *p = strdup_printf("%s/%s", dir, name);
-        assert_non_null(p);
-        return p;
-}
-
 static void write_bytes(const char *path, const void *data, size_t len, off_t at) {
         int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
         assert_true(fd >= 0);

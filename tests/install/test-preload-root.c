@@ -21,12 +21,6 @@
 
 static char *tmp;
 
-static char *pj(const char *a, const char *b) {
-        char *p = strdup_printf("%s/%s", a, b);
-        assert_non_null(p);
-        return p;
-}
-
 static void mkdir_all(const char *path) {
         char buf[4096];
         snprintf(buf, sizeof buf, "%s", path);
@@ -40,7 +34,7 @@ static void mkdir_all(const char *path) {
 }
 
 static void put(const char *root, const char *rel, const char *text, mode_t mode) {
-        char *p = pj(root, rel);
+        char *p = path_in(root, rel);
         char *dir = strdup(p);
         *strrchr(dir, '/') = 0;
         mkdir_all(dir);
@@ -66,31 +60,31 @@ static void install_fake(const char *root, const char *src, const char *rel) {
 static char *make_rootfs(bool with_wharfie) {
         static unsigned n;
         _cleanup_free_ char *name = strdup_printf("rootfs%u%s", n++, with_wharfie ? "" : "-nowharfie");
-        char *rf = pj(tmp, name);
-        char *bin = pj(rf, "bin");
+        char *rf = path_in(tmp, name);
+        char *bin = path_in(rf, "bin");
         mkdir_all(bin);
-        _cleanup_free_ char *bb = pj(bin, "busybox");
+        _cleanup_free_ char *bb = path_in(bin, "busybox");
         run_ok((char *[]) { (char *)"cp", (char *)"/usr/bin/busybox", bb, NULL });
         static const char *const applets[] = { "sh", "tar", "env", "grep", "mount", "mktemp", "cat", "cp", "mkdir",
                                                "sleep", "dirname", "basename", "wc", "rm", "ls", "true" };
         for (size_t i = 0; i < ELEMENTSOF(applets); i++) {
-                _cleanup_free_ char *l = pj(bin, applets[i]);
+                _cleanup_free_ char *l = path_in(bin, applets[i]);
                 assert_int_equal(symlink("busybox", l), 0);
         }
         static const char *const dirs[] = { "dev", "proc", "tmp", "run", "etc", "usr/local", "var/lib/rancher" };
         for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
-                _cleanup_free_ char *d = pj(rf, dirs[i]);
+                _cleanup_free_ char *d = path_in(rf, dirs[i]);
                 mkdir_all(d);
         }
         const char *src = getenv("TESTS_SOURCE_DIR");
         assert_non_null(src);
         _cleanup_free_ char *fakes = strdup_printf("%s/../qemu/release/preload", src);
-        _cleanup_free_ char *w = pj(fakes, "wharfie"), *c = pj(fakes, "ctr-check-images.sh");
+        _cleanup_free_ char *w = path_in(fakes, "wharfie"), *c = path_in(fakes, "ctr-check-images.sh");
         if (with_wharfie)
                 install_fake(rf, w, PRELOAD_WHARFIE);
         install_fake(rf, c, PRELOAD_CHECK_IMAGES);
-        _cleanup_free_ char *share = pj(rf, "usr/share/preload-test"), *tgz = pj(share, "rke2.linux-amd64.tar.gz");
-        _cleanup_free_ char *rke2src = pj(fakes, "rke2");
+        _cleanup_free_ char *share = path_in(rf, "usr/share/preload-test"), *tgz = path_in(share, "rke2.linux-amd64.tar.gz");
+        _cleanup_free_ char *rke2src = path_in(fakes, "rke2");
         mkdir_all(share);
         run_ok((char *[]) { (char *)"tar", (char *)"czf", tgz, (char *)"-C", rke2src, (char *)"bin", NULL });
         free(bin);
@@ -101,7 +95,7 @@ static const char IMAGES_A[] = "docker.io/rancher/harvester:v1.1.2\ndocker.io/lo
 static const char IMAGES_B[] = "docker.io/rancher/harvester-webhook:v1.1.2\n";
 
 static char *make_iso(const char *name, bool rke2_line) {
-        char *iso = pj(tmp, name);
+        char *iso = path_in(tmp, name);
         put(iso, PRELOAD_BUNDLE "/harvester-images-a.tar.zst", IMAGES_A, 0644);
         put(iso, PRELOAD_BUNDLE "/harvester-images-b.tar.zst", IMAGES_B, 0644);
         put(iso, PRELOAD_LISTS "/harvester-images.txt",
@@ -118,8 +112,8 @@ static char *make_iso(const char *name, bool rke2_line) {
 static char *make_state(const char *rootfs) {
         static unsigned n;
         _cleanup_free_ char *name = strdup_printf("state%u", n++);
-        char *st = pj(tmp, name);
-        _cleanup_free_ char *cos = pj(st, "cOS"), *img = pj(cos, "active.img");
+        char *st = path_in(tmp, name);
+        _cleanup_free_ char *cos = path_in(st, "cOS"), *img = path_in(cos, "active.img");
         mkdir_all(cos);
         run_ok((char *[]) { (char *)"mke2fs", (char *)"-q", (char *)"-t", (char *)"ext2", (char *)"-F", (char *)"-L",
                             (char *)"COS_ACTIVE", (char *)"-d", (char *)rootfs, img, (char *)"64M", NULL });
@@ -142,7 +136,7 @@ static size_t mounts_under_tmp(void) {
 
 static void test_import(void **state) {
         _cleanup_free_ char *rootfs = make_rootfs(true), *iso = make_iso("iso", true), *st = make_state(rootfs);
-        _cleanup_free_ char *pers = pj(tmp, "persistent"), *target = pj(tmp, "target");
+        _cleanup_free_ char *pers = path_in(tmp, "persistent"), *target = path_in(tmp, "target");
         mkdir_all(pers);
         mkdir_all(target);
         /* As under systemd: COS_PERSISTENT and the target's parent are shared mounts. */
@@ -150,7 +144,7 @@ static void test_import(void **state) {
         assert_int_equal(mount(NULL, pers, NULL, MS_SHARED, NULL), 0);
         assert_int_equal(mount(target, target, NULL, MS_BIND, NULL), 0);
         assert_int_equal(mount(NULL, target, NULL, MS_SHARED, NULL), 0);
-        _cleanup_free_ char *under = pj(target, "root");
+        _cleanup_free_ char *under = path_in(target, "root");
         mkdir_all(under);
         free(target);
         target = strdup(under);
@@ -158,14 +152,14 @@ static void test_import(void **state) {
         assert_int_equal(preload_wanted(iso), 1);
         assert_int_equal(preload_check(iso, rootfs), 0);
         assert_int_equal(install_preload_images(iso, st, pers, target), 0);
-        _cleanup_free_ char *target_parent = pj(tmp, "target");
+        _cleanup_free_ char *target_parent = path_in(tmp, "target");
         assert_int_equal(mounts_under_tmp(), 2); /* only the test's own two shared binds */
         assert_int_equal(umount(target_parent), 0);
         assert_int_equal(umount(pers), 0);
         assert_int_equal(mounts_under_tmp(), 0);
 
-        _cleanup_free_ char *bind = pj(pers, ".state/var-lib-rancher.bind");
-        _cleanup_free_ char *logp = pj(bind, "preload-test.log"), *log = read_text(logp);
+        _cleanup_free_ char *bind = path_in(pers, ".state/var-lib-rancher.bind");
+        _cleanup_free_ char *logp = path_in(bind, "preload-test.log"), *log = read_text(logp);
         print_message("%s", log);
         /* 1: wharfie with v1.1.2's arguments: the rancherd bundle's dir, the rke2 installer, a
          *    fresh directory under /usr/local */
@@ -188,9 +182,9 @@ static void test_import(void **state) {
         assert_non_null(strstr(log, "mounted /run/k3s/containerd/io.containerd.runtime.v2.task/k8s.io/fake-etcd/rootfs\n"));
 
         /* containerd's store stays on COS_PERSISTENT; the tarballs do not */
-        _cleanup_free_ char *imported = pj(bind, "rke2/agent/containerd/fake-images.txt"), *got = read_text(imported);
+        _cleanup_free_ char *imported = path_in(bind, "rke2/agent/containerd/fake-images.txt"), *got = read_text(imported);
         assert_non_null(strstr(got, "docker.io/rancher/harvester-webhook:v1.1.2"));
-        _cleanup_free_ char *images = pj(bind, "rke2/agent/images");
+        _cleanup_free_ char *images = path_in(bind, "rke2/agent/images");
         _cleanup_(strv_freep) char **left = NULL;
         DIR *d = opendir(images);
         assert_non_null(d);
@@ -200,10 +194,10 @@ static void test_import(void **state) {
         closedir(d);
         assert_null(left);
         /* the rancherd bundle is copied (rancherd imports it at the first boot) */
-        _cleanup_free_ char *rb = pj(bind, "agent/images/rancherd-bootstrap-images-v1.1.2.tar.zst");
+        _cleanup_free_ char *rb = path_in(bind, "agent/images/rancherd-bootstrap-images-v1.1.2.tar.zst");
         assert_int_equal(access(rb, F_OK), 0);
         /* the temporary server's leftovers and the work directory are gone */
-        _cleanup_free_ char *server = pj(bind, "rke2/server"), *pod = pj(bind, "rke2/agent/pod-manifests/etcd.yaml");
+        _cleanup_free_ char *server = path_in(bind, "rke2/server"), *pod = path_in(bind, "rke2/agent/pod-manifests/etcd.yaml");
         assert_int_equal(access(server, F_OK), -1);
         assert_int_equal(access(pod, F_OK), -1);
         d = opendir(pers);
@@ -212,7 +206,7 @@ static void test_import(void **state) {
                 assert_true(strncmp(de->d_name, "preload.", 8) != 0);
         closedir(d);
         /* active.img: no rke2.log, no rke2.yaml */
-        _cleanup_free_ char *check = pj(tmp, "check"), *img = pj(st, "cOS/active.img");
+        _cleanup_free_ char *check = path_in(tmp, "check"), *img = path_in(st, "cOS/active.img");
         /* (the preload's loop device is detached by the kernel a moment after its unmount) */
         int mr = -EBUSY;
         for (int i = 0; i < 50 && mr == -EBUSY; i++) {
@@ -221,7 +215,7 @@ static void test_import(void **state) {
                         usleep(100000);
         }
         assert_int_equal(mr, 0);
-        _cleanup_free_ char *l1 = pj(check, "rke2.log"), *l2 = pj(check, "etc/rancher/rke2/rke2.yaml");
+        _cleanup_free_ char *l1 = path_in(check, "rke2.log"), *l2 = path_in(check, "etc/rancher/rke2/rke2.yaml");
         assert_int_equal(access(l1, F_OK), -1);
         assert_int_equal(access(l2, F_OK), -1);
         assert_int_equal(install_umount(check), 0);
@@ -246,7 +240,7 @@ static void test_import(void **state) {
 
 static void test_failures(void **state) {
         _cleanup_free_ char *rootfs = make_rootfs(true), *nowharfie = make_rootfs(false);
-        _cleanup_free_ char *iso = make_iso("iso2", false), *good = make_iso("iso3", true), *none = pj(tmp, "none");
+        _cleanup_free_ char *iso = make_iso("iso2", false), *good = make_iso("iso3", true), *none = path_in(tmp, "none");
         mkdir_all(none);
         /* no bundle: nothing wanted, nothing to check */
         assert_int_equal(preload_wanted(none), 0);
@@ -255,12 +249,12 @@ static void test_failures(void **state) {
         assert_int_equal(preload_check(good, nowharfie), -ENOENT);
         assert_int_equal(preload_check(iso, rootfs), -ENOENT);
         /* no image lists */
-        _cleanup_free_ char *lists = pj(good, PRELOAD_LISTS "/harvester-images.txt");
+        _cleanup_free_ char *lists = path_in(good, PRELOAD_LISTS "/harvester-images.txt");
         assert_int_equal(unlink(lists), 0);
         assert_int_equal(preload_check(good, rootfs), -ENOENT);
 
         /* the import itself failing (no rke2 installer named): an error, and every mount undone */
-        _cleanup_free_ char *st = make_state(rootfs), *pers = pj(tmp, "persistent2"), *target = pj(tmp, "target2");
+        _cleanup_free_ char *st = make_state(rootfs), *pers = path_in(tmp, "persistent2"), *target = path_in(tmp, "target2");
         mkdir_all(pers);
         assert_int_equal(install_preload_images(iso, st, pers, target), -ENOENT);
         assert_int_equal(mounts_under_tmp(), 0);
