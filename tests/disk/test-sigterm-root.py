@@ -14,7 +14,6 @@ The STARTED webhook's payload carries the install disk's identity ({{.InstallDis
 session of its own (as under systemd). Exit 77 without root, loop devices or the tools.
 """
 
-import hashlib
 import http.server
 import os
 import re
@@ -24,6 +23,9 @@ import subprocess
 import sys
 import tempfile
 import threading
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from testiso import make_iso, sha512  # noqa: E402
 
 AGENT = os.environ.get("AGENT")
 REQUIRED = ["losetup", "wipefs", "mkfs.ext4", "mkfs.vfat", "mksquashfs", "xorriso", "unshare"]
@@ -95,48 +97,6 @@ class Server:
         self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-def add_image_files(root, shim_bytes=b"MZ shim\n" * 100):
-    """What the iso stage checks inside rootfs.squashfs (os_image_check): the kernel and initrd,
-    the release file, the image's GRUB files (qemu/release/cos/), the EFI binaries and modules."""
-    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "qemu", "release", "cos")
-    files = {
-        "boot/vmlinuz": b"kernel\n" * 100, "boot/initrd": b"initrd\n" * 100,
-        "etc/harvester-release.yaml": b"harvester: v1.1.2-test\nos: Harvester v1.1.2-test\n"
-                                      b"monitoringChart: 100.1.0+up19.0.3\nloggingChart: 100.1.3+up3.17.7\n",
-        "etc/cos/grub.cfg": open(os.path.join(src, "grub.cfg"), "rb").read(),
-        "etc/cos/bootargs.cfg": open(os.path.join(src, "bootargs.cfg"), "rb").read(),
-        "usr/share/efi/x86_64/shim.efi": shim_bytes, "usr/share/efi/x86_64/grub.efi": b"MZ grub\n" * 100,
-        "usr/share/efi/x86_64/MokManager.efi": b"MZ mok\n" * 100,
-    }
-    for m in ("loopback", "squash4", "xzio"):
-        files["usr/share/grub2/x86_64-efi/%s.mod" % m] = m.encode() * 100
-    for rel, data in files.items():
-        os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
-        with open(os.path.join(root, rel), "wb") as f:
-            f.write(data)
-
-
-def make_iso(work):
-    tree = os.path.join(work, "iso.d")
-    for d in ("boot", "EFI/BOOT", "rootfs/etc"):
-        os.makedirs(os.path.join(tree, d), exist_ok=True)
-    with open(os.path.join(tree, "rootfs/etc/os-release"), "w") as f:
-        f.write("NAME=test\n")
-    add_image_files(os.path.join(tree, "rootfs"))
-    run(["mksquashfs", os.path.join(tree, "rootfs"), os.path.join(tree, "rootfs.squashfs"), "-noappend", "-quiet", "-no-progress"])
-    shutil.rmtree(os.path.join(tree, "rootfs"))
-    for p in ("boot/kernel", "boot/initrd", "EFI/BOOT/BOOTX64.EFI"):
-        with open(os.path.join(tree, p), "wb") as f:
-            f.write(b"x\n" * 1000)
-    iso = os.path.join(work, "test.iso")
-    run(["xorriso", "-as", "mkisofs", "-quiet", "-R", "-J", "-V", "HARVESTER", "-o", iso, tree])
-    os.chmod(iso, 0o644)
-    h = hashlib.sha512()
-    with open(iso, "rb") as f:
-        h.update(f.read())
-    return iso, "sha512:" + h.hexdigest()
 
 
 def write_config(work, srv, device, iso_url, checksum):
@@ -233,7 +193,8 @@ def main():
     srv = Server()
     dev = None
     try:
-        iso, digest = make_iso(work)
+        iso = make_iso(work, "test")
+        digest = sha512(iso)
         img = os.path.join(work, "disk.img")
         with open(img, "wb") as f:
             f.truncate(100 * GiB)
