@@ -676,6 +676,15 @@ static int all_mirrors_failed(struct download *d) {
         return log_error_errno(-e, "%s: every mirror failed: %s", d->what, all);
 }
 
+/* The final error when the deadline passed with no progress on any mirror. */
+static int mirrors_timed_out(const struct download *d, unsigned attempts, int64_t deadline_sec) {
+        _cleanup_free_ char *all = mirror_failures(d);
+        return log_error_errno(ETIMEDOUT, "%s: giving up after %u attempts: %" PRIi64 " s without progress on any "
+                                          "mirror. Each mirror's last failure: %s. Check that the servers are "
+                                          "reachable from this machine and serve the file.",
+                               d->what, attempts, deadline_sec, strempty(all));
+}
+
 int download_file(const struct download_options *o, struct download_result *ret) {
         char a[32], b[32];
         int r;
@@ -840,14 +849,8 @@ int download_file(const struct download_options *o, struct download_result *ret)
                         log_info("%s: continuing on %s (mirror %zu of %zu) with %s held.", d.what,
                                  d.mirrors[next].shown, next + 1, d.n_mirrors, bytes_text(a, sizeof(a), held));
                 if (next > d.cur) {
-                        if (now_usec() - rs.start_usec >= policy.deadline_usec) {
-                                _cleanup_free_ char *all = mirror_failures(&d);
-                                return log_error_errno(ETIMEDOUT, "%s: giving up after %u attempts: %" PRIi64 " s without "
-                                                                  "progress on any mirror. Each mirror's last failure: %s. "
-                                                                  "Check that the servers are reachable from this "
-                                                                  "machine and serve the file.",
-                                                       d.what, attempts, deadline_sec, strempty(all));
-                        }
+                        if (now_usec() - rs.start_usec >= policy.deadline_usec)
+                                return mirrors_timed_out(&d, attempts, deadline_sec);
                         switches++;
                         r = use_mirror(&d, next);
                         if (r < 0)
@@ -878,12 +881,7 @@ int download_file(const struct download_options *o, struct download_result *ret)
                                                                   "%s. Check that the server is reachable from this "
                                                                   "machine and serves the file.",
                                                        d.what, d.shown_url, attempts, deadline_sec, reason);
-                        _cleanup_free_ char *all = mirror_failures(&d);
-                        return log_error_errno(ETIMEDOUT, "%s: giving up after %u attempts: %" PRIi64 " s without "
-                                                          "progress on any mirror. Each mirror's last failure: %s. "
-                                                          "Check that the servers are reachable from this machine "
-                                                          "and serve the file.",
-                                               d.what, attempts, deadline_sec, strempty(all));
+                        return mirrors_timed_out(&d, attempts, deadline_sec);
                 }
                 if (d.n_mirrors > 1)
                         log_warning("%s: %s%s%s; trying again from %s (mirror %zu of %zu) in %.1f s, with %s held "
